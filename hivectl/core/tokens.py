@@ -1,0 +1,339 @@
+"""Minting and verifying the JWTs that authenticate connections (protocol.md §2, §2.1).
+
+The JWT mechanics (base64url, JSON, signatures, ``crit``, ``iss``/``aud``) are PyJWT's;
+this module decides *which* key and algorithm may verify a token and turns every way a
+token can be wrong into the one-line text the client gets back (always ``erc`` 401).
+
+Keys and algorithms:
+
+* Every configured key is bound to one algorithm (HS256: a shared secret; RS256/ES256:
+  a PEM public key). The token header never chooses the algorithm: a header ``alg`` other
+  than the selected key's -- ``none``, or HS256 against an RS256 public key (the classic
+  key-confusion attack) -- is ``algorithm not allowed``.
+* A header ``kid`` names the key when the ring names its keys (an unknown one is
+  ``unknown key id <kid>``). Without ``kid`` the unnamed keys are tried (several of them
+  allow a secret rotation), or the only key when the ring holds one. A ring whose keys
+  carry no ``kid`` ignores the header ``kid``: there is nothing to select among.
+
+Checks, in order; the first failure is the answer:
+
+================================ ===============================================
+fault                            text
+================================ ===============================================
+not a JWS, bad base64/JSON       ``token is malformed``
+``alg`` not the key's            ``algorithm not allowed``
+``kid`` names no key             ``unknown key id <kid>`` (``token has no key id``)
+signature                        ``signature is invalid``
+``iss`` / ``aud`` (when set)     ``issuer is invalid`` / ``audience is invalid``
+``per`` / ``dpv`` malformed      ``claim per is invalid: ...`` (``dpv`` alike)
+other claim of the wrong type    ``token is malformed`` (``exp`` a string...)
+``exp`` <= now - leeway          ``token has expired``
+``nbf`` > now + leeway           ``token is not valid yet``
+================================ ===============================================
+
+Nothing is learnt from a payload before its signature holds. Time is passed in (``now``,
+seconds since the epoch), never read here: PyJWT's own clock checks are switched off and
+``exp``/``nbf`` are compared with ``now`` by this module, with PyJWT's boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import (
+    EllipticCurvePrivateKey,
+    EllipticCurvePublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from jwt.types import Options
+
+from hivectl.core.permissions import ClaimError, Permissions, ProviderPatterns
+
+ALGORITHMS = ("HS256", "RS256", "ES256")
+
+MALFORMED = "token is malformed"
+BAD_SIGNATURE = "signature is invalid"
+BAD_ALGORITHM = "algorithm not allowed"
+EXPIRED = "token has expired"
+NOT_YET_VALID = "token is not valid yet"
+BAD_ISSUER = "issuer is invalid"
+BAD_AUDIENCE = "audience is invalid"
+NO_KEY_ID = "token has no key id"
+
+_PublicKey: TypeAlias = bytes | RSAPublicKey | EllipticCurvePublicKey
+_PUBLIC_TYPES = {"HS256": bytes, "RS256": RSAPublicKey, "ES256": EllipticCurvePublicKey}
+_PRIVATE_TYPES = {"HS256": bytes, "RS256": RSAPrivateKey, "ES256": EllipticCurvePrivateKey}
+
+
+class TokenError(Exception):
+    """Authentication failed; `text` is what the client is told."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """HS256: the shared secret; RS256/ES256: the PEM public key text."""
+
+    algorithm: str
+    key: str | bytes
+    kid: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_algorithm(self.algorithm)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """HS256: the shared secret; RS256/ES256: the PEM private key text."""
+
+    algorithm: str
+    key: str | bytes
+    kid: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_algorithm(self.algorithm)
+
+
+def _check_algorithm(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+
+
+def _prepare(key: VerificationKey | SigningKey, *, private: bool) -> Any:
+    """The key as PyJWT will use it, checked once: usable, and public or private as asked."""
+    name = f"{key.algorithm} key" + (f" {key.kid!r}" if key.kid is not None else "")
+    try:
+        prepared = jwt.get_algorithm_by_name(key.algorithm).prepare_key(key.key)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{name} is unusable: {error}") from None
+    expected = (_PRIVATE_TYPES if private else _PUBLIC_TYPES)[key.algorithm]
+    if not isinstance(prepared, expected):
+        raise ValueError(f"{name} must be a {'private' if private else 'public'} key")
+    return prepared
+
+
+@dataclass(frozen=True)
+class _ReadyKey:
+    algorithm: str
+    kid: str | None
+    key: _PublicKey
+
+
+class KeyRing:
+    """The keys a server accepts, each bound to its own algorithm."""
+
+    __slots__ = ("_algorithms", "_named", "_unnamed", "keys")
+
+    def __init__(self, keys: Iterable[VerificationKey]) -> None:
+        """Raise ValueError for an empty ring, a repeated ``kid`` or an unusable key."""
+        self.keys = tuple(keys)
+        if not self.keys:
+            raise ValueError("a key ring needs at least one key")
+        self._named: dict[str, _ReadyKey] = {}
+        unnamed: list[_ReadyKey] = []
+        for key in self.keys:
+            ready = _ReadyKey(key.algorithm, key.kid, _prepare(key, private=False))
+            if key.kid is None:
+                unnamed.append(ready)
+            elif key.kid in self._named:
+                raise ValueError(f"two keys share the key id {key.kid!r}")
+            else:
+                self._named[key.kid] = ready
+        self._unnamed = tuple(unnamed)
+        self._algorithms = frozenset(key.algorithm for key in self.keys)
+
+    def candidates(self, header: Mapping[str, Any]) -> tuple[_ReadyKey, ...]:
+        """The keys that may verify a token with this (unverified) header, or TokenError."""
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            raise TokenError(BAD_ALGORITHM)
+        chosen = tuple(key for key in self._select(header.get("kid")) if key.algorithm == algorithm)
+        if not chosen:
+            raise TokenError(BAD_ALGORITHM)
+        return chosen
+
+    def _select(self, kid: str | None) -> tuple[_ReadyKey, ...]:
+        if kid is not None and self._named:
+            if kid not in self._named:
+                raise TokenError(f"unknown key id {kid}")
+            return (self._named[kid],)
+        if self._unnamed:
+            return self._unnamed
+        if len(self._named) == 1:
+            return tuple(self._named.values())
+        raise TokenError(NO_KEY_ID)
+
+
+def load_pem(path: str | PathLike[str]) -> str:
+    """The text of a PEM key file (raise ValueError when it is not PEM)."""
+    text = Path(path).read_text(encoding="ascii", errors="replace")
+    if not text.lstrip().startswith("-----BEGIN "):
+        raise ValueError(f"{path}: not a PEM file")
+    return text
+
+
+def secret_from_text(text: str) -> bytes:
+    """An HS256 secret from a file or variable: its UTF-8 bytes, trailing newlines removed."""
+    return text.rstrip("\r\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says."""
+
+    sub: str | None
+    jti: str | None
+    exp: float | None
+    nbf: float | None
+    iat: float | None
+    per: Permissions
+    dpv: ProviderPatterns
+    raw: Mapping[str, Any]
+
+
+def verify_token(
+    token: str,
+    keys: KeyRing,
+    *,
+    now: float,
+    leeway: float = 0.0,
+    require_permissions: bool = False,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> Claims:
+    """Verify `token` at time `now`; raise TokenError with the client's text."""
+    candidates = keys.candidates(_unverified_header(token))
+    payload = _verified_payload(token, candidates, issuer=issuer, audience=audience)
+    try:
+        claims = _read_claims(payload, require_permissions=require_permissions)
+    except ClaimError as error:
+        raise TokenError(str(error) if error.claim in ("per", "dpv") else MALFORMED) from None
+    if claims.exp is not None and claims.exp <= now - leeway:
+        raise TokenError(EXPIRED)
+    if claims.nbf is not None and claims.nbf > now + leeway:
+        raise TokenError(NOT_YET_VALID)
+    return claims
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise TokenError(MALFORMED) from None
+    if not isinstance(header.get("alg"), str):
+        raise TokenError(MALFORMED)
+    return header
+
+
+def _verified_payload(
+    token: str, candidates: Sequence[_ReadyKey], *, issuer: str | None, audience: str | None
+) -> dict[str, Any]:
+    options: Options = {
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_iss": issuer is not None,
+        "verify_aud": audience is not None,
+    }
+    for key in candidates:
+        try:
+            return jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                options=options,
+                issuer=issuer,
+                audience=audience,
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError as error:
+            raise TokenError(_error_text(error)) from None
+    raise TokenError(BAD_SIGNATURE)
+
+
+def _error_text(error: jwt.InvalidTokenError) -> str:
+    if isinstance(error, jwt.InvalidIssuerError):
+        return BAD_ISSUER
+    if isinstance(error, jwt.InvalidAudienceError):
+        return BAD_AUDIENCE
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return {"iss": BAD_ISSUER, "aud": BAD_AUDIENCE}.get(error.claim, MALFORMED)
+    return MALFORMED
+
+
+def _read_claims(payload: Mapping[str, Any], *, require_permissions: bool) -> Claims:
+    """Type-check the claims we use; ClaimError names the first bad one."""
+    if "per" in payload:
+        per = Permissions.parse(payload["per"])
+    else:
+        per = Permissions.nothing() if require_permissions else Permissions.unrestricted()
+    dpv = ProviderPatterns.parse(payload["dpv"]) if "dpv" in payload else ProviderPatterns.empty()
+    return Claims(
+        sub=_string(payload, "sub"),
+        jti=_string(payload, "jti"),
+        exp=_number(payload, "exp"),
+        nbf=_number(payload, "nbf"),
+        iat=_number(payload, "iat"),
+        per=per,
+        dpv=dpv,
+        raw=MappingProxyType(dict(payload)),
+    )
+
+
+def _string(payload: Mapping[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if name in payload and not isinstance(value, str):
+        raise ClaimError(name, "expected a string")
+    return value
+
+
+def _number(payload: Mapping[str, Any], name: str) -> float | None:
+    if name not in payload:
+        return None
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClaimError(name, "expected a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ClaimError(name, "expected a finite number")
+    return number
+
+
+def mint_token(
+    claims: Mapping[str, Any], key: SigningKey, *, now: float, ttl: float | None = None
+) -> str:
+    """Sign `claims` with `key`, setting ``iat`` (and ``exp`` = now + ttl when given).
+
+    Raise ClaimError for claims a server would refuse (``per``, ``dpv``, ``sub``, ``exp``...),
+    ValueError for an unusable key.
+    """
+    payload = {**claims, "iat": int(now)}
+    if ttl is not None:
+        payload["exp"] = int(now + ttl)
+    _read_claims(payload, require_permissions=False)
+    private = _prepare(key, private=True)
+    headers = {"kid": key.kid} if key.kid is not None else None
+    return jwt.encode(payload, private, algorithm=key.algorithm, headers=headers)
+
+
+def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, claims) of a token, signature and times NOT checked (for display only)."""
+    try:
+        decoded = jwt.decode_complete(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        raise TokenError(MALFORMED) from None
+    return decoded["header"], decoded["payload"]
