@@ -1,0 +1,258 @@
+"""Wire messages of the Hivekit protocol (protocol.md §4-§6): parse, validate, serialise.
+
+Both directions carry frames that are JSON arrays of messages; the only exception is
+the authentication frame, the raw text ``Bearer <jwt>``. Messages use short keys
+(``typ``, ``act``, ``cid``, ``id``, ``rea``, ``dat``, ``lab``, ``loc``, ``tds``).
+
+Validation happens in two steps, because an error must be reported with the ``cid``
+and ``typ`` of the message that caused it whenever those can be read:
+
+1. `decode_frame` turns the frame into a list; anything that is not a JSON array is
+   a frame error (400) with no ``cid``.
+2. `parse_request` checks one item of that list: it must be an object, ``typ`` and
+   ``act`` must name a known action, and every envelope field present must have its
+   type (``id``/``rea``/``lab`` strings, ``cid`` a string or an integer, ``tds`` a list
+   of strings, ``loc`` an object of numbers). Payload rules that depend on the action
+   (what ``dat`` must hold) are checked by the handler with the helpers below.
+
+JSON is decoded with orjson, which follows RFC 8259 strictly: ``NaN``/``Infinity``,
+lone surrogates and nesting deeper than 1024 levels are rejected, so hostile frames
+fail here as 400 instead of deep in a handler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+MAX_ID_LENGTH = 1024
+"""Ids, realm ids and patterns longer than this are rejected (400)."""
+
+ACTIONS: Mapping[str, frozenset[str]] = {
+    "rea": frozenset({"cre", "rea", "lis", "upd", "del", "sub", "uns", "pub"}),
+    "obj": frozenset({"cre", "rea", "lis", "upd", "del", "set"}),
+    "sub": frozenset({"cre", "upd", "del"}),
+    "sys": frozenset({"hbt", "sta", "pre", "aut"}),
+}
+
+LOCATION_NUMBERS = ("lon", "lat", "acc", "spe", "hea", "alt", "alc")
+
+Message = dict[str, Any]
+
+
+class WireError(Exception):
+    """A message or frame the server cannot accept, with the reply's code and text."""
+
+    def __init__(self, code: int, text: str, *, cid: object = None, typ: str | None = None):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.cid = cid
+        self.typ = typ
+
+
+@dataclass(slots=True)
+class Request:
+    """One validated message. Fields the client left out are None."""
+
+    typ: str
+    act: str
+    cid: str | int | None
+    id: str | None
+    rea: str | None
+    dat: Any
+    lab: str | None
+    loc: Mapping[str, Any] | None
+    tds: list[str] | None
+    has_dat: bool
+
+
+def decode_frame(data: str | bytes) -> list[Any]:
+    """The messages of a text frame; a frame error (400) otherwise."""
+    if isinstance(data, bytes):
+        raise WireError(400, "binary frames are not supported")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(400, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise WireError(400, "frame must be a JSON array of messages")
+    return value
+
+
+def decode_json(data: str | bytes) -> Any:
+    """Strict JSON decoding shared by the HTTP API; raises WireError (400)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(400, f"body is not valid JSON: {exc}") from None
+
+
+def encode(messages: list[Message]) -> bytes:
+    """A frame as UTF-8 JSON bytes (sent as a text frame)."""
+    return orjson.dumps(messages)
+
+
+def parse_request(item: object) -> Request:
+    """Validate the envelope of one message; raises WireError carrying cid and typ."""
+    if not isinstance(item, dict):
+        raise WireError(400, "message must be a JSON object")
+    cid = item.get("cid")
+    if cid is not None and (isinstance(cid, bool) or not isinstance(cid, str | int)):
+        raise WireError(400, "cid must be a string or an integer")
+    typ = item.get("typ")
+    if not isinstance(typ, str) or typ not in ACTIONS:
+        raise WireError(400, f"unknown type {_show(typ)}", cid=cid)
+    act = item.get("act")
+    if not isinstance(act, str) or act not in ACTIONS[typ]:
+        raise WireError(400, f"unknown action {_show(act)} for type {typ}", cid=cid, typ=typ)
+    try:
+        return Request(
+            typ=typ,
+            act=act,
+            cid=cid,
+            id=_optional_id(item, "id"),
+            rea=_optional_id(item, "rea"),
+            dat=item.get("dat"),
+            lab=_optional_string(item, "lab"),
+            loc=_optional_location(item),
+            tds=_optional_string_list(item, "tds"),
+            has_dat="dat" in item,
+        )
+    except WireError as exc:
+        exc.cid, exc.typ = cid, typ
+        raise
+
+
+def _show(value: object) -> str:
+    text = orjson.dumps(value).decode() if value is not None else "null"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _optional_id(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WireError(400, f"{key} must be a string")
+    check_id(value, key)
+    return value
+
+
+def check_id(value: str, what: str) -> None:
+    """Ids and patterns: non-empty, bounded length."""
+    if not value:
+        raise WireError(400, f"{what} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise WireError(400, f"{what} is longer than {MAX_ID_LENGTH} characters")
+
+
+def _optional_string(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WireError(400, f"{key} must be a string")
+    return value
+
+
+def _optional_string_list(item: Mapping[str, Any], key: str) -> list[str] | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise WireError(400, f"{key} must be a list of strings")
+    return value
+
+
+def _optional_location(item: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = item.get("loc")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise WireError(400, "loc must be an object")
+    for key in LOCATION_NUMBERS:
+        number = value.get(key)
+        if number is not None and not is_number(number):
+            raise WireError(400, f"loc.{key} must be a finite number")
+    if not isinstance(value.get("gcs", ""), str | None):
+        raise WireError(400, "loc.gcs must be a string")
+    for key in ("tim", "time"):
+        if not isinstance(value.get(key, ""), str | None):
+            raise WireError(400, f"loc.{key} must be an ISO-8601 string")
+    return value
+
+
+def is_number(value: object) -> bool:
+    """A finite JSON number (booleans are not numbers)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def normalize_location(loc: Mapping[str, Any], now_iso: str) -> dict[str, Any]:
+    """A location with every key present: numbers default 0, ``gcs`` "", ``tim`` now."""
+    result: dict[str, Any] = {key: loc.get(key) or 0 for key in LOCATION_NUMBERS}
+    result["gcs"] = loc.get("gcs") or ""
+    result["tim"] = loc.get("tim") or loc.get("time") or now_iso
+    return result
+
+
+EMPTY_LOCATION: Mapping[str, Any] = {
+    **{key: 0 for key in LOCATION_NUMBERS},
+    "gcs": "",
+    "tim": "",
+}
+
+
+def require_object(value: object, what: str) -> dict[str, Any]:
+    """A payload that must be a JSON object."""
+    if not isinstance(value, dict):
+        raise WireError(400, f"{what} must be an object")
+    return value
+
+
+def merge_data(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``dat`` merge rule: key by key, a null value deletes the key."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def success(request: Request, dat: Any = None) -> Message:
+    reply: Message = {"typ": request.typ, "act": request.act, "cid": request.cid, "res": "suc"}
+    if dat is not None:
+        reply["dat"] = dat
+    return reply
+
+
+def error(
+    code: int, text: str, *, cid: object = None, typ: str | None = None, act: str | None = None
+) -> Message:
+    """An error message; without ``cid`` for failures of messages that had none."""
+    reply: Message = {}
+    if typ is not None:
+        reply["typ"] = typ
+    if act is not None:
+        reply["act"] = act
+    if cid is not None:
+        reply["cid"] = cid
+    reply.update(res="err", err=text, erc=code)
+    return reply
+
+
+def iso8601(timestamp: float) -> str:
+    """Wire time format: ISO-8601 in UTC with milliseconds, e.g. 2026-11-30T02:33:53.123Z."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
