@@ -1,0 +1,298 @@
+"""The asyncio shell around the hub: sockets, timers and storage durability.
+
+Everything the protocol decides lives in `server.hub`; this module only moves bytes
+and time. One coroutine per WebSocket connection feeds the hub in arrival order;
+after each unit of work the hub's outboxes are flushed with `broadcast`-style
+non-blocking writes, so a slow reader never makes anyone else wait. A connection's
+replies to writes leave only after storage reports them durable.
+
+Timers the shell owns: the authentication deadline, each token's expiry, and the
+presence engine's next grace deadline (fed back to the hub as a tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin
+
+from hivectl.core.settings import Settings
+from hivectl.core.tokens import KeyRing
+from server.auth import keyring_from_settings
+from server.http_api import ApiListener
+from server.hub import Hub
+from server.session import Session
+from server.storage import MemoryStorage, Storage
+
+log = logging.getLogger("hivectl.server")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+
+
+@dataclass
+class _Timers:
+    auth: asyncio.TimerHandle | None = None
+    expiry: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        for handle in (self.auth, self.expiry):
+            if handle is not None:
+                handle.cancel()
+
+
+class HivekitServer:
+    """One node: WebSocket + health endpoints on one port, the HTTP API on another."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: Storage | None = None,
+        keys: KeyRing | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage: Storage = storage or MemoryStorage()
+        self.keys = keys or keyring_from_settings(settings.auth)
+        self.node_id = settings.server.node_id or f"node-{secrets.token_hex(4)}"
+        self.hub = Hub(
+            settings, self.storage, self.keys, node_id=self.node_id, started_at=time.time()
+        )
+        self.ready = False
+        self._conn_ids = itertools.count(1)
+        self._ws_server: Server | None = None
+        self._api: ApiListener | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_at: float | None = None
+        self._close_reasons: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        now = time.time()
+        self.hub.load(self.storage.load(), now)
+        limits = self.settings.limits
+        self._ws_server = await serve(
+            self._handle,
+            self.settings.server.host,
+            self.settings.server.port,
+            process_request=self._process_request,
+            ping_interval=limits.ping_interval or None,
+            ping_timeout=limits.ping_timeout or None,
+            max_size=limits.max_message_size,
+            max_queue=16,
+            compression="deflate" if limits.compression == "deflate" else None,
+            server_header="hivectl",
+            origins=_origins(limits.allowed_origins),
+        )
+        if self.settings.server.api_enabled:
+            self._api = ApiListener(self.handle_http, self.settings.limits.max_message_size)
+            await self._api.start(self.settings.server.host, self.settings.server.api_port)
+        self.ready = True
+        log.info("serving %s", self.ws_url)
+
+    async def close(self) -> None:
+        """Graceful stop: refuse new work, close clients with 1001, make storage durable."""
+        self.ready = False
+        if self._api is not None:
+            await self._api.close()
+        if self._ws_server is not None:
+            for session in self.hub.sessions.values():
+                self._close_reasons.setdefault(session.conn_id, "shutdown")
+            self._ws_server.close(code=CLOSE_GOING_AWAY, reason="server shutting down")
+            try:
+                async with asyncio.timeout(self.settings.server.shutdown_timeout):
+                    await self._ws_server.wait_closed()
+            except TimeoutError:
+                log.warning("connections still open after the shutdown timeout")
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        await self.storage.sync()
+        await self.storage.close()
+
+    async def serve_forever(self) -> None:
+        assert self._ws_server is not None
+        await self._ws_server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self._ws_server is not None
+        sockets = list(self._ws_server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def api_port(self) -> int | None:
+        return self._api.port if self._api is not None else None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{_url_host(self.settings.server.host)}:{self.port}/ws"
+
+    @property
+    def api_url(self) -> str | None:
+        port = self.api_port
+        if port is None:
+            return None
+        return f"http://{_url_host(self.settings.server.host)}:{port}/api/v1"
+
+    # -- HTTP on the WebSocket port --------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if self.ready:
+                return connection.respond(HTTPStatus.OK, "ready\n")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        if not self.ready:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        if len(self.hub.sessions) >= self.settings.limits.max_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server full\n")
+        return None
+
+    # -- connections -----------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn_id = f"{self.node_id}:{next(self._conn_ids)}"
+        remote = _remote(ws)
+        session = self.hub.new_session(
+            conn_id, lambda data: self._deliver(ws, session, data), remote
+        )
+        loop = asyncio.get_running_loop()
+        timers = _Timers()
+        timers.auth = loop.call_later(
+            self.settings.limits.auth_timeout, self._auth_deadline, ws, session
+        )
+        try:
+            async for message in ws:
+                now = time.time()
+                if isinstance(message, str) and message.startswith("Bearer "):
+                    if self.hub.authenticate(session, message[7:].strip(), now):
+                        self._arm_expiry(ws, session, timers)
+                elif self.hub.handle_frame(session, message, now):
+                    await self._acknowledge_after_commit(session)
+                self._after_work()
+        except ConnectionClosed:
+            pass
+        finally:
+            timers.cancel()
+            reason = self._close_reasons.pop(conn_id, None) or _close_reason(ws)
+            self.hub.close_session(session, reason, time.time())
+            self._after_work()
+
+    async def _acknowledge_after_commit(self, session: Session) -> None:
+        """Hold this session's output until the writes it is about to acknowledge are durable."""
+        self.hub.dirty.pop(session, None)
+        self.hub.flush()
+        await self.storage.sync()
+        if session.outbox:
+            self.hub.dirty[session] = None
+
+    def _after_work(self) -> None:
+        self.hub.flush()
+        self._arm_tick()
+
+    def _deliver(self, ws: ServerConnection, session: Session, data: bytes) -> None:
+        broadcast([ws], data, text=True)
+        transport = ws.transport
+        if transport is None:
+            return
+        queued = transport.get_write_buffer_size()
+        if queued > session.queue_high_water:
+            session.queue_high_water = queued
+        if queued > self.settings.limits.send_queue_bytes:
+            self._close_reasons.setdefault(session.conn_id, "closed")
+            log.warning("closing slow consumer %s (%d bytes queued)", session.conn_id, queued)
+            ws.protocol.fail(CLOSE_SLOW_CONSUMER, "slow consumer")
+            transport.abort()
+
+    def _auth_deadline(self, ws: ServerConnection, session: Session) -> None:
+        if not session.authenticated:
+            self._spawn(ws.close(CLOSE_POLICY, "authentication timeout"))
+
+    def _arm_expiry(self, ws: ServerConnection, session: Session, timers: _Timers) -> None:
+        if timers.expiry is not None:
+            timers.expiry.cancel()
+            timers.expiry = None
+        exp = session.claims.exp if session.claims else None
+        if exp is None:
+            return
+
+        def expire() -> None:
+            self._close_reasons[session.conn_id] = "expired"
+            self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+
+        timers.expiry = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), expire)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm_tick(self) -> None:
+        """Schedule a tick at the engine's next grace deadline, if earlier than the one set."""
+        deadline = self.hub.engine.next_deadline()
+        if deadline is None or (self._tick_at is not None and self._tick_at <= deadline):
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._tick_at = deadline
+        self._tick_handle = asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.time()), self._on_tick
+        )
+
+    def _on_tick(self) -> None:
+        self._tick_at = None
+        self._tick_handle = None
+        self.hub.tick(time.time())
+        self._after_work()
+
+    # -- used by the HTTP API --------------------------------------------------
+
+    async def handle_http(self, token: str, body: bytes) -> tuple[int, Any]:
+        """One POST /api/v1 request: (HTTP status, JSON body)."""
+        status, payload, needs_sync = self.hub.handle_http(token, body, time.time())
+        self._after_work()
+        if needs_sync:
+            await self.storage.sync()
+        return status, payload
+
+
+def _origins(allowed: Sequence[str]) -> list[Origin | None] | None:
+    return [Origin(origin) for origin in allowed] if allowed else None
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _remote(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def _close_reason(ws: ServerConnection) -> str:
+    """Why a socket ended, in presence-ledger terms."""
+    sent = ws.protocol.close_sent
+    if sent is not None and sent.reason == "keepalive ping timeout":
+        return "timeout"
+    return "closed"

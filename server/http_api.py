@@ -1,0 +1,105 @@
+"""``POST /api/v1``: the request/response API on a listener of its own (protocol.md §1).
+
+The `websockets` server refuses HTTP requests that carry a body, so the API gets its
+own port. HTTP parsing is the standard library's (`http.server`, one thread per
+request); each request is handed to the event loop, which owns all state, and the
+thread waits for the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+HandleApi = Callable[[str, bytes], Coroutine[Any, Any, tuple[int, Any]]]
+
+REQUEST_TIMEOUT = 30.0
+UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
+
+
+class ApiListener:
+    def __init__(self, handle: HandleApi, max_body: int) -> None:
+        self._handle = handle
+        self._max_body = max_body
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        handler = _handler_class(self._handle, self._max_body, loop)
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="hivectl-api", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None
+        return int(self._httpd.server_address[1])
+
+    async def close(self) -> None:
+        if self._httpd is not None:
+            await asyncio.to_thread(self._httpd.shutdown)
+            self._httpd.server_close()
+            self._httpd = None
+
+
+def _handler_class(
+    handle: HandleApi, max_body: int, loop: asyncio.AbstractEventLoop
+) -> type[BaseHTTPRequestHandler]:
+    class ApiHandler(BaseHTTPRequestHandler):
+        server_version = "hivectl"
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            if self.path.split("?", 1)[0].rstrip("/") != "/api/v1":
+                self._send(HTTPStatus.NOT_FOUND, {"err": "not found", "erc": 404})
+                return
+            length = self._content_length()
+            if length is None:
+                self._send(HTTPStatus.LENGTH_REQUIRED, {"err": "length required", "erc": 400})
+                return
+            if length > max_body:
+                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"err": "too large", "erc": 413})
+                return
+            body = self.rfile.read(length)
+            authorization = self.headers.get("Authorization", "")
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                self._send(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
+                return
+            future = asyncio.run_coroutine_threadsafe(handle(token.strip(), body), loop)
+            try:
+                status, payload = future.result(timeout=REQUEST_TIMEOUT)
+            except TimeoutError:
+                future.cancel()
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"err": "timeout", "erc": 503})
+                return
+            self._send(HTTPStatus(status), payload)
+
+        def _content_length(self) -> int | None:
+            try:
+                return int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                return None
+
+        def _send(self, status: HTTPStatus, payload: Any) -> None:
+            body = orjson.dumps(payload)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Requests are not logged one per line; the server's own log covers errors."""
+
+    return ApiHandler

@@ -1,0 +1,595 @@
+"""The hub: realms, objects, presence and pub/sub for every session of one server.
+
+The hub is sans-I/O. The I/O shell hands it authentication frames, message frames,
+closes and the passing of time, each with the current time; the hub answers by
+pushing messages into session outboxes and telling storage what changed. Nothing
+here awaits, so the whole state changes atomically between two socket events.
+
+Rules the handlers keep (protocol.md):
+
+* Messages of one frame are handled in array order; each request with a ``cid``
+  gets exactly one reply; ``set`` gets none, and a failing message without ``cid``
+  gets an error without ``cid``.
+* Checks run in this order: envelope (400), authenticated (401), realm exists
+  (404 ``unknown realm <id>``), permission (403), object exists (404), conflict (409).
+  A failure changes nothing.
+* Every presence transition the engine returns is published as
+  ``connectionStatusChanged`` in its realm and recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hivectl import BUILD_DATE, __version__
+from hivectl.core.filters import all_match, parse_filters
+from hivectl.core.geo import parse_shape
+from hivectl.core.patterns import compile_pattern
+from hivectl.core.permissions import Permissions
+from hivectl.core.settings import Settings
+from hivectl.core.tokens import KeyRing, TokenError, verify_token
+from hivectl.core.wire import (
+    Message,
+    Request,
+    WireError,
+    check_id,
+    decode_frame,
+    decode_json,
+    encode,
+    error,
+    iso8601,
+    merge_data,
+    normalize_location,
+    parse_request,
+    require_object,
+    success,
+)
+from server.presence import (
+    Event,
+    ObjectCreated,
+    ObjectDeleted,
+    PresenceEngine,
+    ProviderDown,
+    ProviderUp,
+    RealmCreated,
+    RealmDeleted,
+    StatusChanged,
+    Tick,
+)
+from server.pubsub import PubSubRouter
+from server.records import ObjectRecord, RealmRecord
+from server.session import Deliver, Session
+from server.storage import LoadedState, Storage
+
+log = logging.getLogger("hivectl.server")
+
+PRESENCE_EVENT = "connectionStatusChanged"
+
+_STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
+
+Handler = Callable[[Session, Request, float], Message | None]
+
+
+def denied(letter: str, realm: str, object_id: str | None = None) -> WireError:
+    where = realm if object_id is None else f"{realm}/{object_id}"
+    return WireError(403, f"permission denied: {letter} on {where}")
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        keys: KeyRing,
+        *,
+        node_id: str,
+        started_at: float,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.keys = keys
+        self.node_id = node_id
+        self.started_at = started_at
+        self.engine = PresenceEngine(grace=settings.presence.grace)
+        self.realms: dict[str, RealmRecord] = {}
+        self.sessions: dict[str, Session] = {}
+        self.dirty: dict[Session, None] = {}
+        self.pubsub = PubSubRouter()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.presence_events = 0
+        self._writes = 0
+        self._handlers: dict[tuple[str, str], Handler] = {
+            ("rea", "cre"): self._realm_create,
+            ("rea", "rea"): self._realm_read,
+            ("rea", "lis"): self._realm_list,
+            ("rea", "upd"): self._realm_update,
+            ("rea", "del"): self._realm_delete,
+            ("rea", "sub"): self._pubsub_subscribe,
+            ("rea", "uns"): self._pubsub_unsubscribe,
+            ("rea", "pub"): self._pubsub_publish,
+            ("obj", "cre"): self._object_create,
+            ("obj", "upd"): self._object_update,
+            ("obj", "set"): self._object_set,
+            ("obj", "rea"): self._object_read,
+            ("obj", "lis"): self._object_list,
+            ("obj", "del"): self._object_delete,
+            ("sys", "hbt"): self._heartbeat,
+            ("sys", "sta"): self._stats,
+            ("sys", "pre"): self._presence_query,
+        }
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def load(self, state: LoadedState, now: float) -> None:
+        """Adopt what storage kept; every object starts disconnected."""
+        for realm in state.realms:
+            self.realms[realm.id] = realm
+            self.engine.apply(RealmCreated(realm.id, now))
+            for object_id in realm.objects:
+                self.engine.apply(ObjectCreated(realm.id, object_id, now))
+        for (realm_id, object_id), entry in state.ledgers.items():
+            owner = self.realms.get(realm_id)
+            if owner is not None and object_id in owner.objects:
+                self.engine.load_ledger(realm_id, object_id, entry)
+
+    def new_session(self, conn_id: str, deliver: Deliver, remote: str = "") -> Session:
+        session = Session(conn_id, deliver, self.dirty, remote)
+        self.sessions[conn_id] = session
+        return session
+
+    def authenticate(self, session: Session, token: str, now: float) -> bool:
+        """A ``Bearer`` frame: verify, then swap the claims in one step (or change nothing)."""
+        if not self._accept_token(session, token, now):
+            return False
+        claims = session.claims
+        assert claims is not None
+        if claims.dpv:
+            session.is_provider = True
+            self._presence(
+                ProviderUp(
+                    session.conn_id, self.node_id, claims.sub, claims.jti, claims.dpv.entries, now
+                )
+            )
+        elif session.is_provider:
+            session.is_provider = False
+            self._presence(ProviderDown(session.conn_id, "reauth", now))
+        session.push(
+            {
+                "typ": "sys",
+                "act": "aut",
+                "res": "suc",
+                "dat": {"version": __version__, "buildDate": BUILD_DATE},
+            }
+        )
+        return True
+
+    def _accept_token(self, session: Session, token: str, now: float) -> bool:
+        auth = self.settings.auth
+        try:
+            claims = verify_token(
+                token,
+                self.keys,
+                now=now,
+                leeway=auth.leeway,
+                require_permissions=auth.require_permissions,
+                issuer=auth.issuer or None,
+                audience=auth.audience or None,
+            )
+        except TokenError as exc:
+            session.push({"typ": "sys", "act": "aut", "res": "err", "err": exc.text, "erc": 401})
+            return False
+        session.claims = claims
+        session.permissions = claims.per
+        session.providers = claims.dpv
+        session.authenticated = True
+        return True
+
+    def handle_http(self, token: str, body: bytes, now: float) -> tuple[int, Any, bool]:
+        """A POST /api/v1 request: (HTTP status, JSON body, whether to await durability).
+
+        The request gets a session of its own that is never registered: it provides no
+        presence, holds no subscriptions and receives no pushes.
+        """
+        session = Session("http", lambda data: None, {}, "http")
+        if not self._accept_token(session, token, now):
+            return 401, {"err": session.outbox[0]["err"], "erc": 401}, False
+        try:
+            items = decode_json(body)
+        except WireError as exc:
+            return 400, [error(exc.code, exc.text)], False
+        if not isinstance(items, list):
+            return 400, [error(400, "body must be a JSON array of messages")], False
+        session.outbox.clear()
+        accepted = []
+        for item in items:
+            if isinstance(item, dict) and (item.get("typ"), item.get("act")) in _STREAMING:
+                session.push(
+                    error(
+                        400,
+                        "subscriptions need a WebSocket connection",
+                        cid=item.get("cid"),
+                        typ=item.get("typ"),
+                        act=item.get("act"),
+                    )
+                )
+            else:
+                accepted.append(item)
+        needs_sync = self.handle_items(session, accepted, now)
+        return 200, session.outbox, needs_sync
+
+    def close_session(self, session: Session, reason: str, now: float) -> None:
+        self.sessions.pop(session.conn_id, None)
+        self.dirty.pop(session, None)
+        session.outbox.clear()
+        self.pubsub.drop_session(session)
+        if session.is_provider:
+            session.is_provider = False
+            self._presence(ProviderDown(session.conn_id, reason, now))
+
+    def tick(self, now: float) -> None:
+        """Time passing: ends grace periods that are over."""
+        self._presence(Tick(now))
+
+    def flush(self) -> None:
+        """Hand every dirty session's outbox to its transport as one frame."""
+        while self.dirty:
+            session, _ = self.dirty.popitem()
+            messages = session.outbox
+            session.outbox = []
+            self.messages_out += len(messages)
+            session.deliver(encode(messages))
+
+    # -- frames ----------------------------------------------------------------
+
+    def handle_frame(self, session: Session, data: str | bytes, now: float) -> bool:
+        """Handle one frame; True when a write with a reply must be made durable first."""
+        try:
+            items = decode_frame(data)
+        except WireError as exc:
+            session.push(error(exc.code, exc.text))
+            return False
+        limit = self.settings.limits.max_messages_per_frame
+        if len(items) > limit:
+            session.push(error(413, f"too many messages in one frame (limit {limit})"))
+            return False
+        return self.handle_items(session, items, now)
+
+    def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
+        needs_sync = False
+        for item in items:
+            self.messages_in += 1
+            writes = self._writes
+            try:
+                request = parse_request(item)
+                if not session.authenticated:
+                    raise WireError(401, "not authenticated", cid=request.cid, typ=request.typ)
+                reply = self._handlers[(request.typ, request.act)](session, request, now)
+            except WireError as exc:
+                act = item.get("act") if isinstance(item, dict) else None
+                session.push(
+                    error(
+                        exc.code,
+                        exc.text,
+                        cid=exc.cid,
+                        typ=exc.typ,
+                        act=act if isinstance(act, str) else None,
+                    )
+                )
+                continue
+            except Exception:
+                log.exception("internal error handling a message")
+                cid = item.get("cid") if isinstance(item, dict) else None
+                session.push(error(500, "internal error", cid=cid))
+                continue
+            if reply is not None and request.cid is not None:
+                session.push(reply)
+                if self._writes != writes:
+                    needs_sync = True
+        return needs_sync
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _realm(self, realm_id: str | None) -> RealmRecord:
+        if realm_id is None:
+            raise WireError(400, "realm id is required")
+        realm = self.realms.get(realm_id)
+        if realm is None:
+            raise WireError(404, f"unknown realm {realm_id}")
+        return realm
+
+    def _presence(self, event: Event) -> None:
+        self._publish_transitions(self.engine.apply(event))
+
+    def _publish_transitions(self, transitions: list[StatusChanged]) -> None:
+        for change in transitions:
+            self.presence_events += 1
+            ledger = self.engine.ledger(change.realm, change.id)
+            if ledger is not None:
+                self.storage.put_ledger(change.realm, change.id, ledger)
+            self.pubsub.publish(change.realm, PRESENCE_EVENT, change.id, {"cst": change.status})
+
+    def _status(self, realm_id: str, object_id: str) -> str:
+        return "con" if self.engine.is_connected(realm_id, object_id) else "dis"
+
+    def _render(self, realm_id: str, record: ObjectRecord) -> dict[str, Any]:
+        return record.to_wire(self._status(realm_id, record.id))
+
+    # -- realms ----------------------------------------------------------------
+
+    def _realm_create(self, session: Session, request: Request, now: float) -> Message:
+        realm_id = _required_id(request.id, "id")
+        if not session.permissions.allows_realm("C", realm_id):
+            raise denied("C", realm_id)
+        if realm_id in self.realms:
+            raise WireError(409, f"realm with id {realm_id} already exists")
+        data = require_object(request.dat, "dat") if request.dat is not None else {}
+        realm = RealmRecord(realm_id, request.lab or "", merge_data({}, data))
+        self.realms[realm_id] = realm
+        self.storage.put_realm(realm)
+        self._writes += 1
+        self._presence(RealmCreated(realm_id, now))
+        return success(request)
+
+    def _realm_read(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.id)
+        if not session.permissions.allows_realm("R", realm.id):
+            raise denied("R", realm.id)
+        return success(request, realm.to_wire())
+
+    def _realm_list(self, session: Session, request: Request, now: float) -> Message:
+        permissions = session.permissions
+        listed = {
+            realm.id: {"id": realm.id, "lab": realm.lab}
+            for realm in self.realms.values()
+            if permissions.has_any(realm.id)
+        }
+        return success(request, listed)
+
+    def _realm_update(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.id)
+        if not session.permissions.allows_realm("U", realm.id):
+            raise denied("U", realm.id)
+        patch = require_object(request.dat, "dat") if request.dat is not None else None
+        if request.lab is not None:
+            realm.lab = request.lab
+        if patch is not None:
+            realm.dat = merge_data(realm.dat, patch)
+        self.storage.put_realm(realm)
+        self._writes += 1
+        return success(request)
+
+    def _realm_delete(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.id)
+        if not session.permissions.allows_realm("D", realm.id):
+            raise denied("D", realm.id)
+        del self.realms[realm.id]
+        self.storage.delete_realm(realm.id)
+        self._writes += 1
+        self.pubsub.drop_realm(realm.id, self.sessions.values())
+        self._presence(RealmDeleted(realm.id, now))
+        return success(request)
+
+    # -- objects ---------------------------------------------------------------
+
+    def _object_create(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        object_id = _required_id(request.id, "id")
+        exists = object_id in realm.objects
+        self._check(session, realm.id, object_id, "CU" if exists else "C")
+        self._write_object(realm, object_id, request, now)
+        return success(request)
+
+    def _object_update(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        object_id = _required_id(request.id, "id")
+        self._check(session, realm.id, object_id, "U")
+        if object_id not in realm.objects:
+            raise WireError(404, f"unknown object {object_id}")
+        self._write_object(realm, object_id, request, now)
+        return success(request)
+
+    def _object_set(self, session: Session, request: Request, now: float) -> None:
+        realm = self._realm(request.rea)
+        object_id = _required_id(request.id, "id")
+        self._check(session, realm.id, object_id, "U" if object_id in realm.objects else "CU")
+        self._write_object(realm, object_id, request, now)
+
+    def _object_read(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        object_id = _required_id(request.id, "id")
+        self._check(session, realm.id, object_id, "R")
+        record = realm.objects.get(object_id)
+        if record is None:
+            raise WireError(404, f"unknown object {object_id}")
+        return success(request, self._render(realm.id, record))
+
+    def _object_list(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        options = require_object(request.dat, "dat") if request.dat is not None else {}
+        try:
+            filters = parse_filters(options.get("atr", []))
+            shape = parse_shape(options["sha"]) if options.get("sha") is not None else None
+        except ValueError as exc:
+            raise WireError(400, str(exc)) from None
+        fields = options.get("fie")
+        if fields is not None and (
+            not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
+        ):
+            raise WireError(400, "fie must be a list of strings")
+        permissions = session.permissions
+        listed: dict[str, Any] = {}
+        for record in realm.objects.values():
+            if not permissions.allows("R", realm.id, record.id):
+                continue
+            status = self._status(realm.id, record.id)
+            if filters and not all_match(filters, record.id, record.lab, status, record.dat):
+                continue
+            if shape is not None and not shape.contains(record.loc["lon"], record.loc["lat"]):
+                continue
+            entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
+            if fields is not None:
+                entry["dat"] = {key: record.dat[key] for key in fields if key in record.dat}
+            listed[record.id] = entry
+        return success(request, listed)
+
+    def _object_delete(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        object_id = _required_id(request.id, "id")
+        self._check(session, realm.id, object_id, "D")
+        if realm.objects.pop(object_id, None) is None:
+            raise WireError(404, f"unknown object {object_id}")
+        self.storage.delete_object(realm.id, object_id)
+        self._writes += 1
+        self._presence(ObjectDeleted(realm.id, object_id, now))
+        return success(request)
+
+    def _check(self, session: Session, realm_id: str, object_id: str, letters: str) -> None:
+        permissions: Permissions = session.permissions
+        for letter in letters:
+            if not permissions.allows(letter, realm_id, object_id):
+                raise denied(letter, realm_id, object_id)
+
+    def _write_object(
+        self, realm: RealmRecord, object_id: str, request: Request, now: float
+    ) -> None:
+        """Create or update with the merge rules of ``upd``; validates before it changes."""
+        patch = require_object(request.dat, "dat") if request.dat is not None else None
+        record = realm.objects.get(object_id)
+        created = record is None
+        if record is None:
+            record = ObjectRecord(object_id)
+        if request.lab is not None:
+            record.lab = request.lab
+        if request.loc is not None:
+            record.loc = normalize_location(request.loc, iso8601(now))
+        if patch is not None:
+            record.dat = merge_data(record.dat, patch)
+        if request.tds is not None:
+            record.tds = list(request.tds)
+        record.updated_at = now
+        if created:
+            realm.objects[object_id] = record
+        self.storage.put_object(realm.id, record)
+        self._writes += 1
+        if created:
+            self._presence(ObjectCreated(realm.id, object_id, now))
+
+    # -- pub/sub ---------------------------------------------------------------
+
+    def _pubsub_options(self, request: Request, *, publishing: bool) -> tuple[str, str]:
+        options = require_object(request.dat, "dat")
+        event = options.get("eve")
+        if not isinstance(event, str) or not event:
+            raise WireError(400, "dat.eve must be a non-empty string")
+        id_pattern = options.get("idp", None if publishing else "*")
+        if not isinstance(id_pattern, str):
+            raise WireError(400, "dat.idp must be a string")
+        check_id(id_pattern, "dat.idp")
+        return event, id_pattern
+
+    def _pubsub_subscribe(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.id)
+        event, pattern = self._pubsub_options(request, publishing=False)
+        if not session.permissions.has_any(realm.id, "R"):
+            raise denied("R", realm.id)
+        limit = self.settings.limits.max_pubsub_subscriptions
+        if (realm.id, event, pattern) not in session.pubsub and len(session.pubsub) >= limit:
+            raise WireError(429, f"too many pub/sub subscriptions (limit {limit})")
+        compile_pattern(pattern)
+        self.pubsub.subscribe(session, realm.id, event, pattern)
+        return success(request)
+
+    def _pubsub_unsubscribe(self, session: Session, request: Request, now: float) -> Message:
+        realm_id = _required_id(request.id, "id")
+        event, pattern = self._pubsub_options(request, publishing=False)
+        self.pubsub.unsubscribe(session, realm_id, event, pattern)
+        return success(request)
+
+    def _pubsub_publish(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.id)
+        event, object_id = self._pubsub_options(request, publishing=True)
+        if event == PRESENCE_EVENT:
+            raise WireError(403, f"{PRESENCE_EVENT} is published by the server only")
+        if not session.permissions.allows("U", realm.id, object_id):
+            raise denied("U", realm.id, object_id)
+        self.pubsub.publish(realm.id, event, object_id, request.dat.get("dat"))
+        return success(request)
+
+    # -- system ----------------------------------------------------------------
+
+    def _heartbeat(self, session: Session, request: Request, now: float) -> Message:
+        return success(request)
+
+    def _stats(self, session: Session, request: Request, now: float) -> Message:
+        return success(request, self.stats(now))
+
+    def stats(self, now: float) -> dict[str, Any]:
+        sessions = self.sessions.values()
+        return {
+            "version": __version__,
+            "node": self.node_id,
+            "uptime": round(now - self.started_at, 3),
+            "connections": len(self.sessions),
+            "authenticatedConnections": sum(1 for s in sessions if s.authenticated),
+            "providers": self.engine.providers,
+            "subscriptions": sum(len(s.subscriptions) for s in sessions),
+            "pubsubSubscriptions": self.pubsub.count,
+            "realms": len(self.realms),
+            "objects": sum(len(realm.objects) for realm in self.realms.values()),
+            "connectedObjects": self.engine.connected_objects,
+            "messagesIn": self.messages_in,
+            "messagesOut": self.messages_out,
+            "presenceEvents": self.presence_events,
+            "sendQueueHighWater": max((s.queue_high_water for s in sessions), default=0),
+        }
+
+    def _presence_query(self, session: Session, request: Request, now: float) -> Message:
+        realm = self._realm(request.rea)
+        if request.id is None:
+            options = require_object(request.dat, "dat") if request.dat is not None else {}
+            pattern = options.get("idp", "*")
+            if not isinstance(pattern, str):
+                raise WireError(400, "dat.idp must be a string")
+            check_id(pattern, "dat.idp")
+            permissions = session.permissions
+            connected, disconnected = self.engine.count(
+                realm.id, pattern, lambda object_id: permissions.allows("R", realm.id, object_id)
+            )
+            return success(request, {"connected": connected, "disconnected": disconnected})
+        self._check(session, realm.id, request.id, "R")
+        record = realm.objects.get(request.id)
+        explanation = self.engine.explain(realm.id, request.id, now)
+        if record is None or explanation is None:
+            raise WireError(404, f"unknown object {request.id}")
+        ledger = explanation.ledger
+        last_seen = max(ledger.last_seen or 0.0, record.updated_at) or None
+        result: dict[str, Any] = {
+            "cst": explanation.status,
+            "providers": [
+                _drop_none({"sub": p.sub, "jti": p.jti, "node": p.node, "since": iso8601(p.since)})
+                for p in explanation.providers
+            ],
+        }
+        times = {
+            "connectedSince": ledger.connected_since if explanation.status == "con" else None,
+            "lastSeen": last_seen,
+            "lastDisconnectedAt": ledger.last_disconnected_at,
+            "graceUntil": explanation.grace_until,
+        }
+        result.update({key: iso8601(value) for key, value in times.items() if value is not None})
+        if ledger.last_reason is not None:
+            result["lastReason"] = ledger.last_reason
+        return success(request, result)
+
+
+def _required_id(value: str | None, what: str) -> str:
+    if value is None:
+        raise WireError(400, f"{what} is required")
+    return value
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

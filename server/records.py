@@ -1,0 +1,46 @@
+"""The realm and object records the server keeps in memory and hands to storage.
+
+Records are plain mutable objects owned by the hub; storage receives them to persist
+and gives them back at start-up. An object's ``cst`` is not stored here: it is
+derived from the presence engine whenever the object is rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivectl.core.wire import EMPTY_LOCATION
+
+
+@dataclass(slots=True)
+class ObjectRecord:
+    id: str
+    lab: str = ""
+    loc: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_LOCATION))
+    dat: dict[str, Any] = field(default_factory=dict)
+    tds: list[str] = field(default_factory=list)
+    updated_at: float = 0.0
+
+    def to_wire(self, cst: str) -> dict[str, Any]:
+        """The object as clients see it: the documented keys and nothing else."""
+        return {
+            "id": self.id,
+            "lab": self.lab,
+            "loc": self.loc,
+            "dat": self.dat,
+            "cst": cst,
+            "tds": self.tds,
+        }
+
+
+@dataclass(slots=True)
+class RealmRecord:
+    id: str
+    lab: str = ""
+    dat: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, ObjectRecord] = field(default_factory=dict)
+    """Objects in creation order (the order `lis` reports)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "lab": self.lab, "dat": self.dat}
