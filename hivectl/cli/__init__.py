@@ -1,0 +1,42 @@
+"""The `hivectl` command line: one Typer app, one module per command group.
+
+Command modules import the server and the client inside their functions, so that
+`hivectl --help` and `hivectl token mint` start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hivectl import __version__
+from hivectl.cli import serve, token
+
+app = typer.Typer(
+    name="hivectl",
+    help="A realtime presence server speaking the Hivekit protocol, and its operator toolkit.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hivectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Settings precedence: defaults < config file < HIVECTL_* environment < flags."""
+
+
+serve.register(app)
+app.add_typer(token.app, name="token")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,359 @@
+"""The client's public API: realms, objects, pub/sub and system queries.
+
+Names follow Hivekit's own clients (``client.realm.get``, ``realm.object.create``,
+``realm.pubsub.subscribe``) in Python spelling. Every call is one request on the
+shared `Connection`; pub/sub subscriptions are remembered and re-created, with the
+same ids, after the connection comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from hivectl.client.connection import Connection, call_soon
+
+PubSubCallback = Callable[[Any, str], Any]
+"""Called with (payload, object id) for each event delivered to a subscription."""
+
+STATUS_NAMES = {"con": "connected", "dis": "disconnected"}
+
+
+@dataclass
+class HiveObject:
+    id: str
+    lab: str = ""
+    loc: dict[str, Any] = field(default_factory=dict)
+    dat: dict[str, Any] = field(default_factory=dict)
+    cst: str = "dis"
+    tds: list[str] = field(default_factory=list)
+
+    @property
+    def connection_status(self) -> str:
+        return STATUS_NAMES.get(self.cst, self.cst)
+
+    @classmethod
+    def from_wire(cls, value: Mapping[str, Any]) -> HiveObject:
+        return cls(
+            id=value["id"],
+            lab=value.get("lab", ""),
+            loc=dict(value.get("loc") or {}),
+            dat=dict(value.get("dat") or {}),
+            cst=value.get("cst", "dis"),
+            tds=list(value.get("tds") or []),
+        )
+
+
+class HivekitClient:
+    """Connect, authenticate, and act on realms. Use as an async context manager."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        reconnect: bool = True,
+        reconnect_delay: float = 1.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.connection = Connection(
+            url,
+            token,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+            request_timeout=request_timeout,
+        )
+        self.realm = RealmApi(self.connection)
+        self.system = SystemApi(self.connection)
+
+    async def __aenter__(self) -> HivekitClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        await self.connection.open()
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def authenticate(self, token: str) -> None:
+        """Swap the token on the live connection (token refresh)."""
+        await self.connection.authenticate(token)
+
+    @property
+    def connection_status(self) -> str:
+        return self.connection.status
+
+    def on_connection_status(self, callback: Callable[[str], Any]) -> None:
+        """Called with "connected", "reconnecting" or "disconnected" on every change."""
+        self.connection.on_status(callback)
+
+
+class RealmApi:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._pubsub = PubSubRegistry(connection)
+
+    def handle(self, realm_id: str, lab: str = "", dat: dict[str, Any] | None = None) -> Realm:
+        """A realm handle without a round trip (for realms known to exist)."""
+        return Realm(self._connection, self._pubsub, realm_id, lab, dat or {})
+
+    async def get(self, realm_id: str) -> Realm:
+        value = await self._connection.request({"typ": "rea", "act": "rea", "id": realm_id})
+        return self.handle(realm_id, value.get("lab", ""), value.get("dat") or {})
+
+    async def create(
+        self, realm_id: str, lab: str = "", dat: Mapping[str, Any] | None = None
+    ) -> Realm:
+        message: dict[str, Any] = {"typ": "rea", "act": "cre", "id": realm_id, "lab": lab}
+        if dat is not None:
+            message["dat"] = dict(dat)
+        await self._connection.request(message)
+        return self.handle(realm_id, lab, dict(dat or {}))
+
+    async def list(self) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = await self._connection.request(
+            {"typ": "rea", "act": "lis"}
+        )
+        return result
+
+    async def update(
+        self, realm_id: str, lab: str | None = None, dat: Mapping[str, Any] | None = None
+    ) -> None:
+        message: dict[str, Any] = {"typ": "rea", "act": "upd", "id": realm_id}
+        if lab is not None:
+            message["lab"] = lab
+        if dat is not None:
+            message["dat"] = dict(dat)
+        await self._connection.request(message)
+
+    async def delete(self, realm_id: str) -> None:
+        await self._connection.request({"typ": "rea", "act": "del", "id": realm_id})
+
+
+class Realm:
+    def __init__(
+        self,
+        connection: Connection,
+        pubsub: PubSubRegistry,
+        realm_id: str,
+        lab: str,
+        dat: dict[str, Any],
+    ) -> None:
+        self.id = realm_id
+        self.lab = lab
+        self.dat = dat
+        self.object = ObjectApi(connection, realm_id)
+        self.pubsub = RealmPubSub(pubsub, realm_id)
+
+    def __repr__(self) -> str:
+        return f"Realm({self.id!r})"
+
+
+class ObjectApi:
+    def __init__(self, connection: Connection, realm_id: str) -> None:
+        self._connection = connection
+        self._realm = realm_id
+
+    def _message(self, act: str, object_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {"typ": "obj", "act": act, "rea": self._realm}
+        if object_id is not None:
+            message["id"] = object_id
+        message.update({key: value for key, value in fields.items() if value is not None})
+        return message
+
+    async def create(
+        self,
+        object_id: str,
+        *,
+        label: str | None = None,
+        location: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        task_ids: Sequence[str] | None = None,
+    ) -> None:
+        await self._connection.request(
+            self._message(
+                "cre",
+                object_id,
+                lab=label,
+                loc=_opt(location),
+                dat=_opt(data),
+                tds=_opt_list(task_ids),
+            )
+        )
+
+    async def update(
+        self,
+        object_id: str,
+        *,
+        label: str | None = None,
+        location: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        task_ids: Sequence[str] | None = None,
+    ) -> None:
+        await self._connection.request(
+            self._message(
+                "upd",
+                object_id,
+                lab=label,
+                loc=_opt(location),
+                dat=_opt(data),
+                tds=_opt_list(task_ids),
+            )
+        )
+
+    async def set(
+        self,
+        object_id: str,
+        *,
+        label: str | None = None,
+        location: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        task_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Upsert without a reply: returns once the frame is sent."""
+        await self._connection.send(
+            [
+                self._message(
+                    "set",
+                    object_id,
+                    lab=label,
+                    loc=_opt(location),
+                    dat=_opt(data),
+                    tds=_opt_list(task_ids),
+                )
+            ]
+        )
+
+    async def get(self, object_id: str) -> HiveObject:
+        value = await self._connection.request(self._message("rea", object_id))
+        return HiveObject.from_wire(value)
+
+    async def list(
+        self,
+        *,
+        filters: Sequence[str] | None = None,
+        shape: Mapping[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        options: dict[str, Any] = {}
+        if filters is not None:
+            options["atr"] = list(filters)
+        if shape is not None:
+            options["sha"] = dict(shape)
+        if fields is not None:
+            options["fie"] = list(fields)
+        message = self._message("lis")
+        if options:
+            message["dat"] = options
+        result: dict[str, dict[str, Any]] = await self._connection.request(message)
+        return result
+
+    async def delete(self, object_id: str) -> None:
+        await self._connection.request(self._message("del", object_id))
+
+
+class PubSubRegistry:
+    """Every pub/sub subscription of the client, re-created after a reconnect."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._callbacks: dict[tuple[str, str, str], list[PubSubCallback]] = {}
+        connection.on_push("pub", self._on_push)
+        connection.on_restore(self._restore)
+
+    async def subscribe(
+        self, realm_id: str, event: str, callback: PubSubCallback, id_pattern: str
+    ) -> None:
+        key = (realm_id, event, id_pattern)
+        if key not in self._callbacks:
+            await self._connection.request(_pubsub_message("sub", key))
+        self._callbacks.setdefault(key, []).append(callback)
+
+    async def unsubscribe(self, realm_id: str, event: str, id_pattern: str) -> None:
+        key = (realm_id, event, id_pattern)
+        if self._callbacks.pop(key, None) is not None:
+            await self._connection.request(_pubsub_message("uns", key))
+
+    async def publish(self, realm_id: str, event: str, object_id: str, data: Any) -> None:
+        await self._connection.request(
+            {
+                "typ": "rea",
+                "act": "pub",
+                "id": realm_id,
+                "dat": {"eve": event, "idp": object_id, "dat": data},
+            }
+        )
+
+    def _on_push(self, message: dict[str, Any]) -> None:
+        body = message.get("dat") or {}
+        key = (message.get("rea", ""), body.get("eve", ""), message.get("sid", ""))
+        for callback in list(self._callbacks.get(key, ())):
+            call_soon(callback, body.get("dat"), body.get("idp", ""))
+
+    async def _restore(self) -> None:
+        for key in list(self._callbacks):
+            await self._connection.request(_pubsub_message("sub", key))
+
+
+def _pubsub_message(act: str, key: tuple[str, str, str]) -> dict[str, Any]:
+    realm_id, event, id_pattern = key
+    return {"typ": "rea", "act": act, "id": realm_id, "dat": {"eve": event, "idp": id_pattern}}
+
+
+class RealmPubSub:
+    def __init__(self, registry: PubSubRegistry, realm_id: str) -> None:
+        self._registry = registry
+        self._realm = realm_id
+
+    async def subscribe(self, event: str, callback: PubSubCallback, id_pattern: str = "*") -> None:
+        await self._registry.subscribe(self._realm, event, callback, id_pattern)
+
+    async def unsubscribe(self, event: str, id_pattern: str = "*") -> None:
+        await self._registry.unsubscribe(self._realm, event, id_pattern)
+
+    async def publish(self, event: str, object_id: str, data: Any = None) -> None:
+        await self._registry.publish(self._realm, event, object_id, data)
+
+
+class SystemApi:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._connection.request({"typ": "sys", "act": "sta"})
+        return result
+
+    async def heartbeat(self) -> None:
+        await self._connection.request({"typ": "sys", "act": "hbt"})
+
+    async def presence(self, realm_id: str, object_id: str) -> dict[str, Any]:
+        """Why an object is online: providers and the presence ledger."""
+        result: dict[str, Any] = await self._connection.request(
+            {"typ": "sys", "act": "pre", "rea": realm_id, "id": object_id}
+        )
+        return result
+
+    async def presence_count(self, realm_id: str, id_pattern: str = "*") -> dict[str, int]:
+        result: dict[str, int] = await self._connection.request(
+            {"typ": "sys", "act": "pre", "rea": realm_id, "dat": {"idp": id_pattern}}
+        )
+        return result
+
+
+def _opt(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(value) if value is not None else None
+
+
+def _opt_list(value: Sequence[str] | None) -> list[str] | None:
+    return list(value) if value is not None else None

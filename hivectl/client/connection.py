@@ -1,0 +1,316 @@
+"""The client's connection: one WebSocket, requests matched to replies by ``cid``.
+
+The connection owns the socket and a reader task. Requests are sent as one-message
+frames and wait for the reply with their ``cid``; pushes (pub/sub events,
+subscription updates) go to the handlers registered by the higher layers.
+
+When the socket closes unexpectedly and ``reconnect`` is on, the connection dials
+again with exponential backoff, re-sends ``Bearer`` and then calls every
+registered restore hook (the pub/sub and subscription layers re-create their
+subscriptions there, with the same ids). Requests in flight when the socket dropped
+fail with `ConnectionLost`; callers decide whether to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from hivectl.client.errors import AuthenticationError, ConnectionLost, HivekitError
+
+log = logging.getLogger("hivectl.client")
+
+PushHandler = Callable[[dict[str, Any]], None]
+RestoreHook = Callable[[], Awaitable[None]]
+StatusCallback = Callable[[str], Any]
+
+
+class Connection:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        reconnect: bool = True,
+        reconnect_delay: float = 1.0,
+        max_reconnect_delay: float = 30.0,
+        request_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        max_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.request_timeout = request_timeout
+        self.open_timeout = open_timeout
+        self.max_size = max_size
+        self.status = "disconnected"
+        self.server_info: dict[str, Any] = {}
+        self.reconnects = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._auth_waiter: asyncio.Future[dict[str, Any]] | None = None
+        self._cids = itertools.count(1)
+        self._push_handlers: dict[str, PushHandler] = {}
+        self._restore_hooks: list[RestoreHook] = []
+        self._status_callbacks: list[StatusCallback] = []
+        self._closing = False
+        self._connected = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and authenticate; raises AuthenticationError or OSError-like failures."""
+        self._closing = False
+        await self._dial()
+
+    async def close(self) -> None:
+        self._closing = True
+        reader, self._reader = self._reader, None
+        if self._ws is not None:
+            await self._ws.close()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        self._fail_pending(ConnectionLost("connection closed by the client"))
+        self._set_status("disconnected")
+
+    async def abort(self) -> None:
+        """Drop the socket without a close frame (what a phone losing its network does)."""
+        self._closing = True
+        if self._ws is not None and self._ws.transport is not None:
+            self._ws.transport.abort()
+        await self.close()
+
+    async def wait_connected(self) -> None:
+        """Wait until the connection is up (again); wrap in asyncio.timeout to bound it."""
+        await self._connected.wait()
+
+    async def _dial(self) -> None:
+        ws = await connect(
+            self.url,
+            proxy=None,
+            open_timeout=self.open_timeout,
+            max_size=self.max_size,
+            compression=None,
+        )
+        try:
+            reply = await self._authenticate_socket(ws, self.token)
+        except BaseException:
+            await ws.close()
+            raise
+        self._ws = ws
+        self.server_info = reply.get("dat") or {}
+        self._reader = asyncio.create_task(self._read_loop(ws), name="hivekit-reader")
+        self._set_status("connected")
+
+    async def _authenticate_socket(self, ws: ClientConnection, token: str) -> dict[str, Any]:
+        await ws.send(f"Bearer {token}")
+        async with asyncio.timeout(self.request_timeout):
+            while True:
+                frame = await ws.recv()
+                for message in _messages(frame):
+                    if message.get("typ") == "sys" and message.get("act") == "aut":
+                        return _auth_result(message)
+
+    async def authenticate(self, token: str) -> None:
+        """Re-authenticate the live connection with a new token (a token refresh)."""
+        ws = self._require_ws()
+        loop = asyncio.get_running_loop()
+        self._auth_waiter = loop.create_future()
+        await ws.send(f"Bearer {token}")
+        async with asyncio.timeout(self.request_timeout):
+            message = await self._auth_waiter
+        _auth_result(message)
+        self.token = token
+
+    # -- requests --------------------------------------------------------------
+
+    async def request(self, message: dict[str, Any]) -> Any:
+        """Send one request and return the reply's ``dat``; raises HivekitError on ``err``."""
+        ws = self._require_ws()
+        cid = f"c{next(self._cids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[cid] = future
+        try:
+            await ws.send(orjson.dumps([{**message, "cid": cid}]).decode())
+            async with asyncio.timeout(self.request_timeout):
+                return await future
+        except ConnectionClosed:
+            raise ConnectionLost("connection lost while sending") from None
+        finally:
+            self._pending.pop(cid, None)
+
+    async def send(self, messages: list[dict[str, Any]]) -> None:
+        """Send messages that get no reply (``set``) in one frame."""
+        ws = self._require_ws()
+        try:
+            await ws.send(orjson.dumps(messages).decode())
+        except ConnectionClosed:
+            raise ConnectionLost("connection lost while sending") from None
+
+    async def send_raw(self, text: str) -> None:
+        """Send a frame as given (for tools that speak the protocol themselves)."""
+        await self._require_ws().send(text)
+
+    def _require_ws(self) -> ClientConnection:
+        if self._ws is None or self.status != "connected":
+            raise ConnectionLost("not connected")
+        return self._ws
+
+    # -- pushes and hooks ------------------------------------------------------
+
+    def on_push(self, kind: str, handler: PushHandler) -> None:
+        """Route pushes of one kind (``pub`` or ``sub``) to a handler."""
+        self._push_handlers[kind] = handler
+
+    def on_restore(self, hook: RestoreHook) -> None:
+        self._restore_hooks.append(hook)
+
+    def on_status(self, callback: StatusCallback) -> None:
+        self._status_callbacks.append(callback)
+
+    def _set_status(self, status: str) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        if status == "connected":
+            self._connected.set()
+        else:
+            self._connected.clear()
+        for callback in list(self._status_callbacks):
+            call_soon(callback, status)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        try:
+            async for frame in ws:
+                for message in _messages(frame):
+                    self._dispatch(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = ws.close_code
+            self.close_reason = ws.close_reason or ""
+        if not self._closing:
+            self._set_status("disconnected")
+            self._fail_pending(ConnectionLost(f"connection closed ({self.close_code})"))
+            if self.reconnect:
+                self._reconnect_task = asyncio.create_task(
+                    self._reconnect_loop(), name="hivekit-reconnect"
+                )
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        cid = message.get("cid")
+        if cid is not None and cid in self._pending:
+            future = self._pending.pop(cid)
+            if future.done():
+                return
+            if message.get("res") == "err":
+                future.set_exception(HivekitError(message.get("erc", 0), message.get("err", "")))
+            else:
+                future.set_result(message.get("dat"))
+            return
+        typ, act = message.get("typ"), message.get("act")
+        if typ == "sys" and act == "aut":
+            waiter = self._auth_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+            return
+        if typ == "rea" and act == "pub":
+            handler = self._push_handlers.get("pub")
+        elif typ == "sub" and "act" not in message:
+            handler = self._push_handlers.get("sub")
+        else:
+            handler = None
+            if message.get("res") == "err":
+                log.warning("server error: %s (%s)", message.get("err"), message.get("erc"))
+        if handler is not None:
+            try:
+                handler(message)
+            except Exception:
+                log.exception("push handler failed")
+
+    async def _reconnect_loop(self) -> None:
+        delay = self.reconnect_delay
+        while not self._closing:
+            self._set_status("reconnecting")
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self._dial()
+            except AuthenticationError:
+                log.error("re-authentication refused; giving up reconnecting")
+                self._set_status("disconnected")
+                return
+            except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+                log.info("reconnect failed: %s", exc)
+                delay = min(delay * 2, self.max_reconnect_delay)
+                continue
+            self.reconnects += 1
+            for hook in list(self._restore_hooks):
+                try:
+                    await hook()
+                except HivekitError:
+                    log.exception("restoring a subscription failed")
+            return
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(exc)
+
+
+def _messages(frame: str | bytes) -> list[dict[str, Any]]:
+    try:
+        value = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        log.warning("server sent a frame that is not JSON")
+        return []
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, dict)]
+    return []
+
+
+def _auth_result(message: dict[str, Any]) -> dict[str, Any]:
+    if message.get("res") != "suc":
+        raise AuthenticationError(message.get("erc", 401), message.get("err", "unauthenticated"))
+    return message
+
+
+def call_soon(callback: Callable[..., Any], *args: Any) -> None:
+    """Run a user callback; coroutine callbacks become tasks, errors are logged."""
+    try:
+        result = callback(*args)
+    except Exception:
+        log.exception("callback failed")
+        return
+    if inspect.isawaitable(result):
+        task = asyncio.ensure_future(result)
+        _callback_tasks.add(task)
+        task.add_done_callback(_callback_tasks.discard)
+
+
+_callback_tasks: set[asyncio.Future[Any]] = set()
+"""Keeps coroutine callbacks alive until they finish (the loop holds only weak refs)."""
