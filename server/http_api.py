@@ -20,6 +20,8 @@ import orjson
 HandleApi = Callable[[str, bytes], Coroutine[Any, Any, tuple[int, Any]]]
 
 REQUEST_TIMEOUT = 30.0
+SHUTDOWN_POLL = 0.05
+"""How often the listener thread checks for a stop (the stdlib's 0.5 s made every stop slow)."""
 UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
 
 
@@ -36,7 +38,10 @@ class ApiListener:
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="hivectl-api", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL},
+            name="hivectl-api",
+            daemon=True,
         )
         self._thread.start()
 
