@@ -6,8 +6,9 @@ after each unit of work the hub's outboxes are flushed with `broadcast`-style
 non-blocking writes, so a slow reader never makes anyone else wait. A connection's
 replies to writes leave only after storage reports them durable.
 
-Timers the shell owns: the authentication deadline, each token's expiry, and the
-presence engine's next grace deadline (fed back to the hub as a tick).
+Timers the shell owns: the authentication deadline, each token's expiry, the
+presence engine's next grace deadline (fed back to the hub as a tick), and the
+delayed pushes the hub asks for (`Hub.schedule`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -25,22 +26,28 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Origin
 
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing
+from hivectl.core.wire import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED,
+)
 from server.auth import keyring_from_settings
 from server.http_api import ApiListener
 from server.hub import Hub
+from server.metrics import ServerMetrics
 from server.session import Session
-from server.storage import MemoryStorage, Storage
+from server.storage import Storage, open_storage
 
 log = logging.getLogger("hivectl.server")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TIMEOUT = 10.0
+"""Longest wait for the peer's answer to our close frame (the `websockets` default)."""
 
 
 @dataclass
@@ -65,12 +72,18 @@ class HivekitServer:
         keys: KeyRing | None = None,
     ) -> None:
         self.settings = settings
-        self.storage: Storage = storage or MemoryStorage()
         self.keys = keys or keyring_from_settings(settings.auth)
+        self.storage: Storage = storage or open_storage(settings.storage)
         self.node_id = settings.server.node_id or f"node-{secrets.token_hex(4)}"
         self.hub = Hub(
-            settings, self.storage, self.keys, node_id=self.node_id, started_at=time.time()
+            settings,
+            self.storage,
+            self.keys,
+            node_id=self.node_id,
+            started_at=time.time(),
+            schedule=self._schedule,
         )
+        self.metrics = ServerMetrics(self.hub, ready=lambda: self.ready)
         self.ready = False
         self._conn_ids = itertools.count(1)
         self._ws_server: Server | None = None
@@ -79,6 +92,7 @@ class HivekitServer:
         self._tick_at: float | None = None
         self._close_reasons: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -93,6 +107,10 @@ class HivekitServer:
             process_request=self._process_request,
             ping_interval=limits.ping_interval or None,
             ping_timeout=limits.ping_timeout or None,
+            # A peer that missed its pong will not answer the close frame either: without
+            # this, a dead socket would be declared gone only after the default 10 s
+            # closing handshake on top of the ping timeout.
+            close_timeout=min(limits.ping_timeout, CLOSE_TIMEOUT) or CLOSE_TIMEOUT,
             max_size=limits.max_message_size,
             max_queue=16,
             compression="deflate" if limits.compression == "deflate" else None,
@@ -121,6 +139,8 @@ class HivekitServer:
                 log.warning("connections still open after the shutdown timeout")
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        for timer in self._timers:
+            timer.cancel()
         await self.storage.sync()
         await self.storage.close()
 
@@ -155,6 +175,12 @@ class HivekitServer:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            body, content_type = self.metrics.exposition(request.headers.get("Accept"))
+            response = connection.respond(HTTPStatus.OK, body.decode())
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = content_type
+            return response
         if path == "/readyz":
             if self.ready:
                 return connection.respond(HTTPStatus.OK, "ready\n")
@@ -180,6 +206,7 @@ class HivekitServer:
         )
         try:
             async for message in ws:
+                started, events = time.perf_counter(), self.hub.presence_events
                 now = time.time()
                 if isinstance(message, str) and message.startswith("Bearer "):
                     if self.hub.authenticate(session, message[7:].strip(), now):
@@ -187,19 +214,24 @@ class HivekitServer:
                 elif self.hub.handle_frame(session, message, now):
                     await self._acknowledge_after_commit(session)
                 self._after_work()
+                self.metrics.presence_flushed(events, started)
+                if session.closing is not None:
+                    self._close(ws, session, *session.closing)
         except ConnectionClosed:
             pass
         finally:
             timers.cancel()
             reason = self._close_reasons.pop(conn_id, None) or _close_reason(ws)
+            started, events = time.perf_counter(), self.hub.presence_events
             self.hub.close_session(session, reason, time.time())
             self._after_work()
+            self.metrics.presence_flushed(events, started)
 
     async def _acknowledge_after_commit(self, session: Session) -> None:
         """Hold this session's output until the writes it is about to acknowledge are durable."""
         self.hub.dirty.pop(session, None)
         self.hub.flush()
-        await self.storage.sync()
+        await self._commit()
         if session.outbox:
             self.hub.dirty[session] = None
 
@@ -208,22 +240,55 @@ class HivekitServer:
         self._arm_tick()
 
     def _deliver(self, ws: ServerConnection, session: Session, data: bytes) -> None:
+        """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
+
+        Writes never block, so one reader that stops reading makes nobody else wait; its
+        queue is bounded instead: past ``send_queue_bytes`` it gets a close frame, and
+        nothing more is queued behind it.
+        """
+        if ws.protocol.state is not State.OPEN:
+            return  # closing: a close frame is queued, and nothing may follow it
         broadcast([ws], data, text=True)
-        transport = ws.transport
-        if transport is None:
-            return
-        queued = transport.get_write_buffer_size()
+        queued = ws.transport.get_write_buffer_size()
         if queued > session.queue_high_water:
             session.queue_high_water = queued
         if queued > self.settings.limits.send_queue_bytes:
-            self._close_reasons.setdefault(session.conn_id, "closed")
             log.warning("closing slow consumer %s (%d bytes queued)", session.conn_id, queued)
-            ws.protocol.fail(CLOSE_SLOW_CONSUMER, "slow consumer")
-            transport.abort()
+            self._close(ws, session, CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def _close(self, ws: ServerConnection, session: Session, code: int, reason: str) -> None:
+        """Close behind what is already queued, and from now on take nothing for `ws`.
+
+        The close frame is written after the queued frames, so a client that reads late
+        still receives all it was sent, then the code that says why. The protocol leaves
+        the OPEN state here, so `_deliver` drops anything the hub pushes afterwards, and
+        `Session.closing` makes the hub ignore the connection's further frames.
+        `websockets`' own ``close()`` would wait for the queue to drain first, which a
+        client that never reads never lets happen; `_reap` bounds the wait instead.
+        """
+        if session.closing is None:
+            session.closing = (code, reason)
+        if ws.protocol.state is not State.OPEN:
+            return
+        ws.protocol.send_close(code, reason)
+        ws.send_data()
+        self._spawn(self._reap(ws))
+
+    async def _reap(self, ws: ServerConnection) -> None:
+        """Cut a connection that has not completed the closing handshake in time.
+
+        Aborting drops whatever it still had queued: the memory a reader that never
+        reads can hold is bounded by the queue limit for at most the close timeout.
+        """
+        try:
+            async with asyncio.timeout(ws.close_timeout or CLOSE_TIMEOUT):
+                await ws.wait_closed()
+        except TimeoutError:
+            ws.transport.abort()
 
     def _auth_deadline(self, ws: ServerConnection, session: Session) -> None:
         if not session.authenticated:
-            self._spawn(ws.close(CLOSE_POLICY, "authentication timeout"))
+            self._close(ws, session, CLOSE_POLICY, "authentication timeout")
 
     def _arm_expiry(self, ws: ServerConnection, session: Session, timers: _Timers) -> None:
         if timers.expiry is not None:
@@ -235,7 +300,7 @@ class HivekitServer:
 
         def expire() -> None:
             self._close_reasons[session.conn_id] = "expired"
-            self._spawn(ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+            self._close(ws, session, CLOSE_TOKEN_EXPIRED, "token expired")
 
         timers.expiry = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), expire)
 
@@ -256,6 +321,17 @@ class HivekitServer:
             max(0.0, deadline - time.time()), self._on_tick
         )
 
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
+        """The hub's timer: run `callback` after `delay` seconds, then flush what it pushed."""
+
+        def run() -> None:
+            self._timers.discard(handle)
+            callback()
+            self._after_work()
+
+        handle = asyncio.get_running_loop().call_later(delay, run)
+        self._timers.add(handle)
+
     def _on_tick(self) -> None:
         self._tick_at = None
         self._tick_handle = None
@@ -269,8 +345,14 @@ class HivekitServer:
         status, payload, needs_sync = self.hub.handle_http(token, body, time.time())
         self._after_work()
         if needs_sync:
-            await self.storage.sync()
+            await self._commit()
         return status, payload
+
+    async def _commit(self) -> None:
+        """Wait until every write so far is durable, timed for /metrics."""
+        started = time.perf_counter()
+        await self.storage.sync()
+        self.metrics.storage_commit.observe(time.perf_counter() - started)
 
 
 def _origins(allowed: Sequence[str]) -> list[Origin | None] | None:

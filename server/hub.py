@@ -15,12 +15,17 @@ Rules the handlers keep (protocol.md):
   A failure changes nothing.
 * Every presence transition the engine returns is published as
   ``connectionStatusChanged`` in its realm and recorded in the ledger.
+* Every change to an object or realm (presence transitions included) is handed to
+  `server.subscriptions`, which answers with the subscription pushes to make: one per
+  change per subscription it touches. A new object's presence is settled before, so it
+  arrives in ``cre`` already ``con``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hivectl import BUILD_DATE, __version__
@@ -31,6 +36,8 @@ from hivectl.core.permissions import Permissions
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing, TokenError, verify_token
 from hivectl.core.wire import (
+    CLOSE_POLICY,
+    CLOSE_RATE_LIMITED,
     Message,
     Request,
     WireError,
@@ -59,9 +66,17 @@ from server.presence import (
     Tick,
 )
 from server.pubsub import PubSubRouter
+from server.ratelimit import RateLimiter
 from server.records import ObjectRecord, RealmRecord
 from server.session import Deliver, Session
 from server.storage import LoadedState, Storage
+from server.subscriptions import (
+    ObjectSubscription,
+    Push,
+    Subscription,
+    SubscriptionIndex,
+    parse_options,
+)
 
 log = logging.getLogger("hivectl.server")
 
@@ -70,6 +85,12 @@ PRESENCE_EVENT = "connectionStatusChanged"
 _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
 
 Handler = Callable[[Session, Request, float], Message | None]
+Schedule = Callable[[float, Callable[[], None]], None]
+"""The shell's timer: run the callback after a delay (seconds), then flush."""
+
+FULL_PUSH_DELAY = 0.005
+"""Seconds between a subscription's reply and its ``ful`` push: clients attach their
+listener only once the reply is processed, so the push must come in a later frame."""
 
 
 def denied(letter: str, realm: str, object_id: str | None = None) -> WireError:
@@ -86,21 +107,27 @@ class Hub:
         *,
         node_id: str,
         started_at: float,
+        schedule: Schedule,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.keys = keys
         self.node_id = node_id
         self.started_at = started_at
+        self.schedule = schedule
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
         self.dirty: dict[Session, None] = {}
         self.pubsub = PubSubRouter()
+        self.subscriptions = SubscriptionIndex(self._status)
         self.messages_in = 0
         self.messages_out = 0
         self.presence_events = 0
+        self.errors: Counter[int] = Counter()
+        """Error replies by code, for /metrics (read at scrape time)."""
         self._writes = 0
+        self._connections_per_sub: dict[str, int] = {}
         self._handlers: dict[tuple[str, str], Handler] = {
             ("rea", "cre"): self._realm_create,
             ("rea", "rea"): self._realm_read,
@@ -116,6 +143,9 @@ class Hub:
             ("obj", "rea"): self._object_read,
             ("obj", "lis"): self._object_list,
             ("obj", "del"): self._object_delete,
+            ("sub", "cre"): self._subscription_create,
+            ("sub", "upd"): self._subscription_update,
+            ("sub", "del"): self._subscription_delete,
             ("sys", "hbt"): self._heartbeat,
             ("sys", "sta"): self._stats,
             ("sys", "pre"): self._presence_query,
@@ -137,12 +167,14 @@ class Hub:
 
     def new_session(self, conn_id: str, deliver: Deliver, remote: str = "") -> Session:
         session = Session(conn_id, deliver, self.dirty, remote)
+        limits = self.settings.limits
+        session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
         self.sessions[conn_id] = session
         return session
 
     def authenticate(self, session: Session, token: str, now: float) -> bool:
         """A ``Bearer`` frame: verify, then swap the claims in one step (or change nothing)."""
-        if not self._accept_token(session, token, now):
+        if session.closing is not None or not self._accept_token(session, token, now):
             return False
         claims = session.claims
         assert claims is not None
@@ -179,13 +211,50 @@ class Hub:
                 audience=auth.audience or None,
             )
         except TokenError as exc:
+            self.errors[401] += 1
             session.push({"typ": "sys", "act": "aut", "res": "err", "err": exc.text, "erc": 401})
+            return False
+        if self.sessions.get(session.conn_id) is session and not self._admit(session, claims.sub):
             return False
         session.claims = claims
         session.permissions = claims.per
         session.providers = claims.dpv
         session.authenticated = True
         return True
+
+    def _admit(self, session: Session, sub: str | None) -> bool:
+        """Count a connection under the ``sub`` it authenticates as; False over the limit.
+
+        Connections count while authenticated, under the ``sub`` of their current claims,
+        so a re-authentication as someone else moves the connection. A token without
+        ``sub`` names nobody and is not limited. Over ``max_connections_per_sub`` the
+        Bearer fails (401, a text that says why) and the connection is condemned with
+        1008: the client is told, then closed rather than left holding a socket the
+        limit exists to take back. HTTP requests are not connections and never count.
+        """
+        current = session.sub
+        if sub == current:
+            return True
+        if sub is not None:
+            limit = self.settings.limits.max_connections_per_sub
+            count = self._connections_per_sub.get(sub, 0)
+            if limit and count >= limit:
+                self.errors[401] += 1
+                text = f"too many connections for sub {sub} (limit {limit})"
+                session.push({"typ": "sys", "act": "aut", "res": "err", "err": text, "erc": 401})
+                session.closing = (CLOSE_POLICY, "too many connections for this sub")
+                return False
+            self._connections_per_sub[sub] = count + 1
+        if current is not None:
+            self._release(current)
+        return True
+
+    def _release(self, sub: str) -> None:
+        remaining = self._connections_per_sub[sub] - 1
+        if remaining:
+            self._connections_per_sub[sub] = remaining
+        else:
+            del self._connections_per_sub[sub]
 
     def handle_http(self, token: str, body: bytes, now: float) -> tuple[int, Any, bool]:
         """A POST /api/v1 request: (HTTP status, JSON body, whether to await durability).
@@ -202,6 +271,9 @@ class Hub:
             return 400, [error(exc.code, exc.text)], False
         if not isinstance(items, list):
             return 400, [error(400, "body must be a JSON array of messages")], False
+        limit = self.settings.limits.max_messages_per_frame
+        if len(items) > limit:
+            return 413, [error(413, f"too many messages in one request (limit {limit})")], False
         session.outbox.clear()
         accepted = []
         for item in items:
@@ -221,10 +293,12 @@ class Hub:
         return 200, session.outbox, needs_sync
 
     def close_session(self, session: Session, reason: str, now: float) -> None:
-        self.sessions.pop(session.conn_id, None)
+        if self.sessions.pop(session.conn_id, None) is session and session.sub is not None:
+            self._release(session.sub)
         self.dirty.pop(session, None)
         session.outbox.clear()
         self.pubsub.drop_session(session)
+        self.subscriptions.drop_session(session)
         if session.is_provider:
             session.is_provider = False
             self._presence(ProviderDown(session.conn_id, reason, now))
@@ -246,41 +320,60 @@ class Hub:
 
     def handle_frame(self, session: Session, data: str | bytes, now: float) -> bool:
         """Handle one frame; True when a write with a reply must be made durable first."""
+        if session.closing is not None:
+            return False
         try:
             items = decode_frame(data)
         except WireError as exc:
+            self.errors[exc.code] += 1
             session.push(error(exc.code, exc.text))
             return False
         limit = self.settings.limits.max_messages_per_frame
         if len(items) > limit:
+            self.errors[413] += 1
             session.push(error(413, f"too many messages in one frame (limit {limit})"))
             return False
         return self.handle_items(session, items, now)
 
     def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
         needs_sync = False
+        limiter = session.limiter
         for item in items:
             self.messages_in += 1
+            if limiter is not None and not limiter.allow(now):
+                self._rate_limited(session, limiter, item, now)
+                if session.closing is not None:
+                    break  # the rest of the frame goes unanswered: the connection is closing
+                continue
             writes = self._writes
+            parsed: Request | None = None
             try:
-                request = parse_request(item)
+                request = parsed = parse_request(item)
                 if not session.authenticated:
                     raise WireError(401, "not authenticated", cid=request.cid, typ=request.typ)
-                reply = self._handlers[(request.typ, request.act)](session, request, now)
+                handler = self._handlers.get((request.typ, request.act))
+                if handler is None:  # a reply-only action, such as sys/aut sent as JSON
+                    raise WireError(400, f'unknown action "{request.act}" for type {request.typ}')
+                reply = handler(session, request, now)
             except WireError as exc:
+                self.errors[exc.code] += 1
                 act = item.get("act") if isinstance(item, dict) else None
+                # Handlers raise without cid/typ: the reply still carries the request's.
+                cid = exc.cid if exc.cid is not None or parsed is None else parsed.cid
+                typ = exc.typ if exc.typ is not None or parsed is None else parsed.typ
                 session.push(
                     error(
                         exc.code,
                         exc.text,
-                        cid=exc.cid,
-                        typ=exc.typ,
+                        cid=cid,
+                        typ=typ,
                         act=act if isinstance(act, str) else None,
                     )
                 )
                 continue
             except Exception:
                 log.exception("internal error handling a message")
+                self.errors[500] += 1
                 cid = item.get("cid") if isinstance(item, dict) else None
                 session.push(error(500, "internal error", cid=cid))
                 continue
@@ -289,6 +382,24 @@ class Hub:
                 if self._writes != writes:
                     needs_sync = True
         return needs_sync
+
+    def _rate_limited(
+        self, session: Session, limiter: RateLimiter, item: object, now: float
+    ) -> None:
+        """Answer a message over the rate limit with 429; condemn a client that keeps on."""
+        cid: object
+        typ: str | None
+        act: str | None
+        try:
+            request = parse_request(item)
+            cid, typ, act = request.cid, request.typ, request.act
+        except WireError as exc:
+            cid, typ, act = exc.cid, exc.typ, None
+        self.errors[429] += 1
+        text = f"rate limited (limit {limiter.rate:g} messages per second)"
+        session.push(error(429, text, cid=cid, typ=typ, act=act))
+        if limiter.reject(now):
+            session.closing = (CLOSE_RATE_LIMITED, "rate limited")
 
     # -- helpers ---------------------------------------------------------------
 
@@ -303,12 +414,16 @@ class Hub:
     def _presence(self, event: Event) -> None:
         self._publish_transitions(self.engine.apply(event))
 
-    def _publish_transitions(self, transitions: list[StatusChanged]) -> None:
+    def _publish_transitions(
+        self, transitions: list[StatusChanged], *, notify_subscriptions: bool = True
+    ) -> None:
         for change in transitions:
             self.presence_events += 1
             ledger = self.engine.ledger(change.realm, change.id)
             if ledger is not None:
                 self.storage.put_ledger(change.realm, change.id, ledger)
+            if notify_subscriptions:
+                self._send(self.subscriptions.status_changed(change.realm, change.id))
             self.pubsub.publish(change.realm, PRESENCE_EVENT, change.id, {"cst": change.status})
 
     def _status(self, realm_id: str, object_id: str) -> str:
@@ -316,6 +431,10 @@ class Hub:
 
     def _render(self, realm_id: str, record: ObjectRecord) -> dict[str, Any]:
         return record.to_wire(self._status(realm_id, record.id))
+
+    def _send(self, pushes: Sequence[Push]) -> None:
+        for session, message in pushes:
+            session.push(message)
 
     # -- realms ----------------------------------------------------------------
 
@@ -331,6 +450,7 @@ class Hub:
         self.storage.put_realm(realm)
         self._writes += 1
         self._presence(RealmCreated(realm_id, now))
+        self._send(self.subscriptions.realm_created(realm_id))
         return success(request)
 
     def _realm_read(self, session: Session, request: Request, now: float) -> Message:
@@ -359,6 +479,7 @@ class Hub:
             realm.dat = merge_data(realm.dat, patch)
         self.storage.put_realm(realm)
         self._writes += 1
+        self._send(self.subscriptions.realm_updated(realm))
         return success(request)
 
     def _realm_delete(self, session: Session, request: Request, now: float) -> Message:
@@ -369,6 +490,7 @@ class Hub:
         self.storage.delete_realm(realm.id)
         self._writes += 1
         self.pubsub.drop_realm(realm.id, self.sessions.values())
+        self._send(self.subscriptions.realm_deleted(realm.id))
         self._presence(RealmDeleted(realm.id, now))
         return success(request)
 
@@ -439,9 +561,11 @@ class Hub:
         realm = self._realm(request.rea)
         object_id = _required_id(request.id, "id")
         self._check(session, realm.id, object_id, "D")
-        if realm.objects.pop(object_id, None) is None:
+        record = realm.objects.pop(object_id, None)
+        if record is None:
             raise WireError(404, f"unknown object {object_id}")
         self.storage.delete_object(realm.id, object_id)
+        self._send(self.subscriptions.object_deleted(realm.id, record))
         self._writes += 1
         self._presence(ObjectDeleted(realm.id, object_id, now))
         return success(request)
@@ -459,6 +583,7 @@ class Hub:
         patch = require_object(request.dat, "dat") if request.dat is not None else None
         record = realm.objects.get(object_id)
         created = record is None
+        previous = None if record is None else record.loc
         if record is None:
             record = ObjectRecord(object_id)
         if request.lab is not None:
@@ -474,8 +599,10 @@ class Hub:
             realm.objects[object_id] = record
         self.storage.put_object(realm.id, record)
         self._writes += 1
-        if created:
-            self._presence(ObjectCreated(realm.id, object_id, now))
+        # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
+        transitions = self.engine.apply(ObjectCreated(realm.id, object_id, now)) if created else []
+        self._send(self.subscriptions.object_written(realm.id, record, previous))
+        self._publish_transitions(transitions, notify_subscriptions=False)
 
     # -- pub/sub ---------------------------------------------------------------
 
@@ -517,6 +644,81 @@ class Hub:
             raise denied("U", realm.id, object_id)
         self.pubsub.publish(realm.id, event, object_id, request.dat.get("dat"))
         return success(request)
+
+    # -- subscriptions ---------------------------------------------------------
+
+    def _subscription_create(self, session: Session, request: Request, now: float) -> Message:
+        sub_id = _required_id(request.id, "id")
+        options = require_object(request.dat, "dat") if request.dat is not None else {}
+        kind = options.get("typ", "obj")
+        if kind not in ("obj", "rea", "sys"):
+            raise WireError(400, "dat.typ must be obj, rea or sys")
+        if kind == "sys":
+            self._check_new_subscription(session, sub_id)
+            self.subscriptions.watch_realms(session, sub_id)
+            return success(request)
+        realm = self._realm(request.rea)
+        if kind == "rea":
+            if not session.permissions.allows_realm("R", realm.id):
+                raise denied("R", realm.id)
+            self._check_new_subscription(session, sub_id)
+            self.subscriptions.watch_realm(session, sub_id, realm.id)
+            return success(request)
+        try:
+            parsed = parse_options(options)
+        except ValueError as exc:
+            raise WireError(400, str(exc)) from None
+        if not session.permissions.has_any(realm.id, "R"):
+            raise denied("R", realm.id)
+        self._check_new_subscription(session, sub_id)
+        subscription = self.subscriptions.subscribe(session, sub_id, realm, parsed)
+        if parsed.execute:
+            self._push_full_later(subscription)
+        return success(request)
+
+    def _check_new_subscription(self, session: Session, sub_id: str) -> None:
+        if sub_id in session.subscriptions:
+            raise WireError(409, f"subscription {sub_id} already exists")
+        limit = self.settings.limits.max_subscriptions
+        if len(session.subscriptions) >= limit:
+            raise WireError(429, f"too many subscriptions (limit {limit})")
+
+    def _subscription_update(self, session: Session, request: Request, now: float) -> Message:
+        subscription = self._own_subscription(session, request)
+        patch = require_object(request.dat, "dat") if request.dat is not None else {}
+        if isinstance(subscription, ObjectSubscription):
+            try:
+                options = parse_options(patch, subscription.options)
+            except ValueError as exc:
+                raise WireError(400, str(exc)) from None
+            self.subscriptions.update(subscription, options)
+            self._push_full_later(subscription)
+        return success(request)
+
+    def _subscription_delete(self, session: Session, request: Request, now: float) -> Message:
+        self.subscriptions.unsubscribe(self._own_subscription(session, request))
+        return success(request)
+
+    def _own_subscription(self, session: Session, request: Request) -> Subscription:
+        sub_id = _required_id(request.id, "id")
+        subscription: Subscription | None = session.subscriptions.get(sub_id)
+        if subscription is None:
+            raise WireError(404, f"unknown subscription {sub_id}")
+        return subscription
+
+    def _push_full_later(self, subscription: ObjectSubscription) -> None:
+        """Push the held set as ``ful`` in a frame after the reply (see `FULL_PUSH_DELAY`)."""
+
+        def push() -> None:
+            session = subscription.session
+            if session.outbox:  # the reply still waits for durability: stay behind it
+                self.schedule(FULL_PUSH_DELAY, push)
+                return
+            message = self.subscriptions.full(subscription)
+            if message is not None:
+                session.push(message)
+
+        self.schedule(FULL_PUSH_DELAY, push)
 
     # -- system ----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from hivectl.core.permissions import Permissions, ProviderPatterns
 from hivectl.core.tokens import Claims
+from server.ratelimit import RateLimiter
 
 Deliver = Callable[[bytes], None]
 
@@ -20,10 +21,12 @@ class Session:
     __slots__ = (
         "authenticated",
         "claims",
+        "closing",
         "conn_id",
         "deliver",
         "dirty",
         "is_provider",
+        "limiter",
         "outbox",
         "permissions",
         "providers",
@@ -52,6 +55,11 @@ class Session:
         self.subscriptions: dict[str, Any] = {}
         """Object and realm subscriptions by the client's subscription id."""
         self.queue_high_water = 0
+        self.limiter: RateLimiter | None = None
+        """Message rate limit; None for HTTP requests, which are not connections."""
+        self.closing: tuple[int, str] | None = None
+        """(close code, reason) once the connection is condemned: its frames are ignored
+        from then on, and the I/O shell closes it after what is already queued."""
 
     def push(self, message: dict[str, Any]) -> None:
         if not self.outbox:

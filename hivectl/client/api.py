@@ -2,48 +2,32 @@
 
 Names follow Hivekit's own clients (``client.realm.get``, ``realm.object.create``,
 ``realm.pubsub.subscribe``) in Python spelling. Every call is one request on the
-shared `Connection`; pub/sub subscriptions are remembered and re-created, with the
-same ids, after the connection comes back.
+shared `Connection`; pub/sub and object/realm subscriptions are remembered and
+re-created, with the same ids, after the connection comes back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from hivectl.client.connection import Connection, call_soon
+from hivectl.client.objects import HiveObject
+from hivectl.client.subscriptions import (
+    ChangeCallback,
+    ObjectSubscription,
+    RealmListCallback,
+    RealmSubscription,
+    SubscriptionRegistry,
+    object_options,
+    realm_list_handler,
+)
 
 PubSubCallback = Callable[[Any, str], Any]
 """Called with (payload, object id) for each event delivered to a subscription."""
-
-STATUS_NAMES = {"con": "connected", "dis": "disconnected"}
-
-
-@dataclass
-class HiveObject:
-    id: str
-    lab: str = ""
-    loc: dict[str, Any] = field(default_factory=dict)
-    dat: dict[str, Any] = field(default_factory=dict)
-    cst: str = "dis"
-    tds: list[str] = field(default_factory=list)
-
-    @property
-    def connection_status(self) -> str:
-        return STATUS_NAMES.get(self.cst, self.cst)
-
-    @classmethod
-    def from_wire(cls, value: Mapping[str, Any]) -> HiveObject:
-        return cls(
-            id=value["id"],
-            lab=value.get("lab", ""),
-            loc=dict(value.get("loc") or {}),
-            dat=dict(value.get("dat") or {}),
-            cst=value.get("cst", "dis"),
-            tds=list(value.get("tds") or []),
-        )
+RealmCallback = Callable[["Realm"], Any]
+"""Called with the realm (its ``lab`` and ``dat`` just updated) after each update."""
 
 
 class HivekitClient:
@@ -103,10 +87,19 @@ class RealmApi:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._pubsub = PubSubRegistry(connection)
+        self._subscriptions = SubscriptionRegistry(connection)
 
     def handle(self, realm_id: str, lab: str = "", dat: dict[str, Any] | None = None) -> Realm:
         """A realm handle without a round trip (for realms known to exist)."""
-        return Realm(self._connection, self._pubsub, realm_id, lab, dat or {})
+        return Realm(self._connection, self._pubsub, self._subscriptions, realm_id, lab, dat or {})
+
+    async def subscribe(self, on_change: RealmListCallback) -> RealmSubscription:
+        """Realm list events: ``on_change(realm_id, "created" | "updated" | "deleted")``."""
+        subscription = RealmSubscription(
+            self._subscriptions, "sys", "sys", realm_list_handler(on_change)
+        )
+        await self._subscriptions.open(subscription)
+        return subscription
 
     async def get(self, realm_id: str) -> Realm:
         value = await self._connection.request({"typ": "rea", "act": "rea", "id": realm_id})
@@ -146,6 +139,7 @@ class Realm:
         self,
         connection: Connection,
         pubsub: PubSubRegistry,
+        subscriptions: SubscriptionRegistry,
         realm_id: str,
         lab: str,
         dat: dict[str, Any],
@@ -153,16 +147,33 @@ class Realm:
         self.id = realm_id
         self.lab = lab
         self.dat = dat
-        self.object = ObjectApi(connection, realm_id)
+        self.object = ObjectApi(connection, subscriptions, realm_id)
         self.pubsub = RealmPubSub(pubsub, realm_id)
+        self._subscriptions = subscriptions
+
+    async def subscribe(self, on_change: RealmCallback) -> RealmSubscription:
+        """Follow this realm's updates: ``lab`` and ``dat`` change, then ``on_change(realm)``."""
+
+        def updated(message: dict[str, Any]) -> None:
+            body = message.get("rea") or {}
+            self.lab = body.get("lab", "")
+            self.dat = dict(body.get("dat") or {})
+            call_soon(on_change, self)
+
+        subscription = RealmSubscription(self._subscriptions, self.id, "rea", updated)
+        await self._subscriptions.open(subscription)
+        return subscription
 
     def __repr__(self) -> str:
         return f"Realm({self.id!r})"
 
 
 class ObjectApi:
-    def __init__(self, connection: Connection, realm_id: str) -> None:
+    def __init__(
+        self, connection: Connection, subscriptions: SubscriptionRegistry, realm_id: str
+    ) -> None:
         self._connection = connection
+        self._subscriptions = subscriptions
         self._realm = realm_id
 
     def _message(self, act: str, object_id: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -261,6 +272,42 @@ class ObjectApi:
 
     async def delete(self, object_id: str) -> None:
         await self._connection.request(self._message("del", object_id))
+
+    async def subscribe(
+        self,
+        *,
+        where: Sequence[str] = (),
+        shape: Mapping[str, Any] | None = None,
+        scope: str | None = None,
+        target: Mapping[str, Any] | None = None,
+        execute_immediately: bool = False,
+        on_change: ChangeCallback | None = None,
+        subscription_id: str | None = None,
+    ) -> ObjectSubscription:
+        """A live set of the realm's objects that match; see `ObjectSubscription`.
+
+        The scope follows from the arguments unless given: ``target={"id", "r"}`` is
+        ``tar`` (objects within r metres of that object), a ``shape`` is ``rec``, ``cir``
+        or ``pol`` by its keys, neither is the whole realm (``rea``). ``where`` holds
+        attribute filters (``'type="rider"'``), all of which must hold. With
+        ``execute_immediately`` the current set arrives as a ``ful`` push shortly after.
+        """
+        options = {
+            "typ": "obj",
+            "sty": "rea",
+            **object_options(where=where, shape=shape, target=target, scope=scope),
+        }
+        if execute_immediately:
+            options["exe"] = True
+        subscription = ObjectSubscription(
+            self._subscriptions,
+            self._realm,
+            subscription_id or self._subscriptions.new_id(),
+            options,
+            on_change,
+        )
+        await self._subscriptions.open(subscription)
+        return subscription
 
 
 class PubSubRegistry:

@@ -18,7 +18,9 @@ import contextlib
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,6 +34,17 @@ log = logging.getLogger("hivectl.client")
 PushHandler = Callable[[dict[str, Any]], None]
 RestoreHook = Callable[[], Awaitable[None]]
 StatusCallback = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class DialTimings:
+    """`time.monotonic` marks of the last successful dial, for tools that measure latency:
+    dialling began, the WebSocket was open (the ``Bearer`` frame leaves right after), the
+    authentication reply arrived."""
+
+    started: float
+    opened: float
+    authenticated: float
 
 
 class Connection:
@@ -60,6 +73,7 @@ class Connection:
         self.reconnects = 0
         self.close_code: int | None = None
         self.close_reason = ""
+        self.dial_timings: DialTimings | None = None
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -103,6 +117,7 @@ class Connection:
         await self._connected.wait()
 
     async def _dial(self) -> None:
+        started = time.monotonic()
         ws = await connect(
             self.url,
             proxy=None,
@@ -110,11 +125,13 @@ class Connection:
             max_size=self.max_size,
             compression=None,
         )
+        opened = time.monotonic()
         try:
             reply = await self._authenticate_socket(ws, self.token)
         except BaseException:
             await ws.close()
             raise
+        self.dial_timings = DialTimings(started, opened, time.monotonic())
         self._ws = ws
         self.server_info = reply.get("dat") or {}
         self._reader = asyncio.create_task(self._read_loop(ws), name="hivekit-reader")
