@@ -1,20 +1,31 @@
-"""What every command shares: loading settings with flags as the top layer."""
+"""What every command shares: loading settings with flags as the top layer, exit codes,
+error messages on stderr.
+
+Exit codes are API (scripts and health checks read them): 0 ok, 1 runtime failure,
+2 usage or configuration error, 3 a check failed (``token verify``, ``health``).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from hivectl.core.settings import LoadedSettings, SettingsError, load_settings
+from hivectl.core.settings import CONFIG_ENV_VAR, LoadedSettings, SettingsError, load_settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CHECK_FAILED = 3
+
+DISCOVERED_CONFIG = Path("hivectl.toml")
+"""Read when neither --config nor HIVECTL_CONFIG names a file: what `config init` writes."""
 
 err_console = Console(stderr=True)
 
@@ -22,20 +33,79 @@ CONFIG_OPTION = typer.Option(
     None,
     "--config",
     "-c",
-    help="TOML config file (default: $HIVECTL_CONFIG).",
+    help="TOML config file (default: $HIVECTL_CONFIG, else ./hivectl.toml if present).",
+    dir_okay=False,
+)
+
+SECRET_FILE_OPTION = typer.Option(
+    None,
+    "--secret-file",
+    help="File holding the HS256 secret [auth.secret_file]; or set $HIVECTL_AUTH_SECRET.",
     dir_okay=False,
 )
 
 
-def settings_from(config: Path | None, flags: Mapping[str, object]) -> LoadedSettings:
-    """Settings with the given flags (None = not given) on top; exits 2 on a bad config."""
+def error(message: str) -> None:
+    """One ``error: ...`` line on stderr (escaped: messages name keys like ``[server].port``)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    error(message)
+    raise typer.Exit(code)
+
+
+def config_path(config: Path | None) -> Path | None:
+    """The file given, else none when $HIVECTL_CONFIG names one (`load_settings` reads it),
+    else ./hivectl.toml when it exists, so `config init` then `serve` needs no flag."""
+    if config is None and not os.environ.get(CONFIG_ENV_VAR) and DISCOVERED_CONFIG.is_file():
+        return DISCOVERED_CONFIG
+    return config
+
+
+def secret_file_flags(secret_file: Path | None) -> dict[str, object]:
+    """``--secret-file`` as overrides: it also clears ``[auth].secret`` from lower layers, so the
+    flag wins over $HIVECTL_AUTH_SECRET instead of clashing with it."""
+    if secret_file is None:
+        return {}
+    return {"auth.secret_file": str(secret_file), "auth.secret": ""}
+
+
+SECRET_FILE_LABELS = {"auth.secret_file": "--secret-file", "auth.secret": "--secret-file"}
+
+
+def settings_from(
+    config: Path | None,
+    flags: Mapping[str, object],
+    labels: Mapping[str, str] | None = None,
+    *,
+    strict: bool = False,
+) -> LoadedSettings:
+    """Settings with the given flags (dotted key -> value, None = not given) on top; `labels`
+    names each flag for `sources` and messages. Exits 2 listing every problem."""
     overrides = {key: value for key, value in flags.items() if value is not None}
     try:
-        loaded = load_settings(config_file=config, env=os.environ, overrides=overrides)
+        loaded = load_settings(
+            config_file=config_path(config),
+            env=os.environ,
+            overrides=overrides,
+            override_labels=labels or {},
+            strict=strict,
+        )
     except SettingsError as exc:
         for problem in exc.problems:
-            err_console.print(f"[red]error:[/red] {problem}", highlight=False)
+            error(problem)
         raise typer.Exit(EXIT_USAGE) from None
     for warning in loaded.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        warn(warning)
     return loaded
+
+
+def read_token(token: str) -> str:
+    """A token argument, or the token on stdin for ``-`` (keeps it out of `ps` and history)."""
+    text = sys.stdin.read() if token == "-" else token
+    return text.strip()

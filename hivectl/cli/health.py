@@ -1,0 +1,64 @@
+"""`hivectl health`: ask a server's /healthz (or /readyz) and answer with the exit code.
+
+Made for container health checks (slim images have no curl): exit 0 when the server
+answers 200, 3 otherwise. An unreachable server is a failed check too (3), not a runtime
+failure of the command, since "not reachable" is exactly what a health check reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import typer
+
+from hivectl.cli.common import CONFIG_OPTION, EXIT_CHECK_FAILED, EXIT_USAGE, fail, settings_from
+from hivectl.core.settings import parse_duration
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        epilog="Examples:\n\n  hivectl health\n\n"
+        "  hivectl health --ready --url ws://127.0.0.1:8765/ws"
+    )(health)
+
+
+def probe_url(url: str, *, ready: bool) -> str:
+    """``ws://h:p/ws`` or ``http://h:p`` -> ``http://h:p/healthz`` (``/readyz`` when `ready`)."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https", "http": "http", "https": "https"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"expected a ws://, wss://, http:// or https:// URL, got {url!r}")
+    return f"{scheme}://{parts.netloc}/{'readyz' if ready else 'healthz'}"
+
+
+def health(
+    url: str | None = typer.Option(
+        None, help="Server URL, ws:// or http:// (default: [client.url], $HIVECTL_CLIENT_URL)."
+    ),
+    ready: bool = typer.Option(False, "--ready", help="Ask /readyz: is it accepting clients?"),
+    timeout: str = typer.Option("5s", help="How long to wait for the answer, e.g. 5s."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Check that a server is alive (or ready); exit 0 if so, 3 if not."""
+    import urllib.error
+    import urllib.request
+
+    target = url or settings_from(config, {}).settings.client.url
+    try:
+        probe = probe_url(target, ready=ready)
+        seconds = parse_duration(timeout)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(probe, timeout=seconds) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        fail(f"{probe}: {reason}", EXIT_CHECK_FAILED)
+    if status != 200:
+        fail(f"{probe}: HTTP {status}", EXIT_CHECK_FAILED)
+    typer.echo(f"{probe}: ok")

@@ -1,0 +1,139 @@
+"""Prometheus metrics for one server, served as ``GET /metrics`` on the WebSocket port.
+
+Most numbers are counters the hub keeps anyway (messages, presence events, errors,
+sessions), so a custom collector reads them at scrape time instead of updating metric
+objects on the hot path. Only the two latency histograms are observed as things happen:
+
+* ``hivectl_presence_latency_seconds``: from a socket event (a frame, an authentication,
+  a close) to the flush of the pushes it caused, observed once per event that changed
+  some object's presence.
+* ``hivectl_storage_commit_seconds``: how long the shell waited for ``storage.sync()``
+  before acknowledging a write.
+
+Each server has its own `CollectorRegistry` (never the global one), so several servers in
+one process (the tests) do not collide. Label cardinality is bounded: connected objects are
+labelled by realm for the `TOP_REALMS` largest realms only, the rest summed as ``other``
+(a realm really called "other" is summed there too, so no series is ever duplicated);
+errors are labelled by protocol error code; no object or user id is ever a label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from hivectl import __version__
+from server.hub import Hub
+
+TOP_REALMS = 10
+OTHER_REALMS = "other"
+
+PRESENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServerMetrics:
+    def __init__(self, hub: Hub, ready: Callable[[], bool]) -> None:
+        self._hub = hub
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.presence_latency = Histogram(
+            "hivectl_presence_latency_seconds",
+            "Time from a socket event to the flush of the presence pushes it caused.",
+            buckets=PRESENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.storage_commit = Histogram(
+            "hivectl_storage_commit_seconds",
+            "Time spent waiting for storage to make writes durable before acknowledging them.",
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_HubCollector(hub, ready))
+
+    def presence_flushed(self, events_before: int, started: float) -> None:
+        """After a unit of work that began at `started` (`time.perf_counter`): observe its
+        latency if it produced presence events (the hub's count moved past `events_before`)."""
+        if self._hub.presence_events != events_before:
+            self.presence_latency.observe(time.perf_counter() - started)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The scrape body and its content type, negotiated from the Accept header (Prometheus
+        3 refuses a scrape without a valid content type)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+class _HubCollector:
+    """Reads the hub's own counters and state at scrape time."""
+
+    def __init__(self, hub: Hub, ready: Callable[[], bool]) -> None:
+        self._hub = hub
+        self._ready = ready
+
+    def collect(self) -> Iterable[Metric]:
+        hub = self._hub
+        info = InfoMetricFamily("hivectl", "Version and node of this server.")
+        info.add_metric([], {"version": __version__, "node": hub.node_id})
+        yield info
+        yield GaugeMetricFamily(
+            "hivectl_ready",
+            "1 while accepting clients, 0 while starting or draining.",
+            value=1 if self._ready() else 0,
+        )
+        sessions = list(hub.sessions.values())
+        yield GaugeMetricFamily(
+            "hivectl_connections", "Open WebSocket connections.", value=len(sessions)
+        )
+        yield GaugeMetricFamily(
+            "hivectl_authenticated_connections",
+            "Open connections that have authenticated.",
+            value=sum(1 for session in sessions if session.authenticated),
+        )
+        yield GaugeMetricFamily(
+            "hivectl_providers",
+            "Live data providers (connections with a dpv claim).",
+            value=hub.engine.providers,
+        )
+        yield GaugeMetricFamily("hivectl_realms", "Realms.", value=len(hub.realms))
+        yield _connected_per_realm(hub.engine.connected_per_realm())
+        yield CounterMetricFamily(
+            "hivectl_messages_received", "Protocol messages received.", value=hub.messages_in
+        )
+        yield CounterMetricFamily(
+            "hivectl_messages_sent", "Protocol messages sent.", value=hub.messages_out
+        )
+        yield CounterMetricFamily(
+            "hivectl_presence_events",
+            "connectionStatusChanged transitions published.",
+            value=hub.presence_events,
+        )
+        errors = CounterMetricFamily(
+            "hivectl_errors", "Error replies sent, by protocol error code.", labels=["code"]
+        )
+        for code, count in sorted(hub.errors.items()):
+            errors.add_metric([str(code)], count)
+        yield errors
+
+
+def _connected_per_realm(per_realm: dict[str, int]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(
+        "hivectl_connected_objects",
+        f"Connected objects, for the {TOP_REALMS} largest realms and the rest as {OTHER_REALMS}.",
+        labels=["realm"],
+    )
+    ranked = sorted(per_realm.items(), key=lambda item: (-item[1], item[0]))
+    top = [(realm, count) for realm, count in ranked if realm != OTHER_REALMS][:TOP_REALMS]
+    for realm, count in top:
+        gauge.add_metric([realm], count)
+    rest = sum(per_realm.values()) - sum(count for _, count in top)
+    gauge.add_metric([OTHER_REALMS], rest)
+    return gauge
