@@ -136,7 +136,16 @@ class HivekitServer:
                 async with asyncio.timeout(self.settings.server.shutdown_timeout):
                     await self._ws_server.wait_closed()
             except TimeoutError:
-                log.warning("connections still open after the shutdown timeout")
+                # Peers that never answer the close frame would hold the exit for the
+                # closing handshake's own timeout: the shutdown timeout is the bound.
+                open_connections = list(self._ws_server.all_connections)
+                log.warning(
+                    "aborting %d connections still open after the shutdown timeout",
+                    len(open_connections),
+                )
+                for ws in open_connections:
+                    ws.transport.abort()
+                await self._ws_server.wait_closed()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for timer in self._timers:

@@ -10,9 +10,12 @@ Rules the handlers keep (protocol.md):
 * Messages of one frame are handled in array order; each request with a ``cid``
   gets exactly one reply; ``set`` gets none, and a failing message without ``cid``
   gets an error without ``cid``.
-* Checks run in this order: envelope (400), authenticated (401), realm exists
-  (404 ``unknown realm <id>``), permission (403), object exists (404), conflict (409).
-  A failure changes nothing.
+* Checks run in this order: rate limit (429, `server.ratelimit`), envelope (400),
+  authenticated (401), realm exists (404 ``unknown realm <id>``), permission (403),
+  object exists (404), conflict (409). A failure changes nothing.
+* The hub decides when a connection must go (too many rate-limited messages: 4029; a
+  Bearer over ``max_connections_per_sub``: 1008) by setting `Session.closing`; from then
+  on it ignores that connection's frames, and the shell closes it.
 * Every presence transition the engine returns is published as
   ``connectionStatusChanged`` in its realm and recorded in the ledger.
 * Every change to an object or realm (presence transitions included) is handed to
@@ -81,6 +84,9 @@ from server.subscriptions import (
 log = logging.getLogger("hivectl.server")
 
 PRESENCE_EVENT = "connectionStatusChanged"
+
+_AUTHENTICATION = {"typ": "sys", "act": "aut"}
+"""A Bearer frame as a message, for the 429 that answers one over the rate limit."""
 
 _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
 
@@ -173,8 +179,18 @@ class Hub:
         return session
 
     def authenticate(self, session: Session, token: str, now: float) -> bool:
-        """A ``Bearer`` frame: verify, then swap the claims in one step (or change nothing)."""
-        if session.closing is not None or not self._accept_token(session, token, now):
+        """A ``Bearer`` frame: verify, then swap the claims in one step (or change nothing).
+
+        A Bearer frame is a message like any other for the rate limit: verifying a
+        signature costs more than most requests.
+        """
+        if session.closing is not None:
+            return False
+        limiter = session.limiter
+        if limiter is not None and not limiter.allow(now):
+            self._rate_limited(session, limiter, _AUTHENTICATION, now)
+            return False
+        if not self._accept_token(session, token, now):
             return False
         claims = session.claims
         assert claims is not None

@@ -28,7 +28,8 @@ the sphere and may cross the antimeridian or cover a pole.
 Every shape is validated when it is built (finite numbers, coordinates in range, ``r >= 0``,
 at least three polygon points), so a `Shape` in hand is always usable. `parse_shape` turns
 untrusted ``sha`` JSON into one; the kind comes from the keys, extra keys are ignored, and
-keys of two kinds at once are an error. Errors are `ShapeError` with the text the client sees.
+keys of two kinds at once are an error; it also caps polygons at `MAX_POLYGON_POINTS`. Errors
+are `ShapeError` with the text the client sees.
 
 Bounds
 ======
@@ -69,6 +70,9 @@ BOUNDS_PAD_DEG = EDGE_TOLERANCE_DEG
 ever puts a contained point outside its shape's box."""
 DEFAULT_MAX_CELLS = 1024
 """Default cap on the cells one box may cover in the grid (see `cells_for_bounds`)."""
+MAX_POLYGON_POINTS = 1000
+"""Most vertices a polygon may have. Every point tested walks every edge, so without a cap
+one request of a few kilobytes could make a ``lis`` or a subscription cost seconds."""
 
 Bounds = tuple[float, float, float, float]
 Cell = tuple[int, int]
@@ -299,6 +303,8 @@ def _numbers(value: Mapping[object, object], keys: tuple[str, ...], error: str) 
 def _parse_polygon(points: object) -> Polygon:
     if not isinstance(points, list) or len(points) < 3:
         raise ShapeError("sha: polygon needs points, a list of at least 3 {x, y}")
+    if len(points) > MAX_POLYGON_POINTS:
+        raise ShapeError(f"sha: a polygon has at most {MAX_POLYGON_POINTS} points")
     parsed = []
     for index, point in enumerate(points):
         if not isinstance(point, Mapping):

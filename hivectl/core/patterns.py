@@ -99,9 +99,14 @@ class IdPattern:
         return f"IdPattern({self.text!r})"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1024)
 def compile_pattern(text: str) -> IdPattern:
-    """The shared, cached way to turn pattern text into an `IdPattern`."""
+    """The shared, cached way to turn pattern text into an `IdPattern`.
+
+    The cache pays off for the patterns many tokens share; it is kept small because
+    clients choose patterns: a 1024-character pattern of many short pieces holds about
+    25 KB, and 65536 of them (a former size) were a gigabyte one client could fill.
+    """
     return IdPattern(text)
 
 

@@ -47,6 +47,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ec import (
     EllipticCurvePrivateKey,
     EllipticCurvePublicKey,
@@ -214,6 +215,12 @@ def verify_token(
     """Verify `token` at time `now`; raise TokenError with the client's text."""
     candidates = keys.candidates(_unverified_header(token))
     payload = _verified_payload(token, candidates, issuer=issuer, audience=audience)
+    try:
+        # The claims are JSON the stdlib decoded, which keeps lone surrogates and integers of
+        # any size: such a `sub` would later fail to encode in every reply that shows it.
+        orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        raise TokenError(MALFORMED) from None
     try:
         claims = _read_claims(payload, require_permissions=require_permissions)
     except ClaimError as error:

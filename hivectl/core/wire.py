@@ -17,7 +17,16 @@ and ``typ`` of the message that caused it whenever those can be read:
 
 JSON is decoded with orjson, which follows RFC 8259 strictly: ``NaN``/``Infinity``,
 lone surrogates and nesting deeper than 1024 levels are rejected, so hostile frames
-fail here as 400 instead of deep in a handler.
+fail here as 400 instead of deep in a handler. Two more rules keep every accepted value
+re-encodable, so that nothing stored can later break a reply or a push:
+
+* Nesting is capped at `MAX_DEPTH`, far below orjson's 1024 for decoding, because orjson
+  *encodes* at most 254 levels and the server wraps client data in a few levels of its
+  own (a subscription push puts an object's ``dat`` five levels down).
+* Numbers are IEEE doubles, as in JavaScript (the reference clients): integers past the
+  64-bit range decode to the nearest double instead of failing, and a non-finite number
+  (``1e999``) is invalid JSON. A ``cid`` that became a double is then a 400 like any
+  other wrong ``cid``.
 """
 
 from __future__ import annotations
@@ -32,6 +41,16 @@ import orjson
 
 MAX_ID_LENGTH = 1024
 """Ids, realm ids and patterns longer than this are rejected (400)."""
+
+MAX_DEPTH = 32
+"""Levels of nesting a frame may have, the frame's own array included (deeper: 400)."""
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_RATE_LIMITED = 4029
+"""WebSocket close codes the server chooses (protocol.md §9; 1009 is the library's own)."""
 
 ACTIONS: Mapping[str, frozenset[str]] = {
     "rea": frozenset({"cre", "rea", "lis", "upd", "del", "sub", "uns", "pub"}),
@@ -82,15 +101,42 @@ def decode_frame(data: str | bytes) -> list[Any]:
         raise WireError(400, f"frame is not valid JSON: {exc}") from None
     if not isinstance(value, list):
         raise WireError(400, "frame must be a JSON array of messages")
+    _check_depth(data, value, "frame")
     return value
 
 
 def decode_json(data: str | bytes) -> Any:
     """Strict JSON decoding shared by the HTTP API; raises WireError (400)."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise WireError(400, f"body is not valid JSON: {exc}") from None
+    _check_depth(data, value, "body")
+    return value
+
+
+def _check_depth(data: str | bytes, value: object, what: str) -> None:
+    """Reject `value` (decoded from `data`) if it nests deeper than `MAX_DEPTH`.
+
+    Nesting needs an opening bracket per level, so a text with at most `MAX_DEPTH` of
+    them (counted in C, strings included) cannot be too deep: most frames skip the walk.
+    """
+    if isinstance(data, str):
+        brackets = data.count("[") + data.count("{")
+    else:
+        brackets = data.count(b"[") + data.count(b"{")
+    if brackets <= MAX_DEPTH:
+        return
+    level: list[dict[str, Any] | list[Any]] = [value] if isinstance(value, dict | list) else []
+    for _ in range(MAX_DEPTH):
+        deeper: list[dict[str, Any] | list[Any]] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            deeper.extend(child for child in children if isinstance(child, dict | list))
+        if not deeper:
+            return
+        level = deeper
+    raise WireError(400, f"{what} is nested deeper than {MAX_DEPTH} levels")
 
 
 def encode(messages: list[Message]) -> bytes:

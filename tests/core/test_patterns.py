@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import SupportsIndex
 
 import pytest
 from hypothesis import given
@@ -67,6 +68,47 @@ def test_many_stars_on_a_long_id_do_not_backtrack() -> None:
     long_id = "a" * 10_000
     assert not pattern.matches(long_id)
     assert pattern.matches(long_id + "b")
+
+
+class CountingId(str):
+    """An id that counts the characters `str.find` scans in it (what the matcher walks)."""
+
+    scanned = 0
+
+    def find(
+        self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None
+    ) -> int:
+        assert start is not None and end is not None
+        found = super().find(sub, start, end)
+        self.scanned += (found + len(sub) if found >= 0 else int(end)) - int(start)
+        return found
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("*a" * 50 + "*b", "a" * 10_000, False),
+        ("*a" * 50 + "*b", "a" * 10_000 + "b", True),
+        ("*" + "ab*" * 50 + "c", "ab" * 5_000, False),
+        (
+            "x*" + "*".join("a" * 20 for _ in range(49)) + "*y",
+            "x" + ("a" * 19 + "b") * 499 + "y",
+            False,
+        ),
+        ("*" * 50 + "/" + "*" * 50, "n" * 5_000 + "/" + "m" * 5_000, True),
+    ],
+    ids=["a-star-a-b", "a-star-a-b match", "ab-star", "long pieces", "stars only"],
+)
+def test_fifty_stars_on_a_10000_character_id_scan_it_once(
+    pattern: str, value: str, expected: bool
+) -> None:
+    compiled = IdPattern(pattern)
+    for _ in range(200):
+        counted = CountingId(value)
+        assert compiled.matches(counted) is expected
+        # Every piece is searched from where the previous one ended: no character twice.
+        assert counted.scanned <= len(value)
 
 
 @pytest.mark.parametrize("text", ["*", "**", "***"])

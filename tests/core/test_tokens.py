@@ -230,6 +230,9 @@ def test_broken_tokens_are_malformed(token: str) -> None:
         '{"sub": 42}',
         '{"sub": null}',
         '{"jti": 1}',
+        '{"sub": "\\ud800"}',
+        '{"dpv": {"r": ["a\\udfff"]}}',
+        '{"x": 123456789012345678901234567890}',
     ],
 )
 def test_correctly_signed_bad_claims_are_malformed(payload: str) -> None:

@@ -1,0 +1,39 @@
+"""Helpers for tests that look at the server from inside this process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from server.auth import keyring_from_settings
+from server.hub import Hub
+from server.storage import MemoryStorage
+from tests.conftest import make_settings
+
+
+def bare_hub(**overrides: Any) -> tuple[Hub, list[Callable[[], None]]]:
+    """A hub without sockets (settings overrides as dotted keys) and its pending timers.
+
+    The shell would run each timer callback after its delay, then flush; tests run them
+    when they choose.
+    """
+    settings = make_settings(**overrides)
+    pending: list[Callable[[], None]] = []
+    hub = Hub(
+        settings,
+        MemoryStorage(),
+        keyring_from_settings(settings.auth),
+        node_id="n",
+        started_at=0.0,
+        schedule=lambda delay, callback: pending.append(callback),
+    )
+    return hub, pending
+
+
+def rss() -> int:
+    """This process's resident set size in bytes (servers under test run in it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
