@@ -27,9 +27,10 @@ Rules the handlers keep (protocol.md):
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from hivectl import BUILD_DATE, __version__
 from hivectl.core.filters import all_match, parse_filters
@@ -56,8 +57,18 @@ from hivectl.core.wire import (
     require_object,
     success,
 )
+from server.changes import (
+    Change,
+    LeaseRenewed,
+    ObjectPut,
+    ObjectRemoved,
+    RealmPut,
+    RealmRemoved,
+)
+from server.log import LocalLog, Log
 from server.presence import (
     Event,
+    NodeLost,
     ObjectCreated,
     ObjectDeleted,
     PresenceEngine,
@@ -121,6 +132,7 @@ class Hub:
         self.node_id = node_id
         self.started_at = started_at
         self.schedule = schedule
+        self.log: Log = LocalLog(self)
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
@@ -196,14 +208,14 @@ class Hub:
         assert claims is not None
         if claims.dpv:
             session.is_provider = True
-            self._presence(
+            self.commit(
                 ProviderUp(
                     session.conn_id, self.node_id, claims.sub, claims.jti, claims.dpv.entries, now
                 )
             )
         elif session.is_provider:
             session.is_provider = False
-            self._presence(ProviderDown(session.conn_id, "reauth", now))
+            self.commit(ProviderDown(session.conn_id, "reauth", now))
         session.push(
             {
                 "typ": "sys",
@@ -317,11 +329,11 @@ class Hub:
         self.subscriptions.drop_session(session)
         if session.is_provider:
             session.is_provider = False
-            self._presence(ProviderDown(session.conn_id, reason, now))
+            self.commit(ProviderDown(session.conn_id, reason, now))
 
     def tick(self, now: float) -> None:
         """Time passing: ends grace periods that are over."""
-        self._presence(Tick(now))
+        self.commit(Tick(now))
 
     def flush(self) -> None:
         """Hand every dirty session's outbox to its transport as one frame."""
@@ -417,6 +429,94 @@ class Hub:
         if limiter.reject(now):
             session.closing = (CLOSE_RATE_LIMITED, "rate limited")
 
+    # -- the log: committing and applying changes ------------------------------
+
+    def commit(self, change: Change) -> None:
+        """Hand a decided change to the log; state changes only when it is applied."""
+        self._writes += 1
+        self.log.append(change)
+
+    def apply(self, change: Change) -> None:
+        """Apply one change in log order: the only place where state changes."""
+        match change:
+            case ObjectPut():
+                self._apply_object_put(change)
+            case ProviderUp() | ProviderDown() | NodeLost() | Tick():
+                self._presence(change)
+            case RealmPut():
+                self._apply_realm_put(change)
+            case RealmRemoved():
+                self._apply_realm_removed(change)
+            case ObjectRemoved():
+                self._apply_object_removed(change)
+            case LeaseRenewed():
+                pass
+            case _:
+                assert_never(change)
+
+    def deliver_publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
+        """A pub/sub message reaches this node's subscribers."""
+        if realm_id in self.realms:
+            self.pubsub.publish(realm_id, event, object_id, payload)
+
+    def _apply_realm_put(self, change: RealmPut) -> None:
+        realm = self.realms.get(change.realm)
+        if realm is not None and realm.incarnation != change.incarnation:
+            self._apply_realm_removed(RealmRemoved(change.realm, change.at))
+            realm = None
+        if realm is None:
+            realm = RealmRecord(
+                change.realm, change.lab, dict(change.dat), incarnation=change.incarnation
+            )
+            self.realms[realm.id] = realm
+            self.storage.put_realm(realm)
+            self._presence(RealmCreated(realm.id, change.at))
+            self._send(self.subscriptions.realm_created(realm.id))
+            return
+        realm.lab = change.lab
+        realm.dat = dict(change.dat)
+        self.storage.put_realm(realm)
+        self._send(self.subscriptions.realm_updated(realm))
+
+    def _apply_realm_removed(self, change: RealmRemoved) -> None:
+        if self.realms.pop(change.realm, None) is None:
+            return
+        self.storage.delete_realm(change.realm)
+        self.pubsub.drop_realm(change.realm, self.sessions.values())
+        self._send(self.subscriptions.realm_deleted(change.realm))
+        self._presence(RealmDeleted(change.realm, change.at))
+
+    def _apply_object_put(self, change: ObjectPut) -> None:
+        realm = self.realms.get(change.realm)
+        if realm is None or realm.incarnation != change.realm_incarnation:
+            return  # written to a realm life that has ended
+        record = realm.objects.get(change.id)
+        created = record is None
+        previous = None if record is None else record.loc
+        if record is None:
+            record = realm.objects[change.id] = ObjectRecord(change.id)
+        record.lab = change.lab
+        record.loc = change.loc
+        record.dat = change.dat
+        record.tds = change.tds
+        record.updated_at = change.at
+        self.storage.put_object(realm.id, record)
+        # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
+        transitions = (
+            self.engine.apply(ObjectCreated(realm.id, change.id, change.at)) if created else []
+        )
+        self._send(self.subscriptions.object_written(realm.id, record, previous))
+        self._publish_transitions(transitions, notify_subscriptions=False)
+
+    def _apply_object_removed(self, change: ObjectRemoved) -> None:
+        realm = self.realms.get(change.realm)
+        record = None if realm is None else realm.objects.pop(change.id, None)
+        if realm is None or record is None:
+            return
+        self.storage.delete_object(realm.id, change.id)
+        self._send(self.subscriptions.object_deleted(realm.id, record))
+        self._presence(ObjectDeleted(realm.id, change.id, change.at))
+
     # -- helpers ---------------------------------------------------------------
 
     def _realm(self, realm_id: str | None) -> RealmRecord:
@@ -461,12 +561,8 @@ class Hub:
         if realm_id in self.realms:
             raise WireError(409, f"realm with id {realm_id} already exists")
         data = require_object(request.dat, "dat") if request.dat is not None else {}
-        realm = RealmRecord(realm_id, request.lab or "", merge_data({}, data))
-        self.realms[realm_id] = realm
-        self.storage.put_realm(realm)
-        self._writes += 1
-        self._presence(RealmCreated(realm_id, now))
-        self._send(self.subscriptions.realm_created(realm_id))
+        incarnation = secrets.token_hex(8)
+        self.commit(RealmPut(realm_id, request.lab or "", merge_data({}, data), incarnation, now))
         return success(request)
 
     def _realm_read(self, session: Session, request: Request, now: float) -> Message:
@@ -489,25 +585,16 @@ class Hub:
         if not session.permissions.allows_realm("U", realm.id):
             raise denied("U", realm.id)
         patch = require_object(request.dat, "dat") if request.dat is not None else None
-        if request.lab is not None:
-            realm.lab = request.lab
-        if patch is not None:
-            realm.dat = merge_data(realm.dat, patch)
-        self.storage.put_realm(realm)
-        self._writes += 1
-        self._send(self.subscriptions.realm_updated(realm))
+        label = realm.lab if request.lab is None else request.lab
+        data = realm.dat if patch is None else merge_data(realm.dat, patch)
+        self.commit(RealmPut(realm.id, label, data, realm.incarnation, now))
         return success(request)
 
     def _realm_delete(self, session: Session, request: Request, now: float) -> Message:
         realm = self._realm(request.id)
         if not session.permissions.allows_realm("D", realm.id):
             raise denied("D", realm.id)
-        del self.realms[realm.id]
-        self.storage.delete_realm(realm.id)
-        self._writes += 1
-        self.pubsub.drop_realm(realm.id, self.sessions.values())
-        self._send(self.subscriptions.realm_deleted(realm.id))
-        self._presence(RealmDeleted(realm.id, now))
+        self.commit(RealmRemoved(realm.id, now))
         return success(request)
 
     # -- objects ---------------------------------------------------------------
@@ -577,13 +664,9 @@ class Hub:
         realm = self._realm(request.rea)
         object_id = _required_id(request.id, "id")
         self._check(session, realm.id, object_id, "D")
-        record = realm.objects.pop(object_id, None)
-        if record is None:
+        if object_id not in realm.objects:
             raise WireError(404, f"unknown object {object_id}")
-        self.storage.delete_object(realm.id, object_id)
-        self._send(self.subscriptions.object_deleted(realm.id, record))
-        self._writes += 1
-        self._presence(ObjectDeleted(realm.id, object_id, now))
+        self.commit(ObjectRemoved(realm.id, object_id, now))
         return success(request)
 
     def _check(self, session: Session, realm_id: str, object_id: str, letters: str) -> None:
@@ -595,30 +678,24 @@ class Hub:
     def _write_object(
         self, realm: RealmRecord, object_id: str, request: Request, now: float
     ) -> None:
-        """Create or update with the merge rules of ``upd``; validates before it changes."""
+        """Create or update with the merge rules of ``upd``; validates before it commits."""
         patch = require_object(request.dat, "dat") if request.dat is not None else None
-        record = realm.objects.get(object_id)
-        created = record is None
-        previous = None if record is None else record.loc
-        if record is None:
-            record = ObjectRecord(object_id)
-        if request.lab is not None:
-            record.lab = request.lab
-        if request.loc is not None:
-            record.loc = normalize_location(request.loc, iso8601(now))
-        if patch is not None:
-            record.dat = merge_data(record.dat, patch)
-        if request.tds is not None:
-            record.tds = list(request.tds)
-        record.updated_at = now
-        if created:
-            realm.objects[object_id] = record
-        self.storage.put_object(realm.id, record)
-        self._writes += 1
-        # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
-        transitions = self.engine.apply(ObjectCreated(realm.id, object_id, now)) if created else []
-        self._send(self.subscriptions.object_written(realm.id, record, previous))
-        self._publish_transitions(transitions, notify_subscriptions=False)
+        current = realm.objects.get(object_id) or ObjectRecord(object_id)
+        location = (
+            current.loc if request.loc is None else normalize_location(request.loc, iso8601(now))
+        )
+        self.commit(
+            ObjectPut(
+                realm.id,
+                object_id,
+                current.lab if request.lab is None else request.lab,
+                location,
+                current.dat if patch is None else merge_data(current.dat, patch),
+                current.tds if request.tds is None else list(request.tds),
+                realm.incarnation,
+                now,
+            )
+        )
 
     # -- pub/sub ---------------------------------------------------------------
 
@@ -658,7 +735,7 @@ class Hub:
             raise WireError(403, f"{PRESENCE_EVENT} is published by the server only")
         if not session.permissions.allows("U", realm.id, object_id):
             raise denied("U", realm.id, object_id)
-        self.pubsub.publish(realm.id, event, object_id, request.dat.get("dat"))
+        self.log.publish(realm.id, event, object_id, request.dat.get("dat"))
         return success(request)
 
     # -- subscriptions ---------------------------------------------------------

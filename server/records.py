@@ -41,6 +41,9 @@ class RealmRecord:
     dat: dict[str, Any] = field(default_factory=dict)
     objects: dict[str, ObjectRecord] = field(default_factory=dict)
     """Objects in creation order (the order `lis` reports)."""
+    incarnation: str = ""
+    """Which life of this realm id it is: objects written to an earlier life (deleted,
+    then created again) are ignored when a cluster log replays them."""
 
     def to_wire(self) -> dict[str, Any]:
         return {"id": self.id, "lab": self.lab, "dat": self.dat}
