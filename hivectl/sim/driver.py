@@ -1,0 +1,481 @@
+"""The simulator's asyncio driver: runs a `Plan` against a server and measures it.
+
+One task per planned connection walks through its sessions; one admin connection creates the
+realm and the rider objects, then doubles as the built-in watcher (subscribed to
+``connectionStatusChanged`` on ``riders/*``) whose events the `PresenceLedger` matches
+against what the riders did. Everything is built on `hivectl.client`, like any user's code.
+
+Choices that make the numbers honest:
+
+* **Open model.** Each connection's updates are due on a wall-clock grid (its phase plus
+  multiples of the interval, spread over its riders for a gateway). A due update is sent as
+  its own task -- the sender never waits for the previous reply, so a slow server does not
+  slow the senders. An update sent more than `LATE_AFTER_S` after it was due (a busy event
+  loop) counts as *late*; one more than a whole interval overdue is *missed* (counted, not
+  sent: a newer position for the same rider is due anyway).
+* **Update round trip** is an ``upd`` request's acknowledgement, measured from when the
+  update was *due*, not when it left, so sender lag shows in the percentiles instead of
+  hiding (coordinated omission). The server acknowledges after its storage has the write.
+* **Connect** is TCP + WebSocket handshake, **auth** is ``Bearer`` sent -> reply; both
+  from `hivectl.client.connection.DialTimings`. **Presence** latency runs from the
+  ``Bearer`` frame (the earliest the server can know) or from the start of the close, to the
+  watcher's receipt -- all in this one process, on one monotonic clock.
+* Objects are created before the riders connect: creating an object publishes nothing, so
+  every connect and disconnect afterwards is a clean transition to measure.
+* Connects are bounded by a semaphore (``concurrency``) and spread over the ramp-up. A failed
+  connect is counted by reason and retried after `RETRY_S`, as Hivekit's clients do. A
+  connection the server drops is counted (by close code) and reconnected the same way.
+* Stopping (the duration is over, or `Simulation.interrupt`) closes every connection
+  cleanly, then waits up to ``drain_s`` for outstanding presence events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from hivectl.client import AuthenticationError, HivekitClient, HivekitError, Realm
+from hivectl.client.errors import ConnectionLost
+from hivectl.core.tokens import SigningKey, mint_token
+from hivectl.sim.ledger import SOFT_CAUSES, Match, PresenceLedger
+from hivectl.sim.plan import OBJECT_PREFIX, ConnectionPlan, Plan, PlanParams, Session, build_plan
+from hivectl.sim.recorder import WindowedRecorder
+from hivectl.sim.report import LiveSnapshot, OpenFiles, RunStats, build_report
+
+LATE_AFTER_S = 0.1
+RETRY_S = 1.0
+CLEAN_CLOSE_WAIT_S = 1.0
+"""How long a clean close waits for updates still in flight (a polite client does)."""
+TOKEN_MARGIN_S = 3600.0
+PRESENCE_EVENT = "connectionStatusChanged"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """A run: where, what plan, and how to measure. A clean connect or close whose event
+    comes later than ``drain_s`` counts as late; ``abort_deadline_s`` bounds how long the
+    server may take to notice an abort (and how long a reconnect waits for that)."""
+
+    url: str
+    realm: str
+    params: PlanParams
+    concurrency: int = 50
+    drain_s: float = 5.0
+    abort_deadline_s: float = 45.0
+    max_p99_ms: float | None = None
+    max_lost: int | None = None
+    progress_interval_s: float = 0.25
+
+
+class SetupError(Exception):
+    """The run could not start (admin connection, realm or objects); the message says why."""
+
+
+@dataclass
+class _Link:
+    """One live connection of a planned connection."""
+
+    client: HivekitClient
+    closing: bool = False
+    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped_at: float = 0.0
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def on_status(self, status: str) -> None:
+        if status != "connected" and not self.closing and not self.dropped.is_set():
+            self.dropped_at = time.monotonic()
+            self.dropped.set()
+
+
+class Simulation:
+    """``await Simulation(config, key).run()`` -> the report dictionary."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        key: SigningKey,
+        *,
+        on_progress: Callable[[LiveSnapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.plan: Plan = build_plan(config.params)
+        self.stats = RunStats()
+        self.ledger = PresenceLedger(
+            deadline_s=max(config.drain_s, 1.0), abort_deadline_s=config.abort_deadline_s
+        )
+        self.interrupted = False
+        self.connected_at_start = 0
+        """Rider objects already connected before the run (another provider covers them: the
+        expectations for those will not hold, and the report says so)."""
+        self._key = key
+        self._on_progress = on_progress
+        self._routes = {rider.object_id: rider.route for rider in self.plan.riders}
+        self._recent = {"update_rtt": WindowedRecorder(), "presence": WindowedRecorder()}
+        self._stop = asyncio.Event()
+        self._seen = asyncio.Event()
+        """Set on every presence event: wakes whoever waits for expectations to be met."""
+        self._dial_slots = asyncio.Semaphore(config.concurrency)
+        self._t0 = time.monotonic()
+        self._token_ttl = (
+            config.params.duration_s + config.drain_s + config.abort_deadline_s + TOKEN_MARGIN_S
+        )
+
+    def interrupt(self) -> None:
+        """Stop early (Ctrl-C): close everything cleanly and still build the report."""
+        self.interrupted = True
+        self._stop.set()
+
+    async def run(self) -> dict[str, Any]:
+        open_files = raise_open_file_limit(len(self.plan.connections) + 64)
+        admin = HivekitClient(self.config.url, self._admin_token(), reconnect=True)
+        try:
+            await admin.connect()
+        except (OSError, HivekitError, WebSocketException, TimeoutError) as exc:
+            raise SetupError(f"cannot connect to {self.config.url}: {failure_reason(exc)}") from exc
+        ticker: asyncio.Task[None] | None = None
+        try:
+            realm = await self._prepare(admin)
+            admin.on_connection_status(self._on_watcher_status)
+            self._t0 = time.monotonic()
+            ticker = asyncio.create_task(self._progress_loop())
+            riders = [asyncio.create_task(self._provider(conn)) for conn in self.plan.connections]
+            await self._sleep_until(self._t0 + self.config.params.duration_s)
+            self._stop.set()
+            await asyncio.gather(*riders)
+            elapsed = time.monotonic() - self._t0
+            await self._drain()
+            connected_at_end = await self._connected_objects(realm)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            await admin.close()
+        return build_report(
+            plan=self.plan,
+            realm=self.config.realm,
+            url=self.config.url,
+            stats=self.stats,
+            presence=self.ledger.summary(),
+            elapsed_s=elapsed,
+            interrupted=self.interrupted,
+            connected_at_start=self.connected_at_start,
+            connected_at_end=connected_at_end,
+            open_files=open_files,
+            max_p99_ms=self.config.max_p99_ms,
+            max_lost=self.config.max_lost,
+        )
+
+    # -- setup -----------------------------------------------------------------
+
+    def _admin_token(self) -> str:
+        claims = {"sub": "hivectl-simulate", "per": {self.config.realm: {"*": "CRUD"}}}
+        return mint_token(claims, self._key, now=time.time(), ttl=self._token_ttl)
+
+    async def _prepare(self, admin: HivekitClient) -> Realm:
+        """The realm and every rider object exist; the watcher is subscribed."""
+        try:
+            try:
+                realm = await admin.realm.get(self.config.realm)
+            except HivekitError as exc:
+                if exc.code != 404:
+                    raise
+                realm = await admin.realm.create(self.config.realm, lab="hivectl simulate")
+            existing = await realm.object.list()
+            self.connected_at_start = self._connected(existing)
+            missing = [rider for rider in self.plan.riders if rider.object_id not in existing]
+            for start in range(0, len(missing), self.config.concurrency):
+                await asyncio.gather(
+                    *(
+                        realm.object.create(
+                            rider.object_id,
+                            label=rider.label,
+                            data={"type": "rider", "vehicle": "bicycle"},
+                            location=rider.route.position(0.0).as_location(),
+                        )
+                        for rider in missing[start : start + self.config.concurrency]
+                    )
+                )
+            await realm.pubsub.subscribe(
+                PRESENCE_EVENT, self._on_presence, id_pattern=f"{OBJECT_PREFIX}*"
+            )
+        except HivekitError as exc:
+            raise SetupError(f"cannot prepare realm {self.config.realm}: {exc}") from exc
+        return realm
+
+    # -- one planned connection ---------------------------------------------------
+
+    async def _provider(self, conn: ConnectionPlan) -> None:
+        claims = conn.claims(self.config.realm)
+        token = mint_token(claims, self._key, now=time.time(), ttl=self._token_ttl)
+        for session in conn.sessions:
+            if not await self._sleep_until(self._t0 + session.start):
+                return
+            await self._online(conn, token, session)
+            if self._stop.is_set():
+                return
+
+    async def _online(self, conn: ConnectionPlan, token: str, session: Session) -> None:
+        """Be connected from now until the session ends (reconnecting after failures)."""
+        end_at = self._t0 + session.end
+        while not self._stop.is_set() and time.monotonic() < end_at:
+            await self._settle(conn)
+            link = await self._connect(conn, token, end_at)
+            if link is None or await self._ride(conn, link, end_at):
+                await self._sleep_until(min(end_at, time.monotonic() + RETRY_S))
+                continue
+            aborting = session.ending == "abort" and not self._stop.is_set()
+            await self._drop(conn, link, "abort" if aborting else "close")
+            return
+
+    async def _settle(self, conn: ConnectionPlan) -> None:
+        """Wait (bounded) until the server was seen noticing this connection's last abort."""
+        deadline = time.monotonic() + self.config.abort_deadline_s
+        while self.ledger.awaiting_soft(conn.objects) and time.monotonic() < deadline:
+            self._seen.clear()
+            if not await self._sleep_until(deadline, self._seen):
+                return
+
+    async def _connect(self, conn: ConnectionPlan, token: str, end_at: float) -> _Link | None:
+        async with self._dial_slots:
+            if self._stop.is_set() or time.monotonic() >= end_at:
+                return None
+            self.stats.connect_attempts += 1
+            client = HivekitClient(self.config.url, token, reconnect=False)
+            try:
+                await client.connect()
+            except (OSError, HivekitError, WebSocketException, TimeoutError) as exc:
+                self.stats.connect_failures[failure_reason(exc)] += 1
+                return None
+        timings = client.connection.dial_timings
+        assert timings is not None
+        self.stats.latency["connect"].record(timings.opened - timings.started)
+        self.stats.latency["auth"].record(timings.authenticated - timings.opened)
+        self.stats.opened()
+        link = _Link(client)
+        client.on_connection_status(link.on_status)
+        self._record(self.ledger.provider_up(conn.key, conn.objects, timings.opened))
+        return link
+
+    async def _ride(self, conn: ConnectionPlan, link: _Link, end_at: float) -> bool:
+        """Send updates until `end_at` or stop; True when the server dropped the connection."""
+        sender = asyncio.create_task(self._send_updates(conn, link, end_at))
+        await self._sleep_until(end_at, link.dropped)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        if not link.dropped.is_set():
+            return False
+        link.closing = True
+        code = link.client.connection.close_code
+        self.stats.dropped_by_server["no close frame" if code is None else str(code)] += 1
+        self.stats.open_now -= 1
+        self._record(self.ledger.provider_down(conn.key, "dropped", link.dropped_at))
+        await link.client.close()
+        return True
+
+    async def _drop(
+        self, conn: ConnectionPlan, link: _Link, how: Literal["close", "abort"]
+    ) -> None:
+        if how == "close" and link.inflight:
+            await asyncio.wait(set(link.inflight), timeout=CLEAN_CLOSE_WAIT_S)
+        link.closing = True
+        self.stats.open_now -= 1
+        if how == "abort":
+            self.stats.aborts += 1
+            self._record(self.ledger.provider_down(conn.key, "abort", time.monotonic()))
+            await link.client.connection.abort()
+        else:
+            self.stats.closes += 1
+            self._record(self.ledger.provider_down(conn.key, "close", time.monotonic()))
+            await link.client.close()
+
+    # -- location updates (open model) -------------------------------------------
+
+    async def _send_updates(self, conn: ConnectionPlan, link: _Link, end_at: float) -> None:
+        realm = link.client.realm.handle(self.config.realm)
+        interval = self.config.params.update_interval_s
+        slot = interval / len(conn.objects)
+        base = self._t0 + conn.phase_s
+        k = max(0, math.ceil((time.monotonic() - base) / slot))
+        while (due := base + k * slot) < end_at:
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+                now = time.monotonic()
+            if due < now - interval:
+                overdue = min(now - interval, end_at) - due
+                skipped = max(1, math.ceil(overdue / slot))
+                self.stats.updates_due += skipped
+                self.stats.updates_missed += skipped
+                k += skipped
+                continue
+            self.stats.updates_due += 1
+            if now - due > LATE_AFTER_S:
+                self.stats.updates_late += 1
+            object_id = conn.objects[k % len(conn.objects)]
+            location = self._routes[object_id].position(due - self._t0).as_location()
+            task = asyncio.create_task(self._update(realm, object_id, location, due, link))
+            link.inflight.add(task)
+            task.add_done_callback(link.inflight.discard)
+            k += 1
+
+    async def _update(
+        self, realm: Realm, object_id: str, location: dict[str, float], due: float, link: _Link
+    ) -> None:
+        self.stats.updates_sent += 1
+        try:
+            await realm.object.update(object_id, location=location)
+        except (HivekitError, TimeoutError) as exc:
+            if link.closing and isinstance(exc, ConnectionLost):
+                self.stats.updates_interrupted += 1
+            else:
+                self.stats.update_failures[failure_reason(exc)] += 1
+            return
+        now = time.monotonic()
+        self.stats.updates_acked += 1
+        self.stats.latency["update_rtt"].record(now - due)
+        self._recent["update_rtt"].record(now - due, now)
+
+    # -- the watcher ----------------------------------------------------------------
+
+    def _on_presence(self, data: Any, object_id: str) -> None:
+        status = data.get("cst") if isinstance(data, dict) else None
+        if object_id in self._routes and status in ("con", "dis"):
+            self._record(self.ledger.seen(object_id, status, time.monotonic()))
+            self._seen.set()
+
+    def _on_watcher_status(self, status: str) -> None:
+        if status == "reconnecting":
+            self.stats.watcher_reconnects += 1
+
+    def _record(self, matches: list[Match]) -> None:
+        now = time.monotonic()
+        for match in matches:
+            if match.expected.cause in SOFT_CAUSES:
+                self.stats.latency["presence_abort"].record(match.latency_s)
+            else:
+                self.stats.latency["presence"].record(match.latency_s)
+                self._recent["presence"].record(match.latency_s, now)
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.config.drain_s
+        while self.ledger.pending() and (left := deadline - time.monotonic()) > 0:
+            self._seen.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._seen.wait(), left)
+
+    async def _connected_objects(self, realm: Realm) -> int | None:
+        """Rider objects the server still calls connected (0 after a clean end)."""
+        try:
+            listed = await realm.object.list()
+        except HivekitError:
+            return None
+        return self._connected(listed)
+
+    def _connected(self, listed: dict[str, dict[str, Any]]) -> int:
+        return sum(1 for oid, v in listed.items() if oid in self._routes and v.get("cst") == "con")
+
+    # -- progress -----------------------------------------------------------------
+
+    async def _progress_loop(self) -> None:
+        if self._on_progress is None:
+            return
+        last_at, last_sent = time.monotonic(), 0
+        while True:
+            await asyncio.sleep(self.config.progress_interval_s)
+            now = time.monotonic()
+            rate = (self.stats.updates_sent - last_sent) / max(now - last_at, 1e-9)
+            last_at, last_sent = now, self.stats.updates_sent
+            self._on_progress(self.snapshot(now, rate))
+
+    def snapshot(self, now: float, updates_per_s: float) -> LiveSnapshot:
+        summary = self.ledger.summary()
+        update_p95 = self._recent["update_rtt"].recent(now).percentile(95)
+        presence_p95 = self._recent["presence"].recent(now).percentile(95)
+        return LiveSnapshot(
+            elapsed_s=now - self._t0,
+            duration_s=self.config.params.duration_s,
+            realm=self.config.realm,
+            planned_connections=len(self.plan.connections),
+            open_connections=self.stats.open_now,
+            objects_online=self.ledger.connected_objects,
+            objects=len(self.plan.riders),
+            connects=self.stats.connects,
+            connect_failures=sum(self.stats.connect_failures.values()),
+            updates_sent=self.stats.updates_sent,
+            updates_acked=self.stats.updates_acked,
+            updates_failed=sum(self.stats.update_failures.values()),
+            updates_late=self.stats.updates_late,
+            updates_per_s=updates_per_s,
+            presence_expected=summary.expected,
+            presence_matched=summary.matched,
+            presence_pending=summary.pending,
+            update_p95_ms=None if update_p95 is None else update_p95 * 1000.0,
+            presence_p95_ms=None if presence_p95 is None else presence_p95 * 1000.0,
+            stopping=self._stop.is_set(),
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _sleep_until(self, when: float, *events: asyncio.Event) -> bool:
+        """Sleep until `when` or until stop (or one of `events`) is set; False on stop."""
+        waiters = (self._stop, *events)
+        delay = when - time.monotonic()
+        if delay > 0 and not any(event.is_set() for event in waiters):
+            tasks = [asyncio.ensure_future(event.wait()) for event in waiters]
+            try:
+                await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+        return not self._stop.is_set()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, countable reason for a failed connect or request."""
+    if isinstance(exc, AuthenticationError):
+        return f"auth: {exc.text}"
+    if isinstance(exc, ConnectionLost):
+        return "connection lost"
+    if isinstance(exc, HivekitError):
+        return f"error {exc.code}: {exc.text}"
+    if isinstance(exc, InvalidStatus):
+        return f"http {exc.response.status_code}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError):
+        return f"os: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, ConnectionClosed):
+        return "closed during handshake"
+    return type(exc).__name__
+
+
+def raise_open_file_limit(needed: int) -> OpenFiles:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; say why when that is not enough."""
+    try:
+        import resource
+    except ImportError:
+        return OpenFiles(None, None, needed, "this platform has no RLIMIT_NOFILE to raise")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    note = None
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            note = f"could not raise the open-file limit from {soft} to {target}: {exc}"
+    if soft < needed:
+        note = (
+            f"{needed} file descriptors needed but the limit is {soft} (hard {hard}); "
+            "raise the hard limit (ulimit -Hn, systemd LimitNOFILE, docker --ulimit nofile)"
+        )
+    return OpenFiles(soft, hard, needed, note)

@@ -1,0 +1,150 @@
+"""The asyncio side of `hivectl watch realm`: one client, two subscriptions, a `WatchState`.
+
+* ``connectionStatusChanged`` pub/sub on the id pattern: every event becomes a `WatchEvent`
+  handed to ``on_event`` (the CLI prints a JSON line, or the live view picks it up).
+* An object subscription on the whole realm with ``exe:true``: the current set, kept live,
+  gives the online/total counts and the labels. Its pushes and the events travel separately,
+  so an event also updates the status it knows at once.
+
+It subscribes to the events first, then asks for the set, so no event falls between the two.
+A realm that does not exist yet is waited for (a realm-list subscription announces it), so
+``watch`` can be started before the simulator creates it. The client reconnects by itself after a
+server restart and re-creates both subscriptions with the same ids (the fresh ``ful`` push
+replaces the set); events published while it was away are not replayed. When the token was
+minted here, a fresh one is minted for every reconnect, so a long watch outlives any token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hivectl.client import (
+    HivekitClient,
+    HivekitError,
+    ObjectSubscription,
+    Realm,
+    RealmSubscription,
+    SubscriptionChange,
+)
+from hivectl.watch.state import EVENT_NAME, WatchEvent, WatchState
+
+REALM_POLL_S = 1.0
+
+
+class RealmWatcher:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        realm: str,
+        *,
+        pattern: str = "*",
+        limit: int = 20,
+        count: int | None = None,
+        on_event: Callable[[WatchEvent], None] | None = None,
+        fresh_token: Callable[[], str] | None = None,
+    ) -> None:
+        self.state = WatchState(realm, pattern=pattern, limit=limit)
+        self.client = HivekitClient(url, token)
+        self.count = count
+        self.counted = asyncio.Event()
+        """Set once `count` events were handed out (none are handed out after that)."""
+        self._stopped = asyncio.Event()
+        self._on_event = on_event
+        self._fresh_token = fresh_token
+
+    def stop(self) -> None:
+        """End the watch (Ctrl-C, a reader that went away); callable from any callback."""
+        self._stopped.set()
+
+    async def run(self) -> str:
+        """Watch until `stop` or `count` events: ``"stopped"`` or ``"counted"``. Bound it
+        with ``asyncio.timeout`` for a ``--timeout``."""
+        await self.client.connect()
+        self.client.on_connection_status(self._on_link)
+        try:
+            if await self._subscribe():
+                await _first(self._stopped, self.counted)
+        finally:
+            await self.client.close()
+        return "counted" if self.counted.is_set() else "stopped"
+
+    async def _subscribe(self) -> bool:
+        """Wait for the realm, subscribe to events then to the set; False if stopped first."""
+        realm = await self._realm()
+        if realm is None:
+            return False
+        await realm.pubsub.subscribe(
+            EVENT_NAME, self._on_presence, id_pattern=self.state.pattern.text
+        )
+        await realm.object.subscribe(execute_immediately=True, on_change=self._on_change)
+        self.state.link = "connected"
+        return True
+
+    async def _realm(self) -> Realm | None:
+        """The realm, once it exists (None if stopped before): a realm-list subscription
+        says when it is created, a poll every `REALM_POLL_S` covers a push missed between
+        the first look and the subscription."""
+        created = asyncio.Event()
+
+        def on_realm(realm_id: str, action: str) -> None:
+            if realm_id == self.state.realm and action == "created":
+                created.set()
+
+        listing: RealmSubscription | None = None
+        try:
+            while not self._stopped.is_set():
+                try:
+                    return await self.client.realm.get(self.state.realm)
+                except HivekitError as exc:
+                    if exc.code != 404:
+                        raise
+                self.state.link = "waiting for realm"
+                if listing is None:
+                    listing = await self.client.realm.subscribe(on_realm)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(self._stopped, created), REALM_POLL_S)
+            return None
+        finally:
+            if listing is not None:
+                await listing.close()
+
+    def _on_presence(self, data: Any, object_id: str) -> None:
+        cst = data.get("cst") if isinstance(data, dict) else None
+        if cst not in ("con", "dis") or self.counted.is_set() or self._stopped.is_set():
+            return
+        event = self.state.record(object_id, cst, time.time())
+        if self._on_event is not None:
+            self._on_event(event)
+        if self.count is not None and self.state.total_events >= self.count:
+            self.counted.set()
+
+    def _on_change(self, subscription: ObjectSubscription, change: SubscriptionChange) -> None:
+        if change.kind == "ful":
+            self.state.replace_objects(
+                {oid: (obj.lab, obj.cst) for oid, obj in subscription.objects.items()}
+            )
+        else:
+            changed = {**change.created, **change.updated}
+            self.state.update_objects(
+                {oid: (obj.lab, obj.cst) for oid, obj in changed.items()}, change.deleted
+            )
+
+    def _on_link(self, status: str) -> None:
+        if status == "reconnecting" and self._fresh_token is not None:
+            self.client.connection.token = self._fresh_token()
+        self.state.link = status
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return as soon as one of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

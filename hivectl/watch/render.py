@@ -1,0 +1,75 @@
+"""How `hivectl watch realm` shows a `WatchState`: a Rich view, a plain line, a JSON line.
+
+Pure functions of (state, now) or of one event, so the live loop only calls
+``live.update(render_watch(state, time.time()))`` and tests render into a recording console.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from hivectl.watch.state import WatchEvent, WatchState
+
+STATUS_STYLES = {"connected": "green", "disconnected": "red"}
+
+
+def format_for(seconds: float | None) -> str:
+    """A short duration for the "for" column: 850ms, 12.3s, 4m05s, 2h03m; "-" if unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S")
+
+
+def render_watch(state: WatchState, now: float) -> RenderableType:
+    """Header (realm, online/total, event rate, link) over the newest events, newest first."""
+    header = Text.assemble(
+        (state.realm, "bold"),
+        f"  online {state.online}/{state.total}",
+        f"  events {state.rate(now):.1f}/s",
+    )
+    if state.link != "connected":
+        header.append(f"  {state.link}…", style="yellow")
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    table.add_column("TIME")
+    table.add_column("OBJECT")
+    table.add_column("STATUS")
+    table.add_column("LABEL")
+    table.add_column("FOR", justify="right")
+    for event in reversed(state.events):
+        table.add_row(
+            _clock(event.at),
+            Text(event.object_id),
+            Text(event.status, style=STATUS_STYLES.get(event.status, "")),
+            Text(event.label or ""),
+            format_for(event.previous_for),
+        )
+    return Group(header, table)
+
+
+def event_line(event: WatchEvent) -> str:
+    """One plain line per event, for a terminal-less stdout without ``--json``."""
+    label = f" ({event.label})" if event.label else ""
+    after = "" if event.previous_for is None else f" after {format_for(event.previous_for)}"
+    return f"{_clock(event.at)} {event.object_id} {event.status}{label}{after}"
+
+
+def event_json(event: WatchEvent, realm: str) -> str:
+    """One ``--json`` line (no newline); field names are documented API."""
+    return json.dumps(event.as_json(realm), ensure_ascii=False)

@@ -1,0 +1,255 @@
+"""`hivectl watch realm`: JSON lines against a real server, exit codes, surviving a server
+restart, and the live table rendered by a pure function into a recording console."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from hivectl.client import HivekitClient
+from hivectl.watch.driver import RealmWatcher
+from hivectl.watch.render import event_json, format_for, render_watch
+from hivectl.watch.state import WatchEvent, WatchState
+from server.app import HivekitServer
+from tests.cli.conftest import ServeProcess, clean_env
+from tests.conftest import SECRET, make_settings, mint
+from tests.server.wsutil import eventually
+
+LINE_TIMEOUT = 10.0
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServeProcess]:
+    env = clean_env(
+        HIVECTL_AUTH_SECRET=SECRET,
+        HIVECTL_LIMITS_PING_INTERVAL="0.3",
+        HIVECTL_LIMITS_PING_TIMEOUT="0.3",
+    )
+    process = ServeProcess(tmp_path, env, "--storage", "memory")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+async def watch(cwd: Path, url: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "hivectl", "watch", "realm", "london", "--url", url, *args),
+        cwd=cwd,
+        env=clean_env(HIVECTL_AUTH_SECRET=SECRET),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def subscribed(admin: HivekitClient, pubsub: int, objects: int) -> None:
+    """Wait until the watcher's two subscriptions exist on the server (no event is missed)."""
+
+    async def ready() -> bool:
+        stats = await admin.system.stats()
+        return bool(stats["pubsubSubscriptions"] >= pubsub and stats["subscriptions"] >= objects)
+
+    await eventually(ready, timeout=LINE_TIMEOUT, interval=0.05)
+
+
+def provider(url: str, *ids: str) -> HivekitClient:
+    return HivekitClient(url, mint("device", dpv={"london": list(ids)}), reconnect=False)
+
+
+async def test_json_prints_one_line_per_transition_with_the_documented_fields(
+    server: ServeProcess, tmp_path: Path
+) -> None:
+    async with HivekitClient(server.ws_url, mint("admin"), reconnect=False) as admin:
+        realm = await admin.realm.create("london")
+        await realm.object.create("riders/jo", label="Jo")
+        await realm.object.create("riders/al", label="Al")
+        await realm.object.create("depots/x", label="Depot")
+        proc = await watch(tmp_path, server.ws_url, "--json", "--pattern", "riders/*")
+        await subscribed(admin, pubsub=1, objects=1)
+
+        phone = provider(server.ws_url, "riders/jo")
+        await phone.connect()  # 1: connected
+        second = provider(server.ws_url, "riders/jo")
+        await second.connect()  # jo already connected: nothing
+        await second.close()  # jo still has the phone: nothing
+        depot = provider(server.ws_url, "depots/x")
+        await depot.connect()  # outside the pattern
+        await depot.close()
+        await phone.close()  # 2: disconnected
+        again = provider(server.ws_url, "riders/jo")
+        await again.connect()  # 3: connected
+        await again.connection.abort()  # 4: disconnected, without a close frame
+
+        assert proc.stdout is not None
+        lines = []
+        for _ in range(4):
+            async with asyncio.timeout(LINE_TIMEOUT):
+                lines.append(await proc.stdout.readline())
+        await asyncio.sleep(0.5)  # room for a wrong extra line to arrive
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(LINE_TIMEOUT):
+            rest, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert rest == b""
+    events = [json.loads(line) for line in lines]
+    assert [e["status"] for e in events] == ["connected", "disconnected"] * 2
+    for event in events:
+        assert set(event) == {"ts", "realm", "event", "id", "status", "label", "previousFor"}
+        assert event["ts"].endswith("Z")
+        datetime.fromisoformat(event["ts"])
+        assert (event["realm"], event["event"]) == ("london", "connectionStatusChanged")
+        assert (event["id"], event["label"]) == ("riders/jo", "Jo")
+    assert events[0]["previousFor"] is None
+    assert all(isinstance(e["previousFor"], float) for e in events[1:])
+
+
+async def test_count_exits_0_and_a_timeout_before_the_count_exits_3(
+    server: ServeProcess, tmp_path: Path
+) -> None:
+    async with HivekitClient(server.ws_url, mint("admin"), reconnect=False) as admin:
+        realm = await admin.realm.create("london")
+        await realm.object.create("riders/jo")
+        proc = await watch(tmp_path, server.ws_url, "--json", "--count", "2")
+        await subscribed(admin, pubsub=1, objects=1)
+        async with provider(server.ws_url, "riders/jo"):
+            pass
+        async with asyncio.timeout(LINE_TIMEOUT):
+            out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        assert len(out.splitlines()) == 2
+
+        proc = await watch(tmp_path, server.ws_url, "--json", "--count", "1", "--timeout", "1s")
+        async with asyncio.timeout(LINE_TIMEOUT):
+            out, err = await proc.communicate()
+        assert proc.returncode == 3
+        assert out == b"" and b"0 of 1 events before the timeout" in err
+
+
+async def test_watch_waits_for_the_realm_and_survives_a_server_restart(tmp_path: Path) -> None:
+    first = HivekitServer(make_settings(**_storage(tmp_path)))
+    await first.start()
+    url, port = first.ws_url, first.port
+    seen: list[WatchEvent] = []
+    watcher = RealmWatcher(url, mint("watcher"), "london", on_event=seen.append)
+    running = asyncio.create_task(watcher.run())
+    await until(lambda: watcher.state.link == "waiting for realm")
+    async with HivekitClient(url, mint("admin"), reconnect=False) as admin:
+        realm = await admin.realm.create("london")
+        await realm.object.create("riders/jo", label="Jo")
+    await until(lambda: watcher.state.link == "connected" and watcher.state.total == 1)
+
+    await first.close()
+    await until(lambda: watcher.state.link == "reconnecting")
+    assert "reconnecting…" in _text(render_watch(watcher.state, time.time()))
+    second = HivekitServer(make_settings(**{**_storage(tmp_path), "server.port": port}))
+    await second.start()
+    try:
+        await until(lambda: watcher.state.link == "connected")
+        async with provider(url, "riders/jo"):
+            await until(lambda: len(seen) == 1)
+        await until(lambda: len(seen) == 2)
+        assert [(e.object_id, e.status, e.label) for e in seen] == [
+            ("riders/jo", "connected", "Jo"),
+            ("riders/jo", "disconnected", "Jo"),
+        ]
+        watcher.stop()
+        assert await running == "stopped"
+    finally:
+        await second.close()
+
+
+def _storage(tmp_path: Path) -> dict[str, object]:
+    return {"storage.backend": "sqlite", "storage.path": str(tmp_path / "hive.db")}
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await eventually(check, timeout=LINE_TIMEOUT, interval=0.02)
+
+
+# -- the pure parts ---------------------------------------------------------------------
+
+
+def _text(renderable: object) -> str:
+    console = Console(record=True, width=100)
+    console.print(renderable)
+    return console.export_text()
+
+
+def a_state() -> WatchState:
+    state = WatchState("london", pattern="riders/*", limit=3)
+    state.replace_objects(
+        {
+            "riders/a": ("Ann", "dis"),
+            "riders/b": ("Bob", "con"),
+            "riders/c": ("Cy", "dis"),
+            "depots/x": ("Depot", "con"),  # outside the pattern: not counted
+        }
+    )
+    state.link = "connected"
+    return state
+
+
+def test_table_shows_counts_and_the_newest_events_first() -> None:
+    state = a_state()
+    state.record("riders/a", "con", at=1000.0)
+    state.record("riders/c", "con", at=1001.0)
+    state.record("riders/a", "dis", at=1065.0)
+    state.record("riders/b", "dis", at=1066.0)  # four events, three rows
+    text = _text(render_watch(state, now=1067.0))
+    lines = text.splitlines()
+    assert lines[0].split() == ["london", "online", "1/3", "events", "0.2/s"]
+    assert lines[1].split() == ["TIME", "OBJECT", "STATUS", "LABEL", "FOR"]
+    rows = [line.split()[1:] for line in lines[2:] if line.strip()]
+    assert rows == [
+        ["riders/b", "disconnected", "Bob", "-"],
+        ["riders/a", "disconnected", "Ann", "1m05s"],
+        ["riders/c", "connected", "Cy", "-"],
+    ]
+    assert "reconnecting" not in text
+
+
+def test_status_colours_and_the_link_in_the_header() -> None:
+    state = a_state()
+    state.record("riders/a", "con", at=10.0)
+    state.record("riders/b", "dis", at=11.0)
+    state.link = "reconnecting"
+    console = Console(record=True, width=100, force_terminal=True, color_system="standard")
+    console.print(render_watch(state, now=12.0))
+    styled = console.export_text(styles=True, clear=False)
+    assert "\x1b[32mconnected" in styled and "\x1b[31mdisconnected" in styled
+    assert "reconnecting…" in console.export_text()
+
+
+def test_json_line_and_durations() -> None:
+    event = WatchEvent(
+        at=0.25, object_id="riders/a", status="connected", label=None, previous_for=2.5
+    )
+    assert json.loads(event_json(event, "london")) == {
+        "ts": "1970-01-01T00:00:00.250Z",
+        "realm": "london",
+        "event": "connectionStatusChanged",
+        "id": "riders/a",
+        "status": "connected",
+        "label": None,
+        "previousFor": 2.5,
+    }
+    assert [format_for(s) for s in (None, 0.25, 12.34, 245, 7380)] == [
+        "-",
+        "250ms",
+        "12.3s",
+        "4m05s",
+        "2h03m",
+    ]
