@@ -14,11 +14,12 @@ delayed pushes the hub asks for (`Hub.schedule`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -36,15 +37,22 @@ from hivectl.core.wire import (
     CLOSE_POLICY,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOKEN_EXPIRED,
+    error,
 )
 from server.auth import keyring_from_settings
+from server.cluster.log import ClusterLog, Conflict, LogUnavailable
 from server.http_api import ApiListener
-from server.hub import Hub
+from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
 from server.session import Session
-from server.storage import Storage, open_storage
+from server.storage import MemoryStorage, Storage, open_storage
 
 log = logging.getLogger("hivectl.server")
+
+MAX_CONFLICT_RETRIES = 10
+"""A write decided again this many times (other nodes kept writing first) gets 409."""
+TICK_RETRY = 0.5
+"""Seconds before a cluster node proposes again a tick that has not come back yet."""
 
 CLOSE_TIMEOUT = 10.0
 """Longest wait for the peer's answer to our close frame (the `websockets` default)."""
@@ -73,16 +81,27 @@ class HivekitServer:
     ) -> None:
         self.settings = settings
         self.keys = keys or keyring_from_settings(settings.auth)
-        self.storage: Storage = storage or open_storage(settings.storage)
+        clustered = bool(settings.cluster.nats_url)
+        # In a cluster, JetStream is the durable store: the node keeps state in memory.
+        self.storage: Storage = storage or (
+            MemoryStorage() if clustered else open_storage(settings.storage)
+        )
         self.node_id = settings.server.node_id or f"node-{secrets.token_hex(4)}"
+        self._boot = secrets.token_hex(3)
         self.hub = Hub(
             settings,
             self.storage,
             self.keys,
-            node_id=self.node_id,
+            # Providers belong to this run of the node: a restarted node is a new member.
+            node_id=f"{self.node_id}#{self._boot}" if clustered else self.node_id,
             started_at=time.time(),
             schedule=self._schedule,
         )
+        self.cluster: ClusterLog | None = None
+        if clustered:
+            self.cluster = ClusterLog(self.hub, settings.cluster, on_applied=self._after_work)
+            self.hub.log = self.cluster
+        self._tick_proposed: float | None = None
         self.metrics = ServerMetrics(self.hub, ready=lambda: self.ready)
         self.ready = False
         self._conn_ids = itertools.count(1)
@@ -99,6 +118,8 @@ class HivekitServer:
     async def start(self) -> None:
         now = time.time()
         self.hub.load(self.storage.load(), now)
+        if self.cluster is not None:
+            await self.cluster.start()
         limits = self.settings.limits
         self._ws_server = await serve(
             self._handle,
@@ -150,6 +171,8 @@ class HivekitServer:
             self._tick_handle.cancel()
         for timer in self._timers:
             timer.cancel()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.storage.sync()
         await self.storage.close()
 
@@ -203,7 +226,7 @@ class HivekitServer:
     # -- connections -----------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        conn_id = f"{self.node_id}:{next(self._conn_ids)}"
+        conn_id = f"{self.node_id}:{self._boot}:{next(self._conn_ids)}"
         remote = _remote(ws)
         session = self.hub.new_session(
             conn_id, lambda data: self._deliver(ws, session, data), remote
@@ -220,8 +243,10 @@ class HivekitServer:
                 if isinstance(message, str) and message.startswith("Bearer "):
                     if self.hub.authenticate(session, message[7:].strip(), now):
                         self._arm_expiry(ws, session, timers)
+                    await self._settle_authentication(session)
                 elif self.hub.handle_frame(session, message, now):
                     await self._acknowledge_after_commit(session)
+                await self._settle_requests()
                 self._after_work()
                 self.metrics.presence_flushed(events, started)
                 if session.closing is not None:
@@ -245,8 +270,60 @@ class HivekitServer:
             self.hub.dirty[session] = None
 
     def _after_work(self) -> None:
+        if self.cluster is not None:
+            # Changes appended outside a request (closes, ticks) are not waited for.
+            self.cluster.take_unsettled()
         self.hub.flush()
         self._arm_tick()
+
+    # -- cluster mode: requests wait for their changes to come back from the log --
+
+    async def _settle_authentication(self, session: Session) -> None:
+        """Hold the ``aut`` reply until the provider registration is applied."""
+        if self.cluster is None or not self.cluster.waiting():
+            return
+        proposals = self.cluster.take_unsettled()
+        with self._holding(session):
+            try:
+                await self.cluster.settle(proposals)
+            except (Conflict, LogUnavailable, TimeoutError):
+                log.warning("could not register provider %s yet", session.conn_id)
+
+    async def _settle_requests(self) -> None:
+        """Finish the request waiting for its change, then the rest of its frame."""
+        if self.cluster is None:
+            return
+        attempts = 0
+        while (pending := self.hub.take_pending()) is not None:
+            proposals = self.cluster.take_unsettled()
+            session = pending.session
+            with self._holding(session):
+                try:
+                    await self.cluster.settle(proposals)
+                except Conflict:
+                    attempts += 1
+                    if attempts <= MAX_CONFLICT_RETRIES:
+                        self.hub.handle_items(session, [pending.item, *pending.rest], time.time())
+                        continue
+                    session.push(_failed(pending, 409, "conflicting writes: try again"))
+                except (LogUnavailable, TimeoutError):
+                    session.push(_failed(pending, 503, "cluster log unavailable: try again"))
+                else:
+                    if pending.reply is not None:
+                        session.push(pending.reply)
+                attempts = 0
+                self.hub.handle_items(session, pending.rest, time.time())
+
+    @contextlib.contextmanager
+    def _holding(self, session: Session) -> Iterator[None]:
+        """Keep `session`'s output back (others still flush) while it waits for the log."""
+        session.dirty.pop(session, None)
+        self.hub.flush()
+        try:
+            yield
+        finally:
+            if session.outbox:
+                session.dirty[session] = None
 
     def _deliver(self, ws: ServerConnection, session: Session, data: bytes) -> None:
         """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
@@ -325,10 +402,11 @@ class HivekitServer:
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        delay = max(0.0, deadline - time.time())
+        if self._tick_proposed is not None and deadline <= self._tick_proposed:
+            delay = max(delay, TICK_RETRY)  # proposed already: wait for it to come back
         self._tick_at = deadline
-        self._tick_handle = asyncio.get_running_loop().call_later(
-            max(0.0, deadline - time.time()), self._on_tick
-        )
+        self._tick_handle = asyncio.get_running_loop().call_later(delay, self._on_tick)
 
     def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
         """The hub's timer: run `callback` after `delay` seconds, then flush what it pushed."""
@@ -342,6 +420,7 @@ class HivekitServer:
         self._timers.add(handle)
 
     def _on_tick(self) -> None:
+        self._tick_proposed = self._tick_at
         self._tick_at = None
         self._tick_handle = None
         self.hub.tick(time.time())
@@ -352,6 +431,7 @@ class HivekitServer:
     async def handle_http(self, token: str, body: bytes) -> tuple[int, Any]:
         """One POST /api/v1 request: (HTTP status, JSON body)."""
         status, payload, needs_sync = self.hub.handle_http(token, body, time.time())
+        await self._settle_requests()
         self._after_work()
         if needs_sync:
             await self._commit()
@@ -362,6 +442,11 @@ class HivekitServer:
         started = time.perf_counter()
         await self.storage.sync()
         self.metrics.storage_commit.observe(time.perf_counter() - started)
+
+
+def _failed(pending: Pending, code: int, text: str) -> dict[str, Any]:
+    item = pending.item
+    return error(code, text, cid=item.get("cid"), typ=item.get("typ"), act=item.get("act"))
 
 
 def _origins(allowed: Sequence[str]) -> list[Origin | None] | None:

@@ -30,6 +30,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, assert_never
 
 from hivectl import BUILD_DATE, __version__
@@ -110,6 +111,21 @@ FULL_PUSH_DELAY = 0.005
 listener only once the reply is processed, so the push must come in a later frame."""
 
 
+@dataclass(slots=True)
+class Pending:
+    """A request whose change is in the log but not applied yet (cluster mode).
+
+    The shell waits for the change, then sends `reply` and hands `rest` back to the
+    hub; if the log refused the change (another node wrote first), it hands back
+    `item` and `rest`, so the request is decided again on the newer state.
+    """
+
+    session: Session
+    item: Any
+    reply: Message | None
+    rest: list[Any]
+
+
 def denied(letter: str, realm: str, object_id: str | None = None) -> WireError:
     where = realm if object_id is None else f"{realm}/{object_id}"
     return WireError(403, f"permission denied: {letter} on {where}")
@@ -133,6 +149,7 @@ class Hub:
         self.started_at = started_at
         self.schedule = schedule
         self.log: Log = LocalLog(self)
+        self.pending: Pending | None = None
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
@@ -366,7 +383,7 @@ class Hub:
     def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
         needs_sync = False
         limiter = session.limiter
-        for item in items:
+        for index, item in enumerate(items):
             self.messages_in += 1
             if limiter is not None and not limiter.allow(now):
                 self._rate_limited(session, limiter, item, now)
@@ -405,11 +422,34 @@ class Hub:
                 cid = item.get("cid") if isinstance(item, dict) else None
                 session.push(error(500, "internal error", cid=cid))
                 continue
-            if reply is not None and request.cid is not None:
-                session.push(reply)
+            answer = reply if request.cid is not None else None
+            if self.log.waiting():
+                # The change travels a cluster log first: the rest of the frame waits.
+                self.pending = Pending(session, item, answer, items[index + 1 :])
+                return needs_sync
+            if answer is not None:
+                session.push(answer)
                 if self._writes != writes:
                     needs_sync = True
         return needs_sync
+
+    def take_pending(self) -> Pending | None:
+        """The request that waits for its change to be applied, with the rest of its frame."""
+        pending, self.pending = self.pending, None
+        return pending
+
+    def provider_sessions(self, now: float) -> list[ProviderUp]:
+        """A `ProviderUp` for every live provider connection of this node."""
+        return [
+            ProviderUp(
+                s.conn_id, self.node_id, s.claims.sub, s.claims.jti, s.claims.dpv.entries, now
+            )
+            for s in self.sessions.values()
+            if s.is_provider and s.claims is not None
+        ]
+
+    def node_providers(self, node: str) -> list[str]:
+        return self.engine.providers_of_node(node)
 
     def _rate_limited(
         self, session: Session, limiter: RateLimiter, item: object, now: float

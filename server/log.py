@@ -25,6 +25,10 @@ class Applier(Protocol):
 class Log(Protocol):
     def append(self, change: Change) -> None: ...
 
+    def waiting(self) -> bool:
+        """True when appended changes are not applied yet (the request must wait)."""
+        ...
+
     def publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None: ...
 
 
@@ -36,6 +40,9 @@ class LocalLog:
 
     def append(self, change: Change) -> None:
         self._applier.apply(change)
+
+    def waiting(self) -> bool:
+        return False
 
     def publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
         self._applier.deliver_publish(realm_id, event, object_id, payload)

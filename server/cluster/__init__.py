@@ -1,0 +1,1 @@
+"""Cluster mode: several nodes sharing one state through a NATS JetStream log."""
