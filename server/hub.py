@@ -36,7 +36,6 @@ from typing import Any, assert_never
 from hivectl import BUILD_DATE, __version__
 from hivectl.core.filters import all_match, parse_filters
 from hivectl.core.geo import parse_shape
-from hivectl.core.patterns import compile_pattern
 from hivectl.core.permissions import Permissions
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing, TokenError, verify_token
@@ -758,7 +757,6 @@ class Hub:
         limit = self.settings.limits.max_pubsub_subscriptions
         if (realm.id, event, pattern) not in session.pubsub and len(session.pubsub) >= limit:
             raise WireError(429, f"too many pub/sub subscriptions (limit {limit})")
-        compile_pattern(pattern)
         self.pubsub.subscribe(session, realm.id, event, pattern)
         return success(request)
 

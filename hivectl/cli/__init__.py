@@ -9,11 +9,13 @@ from __future__ import annotations
 import typer
 
 from hivectl import __version__
-from hivectl.cli import serve, token
+from hivectl.cli import config, health, presence, serve, simulate, token, watch
 
 app = typer.Typer(
     name="hivectl",
     help="A realtime presence server speaking the Hivekit protocol, and its operator toolkit.",
+    epilog="Settings: defaults < config file < HIVECTL_* environment < flags.\n\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 a check failed.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
@@ -36,7 +38,14 @@ def root(
 
 serve.register(app)
 app.add_typer(token.app, name="token")
+app.add_typer(config.app, name="config")
+health.register(app)
+app.add_typer(presence.app, name="presence")
+app.add_typer(simulate.app, name="simulate")
+app.add_typer(watch.app, name="watch")
 
 
 def main() -> None:
-    app()
+    """The console script and `python -m hivectl`; the name is fixed so that help and
+    completion say ``hivectl`` rather than ``__main__.py``."""
+    app(prog_name="hivectl")

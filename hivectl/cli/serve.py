@@ -1,18 +1,61 @@
-"""`hivectl serve`: run the presence server."""
+"""`hivectl serve`: run the presence server.
+
+Flags read like uvicorn's and land in the settings as the top layer; everything else comes
+from the config file and ``HIVECTL_*`` variables. With no key configured, the first start
+generates ``hivectl.secret`` beside the data (see `hivectl.core.keyfiles`) and says where,
+so `hivectl serve` then `hivectl token mint` works on a fresh machine.
+
+The startup line on stderr, ``hivectl serving ws://HOST:PORT/ws ...``, carries the real port
+(``--port 0`` picks a free one): scripts and tests wait for it. Exit codes: 0 after a
+graceful SIGTERM/SIGINT shutdown, 1 when it cannot start (port in use...), 2 on a bad
+config or key, or a database it must not touch (newer, corrupt, unwritable: see
+`server.sqlite_storage`).
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
-from hivectl.cli.common import CONFIG_OPTION, EXIT_USAGE, err_console, settings_from
+from hivectl.cli.common import (
+    CONFIG_OPTION,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    SECRET_FILE_LABELS,
+    SECRET_FILE_OPTION,
+    fail,
+    secret_file_flags,
+    settings_from,
+)
+
+log = logging.getLogger("hivectl.server")
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class StorageBackend(StrEnum):
+    sqlite = "sqlite"
+    memory = "memory"
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:\n\n  hivectl serve\n\n  hivectl serve --host 0.0.0.0 --port 8765"
+        " --log-format json\n\n  HIVECTL_AUTH_SECRET_FILE=/run/secrets/jwt hivectl serve"
+        "\n\n  hivectl serve --cluster nats://10.0.0.5:4222 --node-id eu-1"
     )(serve)
 
 
@@ -21,34 +64,87 @@ def serve(
     port: int | None = typer.Option(None, help="WebSocket port; 0 picks a free one [server.port]."),
     api_port: int | None = typer.Option(None, help="HTTP API port [server.api_port]."),
     config: Path | None = CONFIG_OPTION,
-    log_level: str | None = typer.Option(None, help="debug, info, warning, error [log.level]."),
+    secret_file: Path | None = SECRET_FILE_OPTION,
+    log_level: LogLevel | None = typer.Option(None, help="Lowest level logged [log.level]."),
+    log_format: LogFormat | None = typer.Option(
+        None, help="text, or json for one JSON object per line [log.format]."
+    ),
+    shutdown_timeout: str | None = typer.Option(
+        None, help="Longest graceful stop on SIGTERM, e.g. 10s [server.shutdown_timeout]."
+    ),
+    storage: StorageBackend | None = typer.Option(
+        None,
+        help="sqlite (durable, in the file storage.path) or memory (tests, demos)"
+        " [storage.backend].",
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        help="Join a cluster through NATS JetStream: nats://HOST:PORT, comma-separated for"
+        " a NATS cluster [cluster.nats_url].",
+    ),
+    node_id: str | None = typer.Option(
+        None, help="This node's name in logs and in the cluster [server.node_id]."
+    ),
 ) -> None:
-    """Run the presence server (WebSocket, health endpoints and the HTTP API)."""
+    """Run the presence server (WebSocket, /healthz, /readyz, /metrics, and the HTTP API)."""
     loaded = settings_from(
         config,
         {
             "server.host": host,
             "server.port": port,
             "server.api_port": api_port,
-            "log.level": log_level,
+            "server.shutdown_timeout": shutdown_timeout,
+            "log.level": log_level.value if log_level else None,
+            "log.format": log_format.value if log_format else None,
+            "storage.backend": storage.value if storage else None,
+            "cluster.nats_url": cluster,
+            "server.node_id": node_id,
+            **secret_file_flags(secret_file),
+        },
+        {
+            "log.level": "--log-level",
+            "log.format": "--log-format",
+            "storage.backend": "--storage",
+            "cluster.nats_url": "--cluster",
+            "server.node_id": "--node-id",
+            **SECRET_FILE_LABELS,
         },
     )
-    settings = loaded.settings
-    logging.basicConfig(
-        level=settings.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from hivectl.cli.logs import configure_logging
+    from hivectl.core.keyfiles import with_generated_secret
+
+    configure_logging(loaded.settings.log.level, loaded.settings.log.format)
+    if loaded.config_file is not None:
+        log.info("config file %s", loaded.config_file)
+    try:
+        settings, generated = with_generated_secret(loaded.settings, create=True)
+    except OSError as exc:
+        fail(f"cannot create the signing secret: {exc}", EXIT_FAILURE)
+    if generated is not None and generated.created:
+        typer.echo(
+            f"generated a signing secret in {generated.path.resolve()} (mode 0600); "
+            "`hivectl token mint` run here signs with it",
+            err=True,
+        )
+
     from server.app import HivekitServer
-    from server.auth import AuthConfigError
+    from server.auth import keyring_from_settings
     from server.runner import run
+    from server.storage import StorageError
+
+    try:  # a bad key is a config error (exit 2), so find it before binding
+        keyring_from_settings(settings.auth)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
 
     def announce(server: HivekitServer) -> None:
         api = f", HTTP API {server.api_url}" if server.api_url else ""
-        typer.echo(f"hivectl serving {server.ws_url}{api}", err=True)
+        typer.echo(f"hivectl serving {server.ws_url}{api} (/healthz /readyz /metrics)", err=True)
 
     try:
         code = run(settings, announce=announce)
-    except AuthConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+    except StorageError as exc:  # unusable database: the operator must act (exit 2)
+        fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        fail(f"server failed: {exc}", EXIT_FAILURE)
     raise typer.Exit(code)

@@ -1,0 +1,181 @@
+"""`hivectl presence`: ask a running server why an object is online, and how many are.
+
+Both commands use the ``pre`` system query (protocol.md §6.5) through the client library,
+so they show what the server believes right now: which providers (devices, gateways) hold
+an object online, with the token ``sub``/``jti`` that identifies each, and the presence
+ledger (when it came, was last seen, last went and why). That is the answer to "why does
+this rider show as offline?" without reading logs.
+
+The token: ``--token`` (or ``$HIVECTL_TOKEN``), else ``[client] token``/``token_file``, else
+one minted on the spot from the server's own ``[auth]`` key with read rights only
+(``*:*=R``), so an operator on the server's machine needs no flag at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hivectl.cli.common import CONFIG_OPTION, EXIT_FAILURE, EXIT_USAGE, fail, settings_from
+from hivectl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from hivectl.client import HivekitClient
+
+T = TypeVar("T")
+
+CLI_SUBJECT = "hivectl-cli"
+MINTED_TTL = 300.0
+"""Lifetime of a token minted for one query: long enough for any query, short if leaked."""
+
+app = typer.Typer(help="Ask a running server about presence.", no_args_is_help=True)
+
+URL_OPTION = typer.Option(None, "--url", help="Server WebSocket URL [client.url].")
+TOKEN_OPTION = typer.Option(
+    None,
+    "--token",
+    envvar="HIVECTL_TOKEN",
+    help="Token to connect with (default: [client] token or token_file, else one minted"
+    " with read rights from [auth]).",
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print the server's answer as JSON.")
+TIMEOUT_OPTION = typer.Option(10.0, help="Seconds to wait for the server.")
+
+_LEDGER = (
+    ("connectedSince", "connected since"),
+    ("lastSeen", "last seen"),
+    ("lastDisconnectedAt", "last disconnected at"),
+    ("lastReason", "last reason"),
+    ("graceUntil", "grace until"),
+)
+
+
+@app.command(
+    epilog="Examples:\n\n  hivectl presence explain london riders/jo\n\n"
+    "  hivectl presence explain london riders/jo --json"
+)
+def explain(
+    realm: str = typer.Argument(..., help="Realm id."),
+    object_id: str = typer.Argument(..., metavar="ID", help="Object id (exact, not a pattern)."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+    json_output: bool = JSON_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Why an object is connected or not: its providers and its presence ledger."""
+    result = _ask(config, url, token, timeout, lambda c: c.system.presence(realm, object_id))
+    if json_output:
+        _print_json(result)
+        return
+    console = Console()
+    status = "connected" if result.get("cst") == "con" else "disconnected"
+    console.print(Text.assemble((f"{realm} / {object_id}", "bold"), ": ", status))
+    providers = result.get("providers") or []
+    if providers:
+        table = Table("sub", "jti", "node", "since", title="providers")
+        for provider in providers:
+            table.add_row(
+                *(Text(str(provider.get(key, "-"))) for key in ("sub", "jti", "node", "since"))
+            )
+        console.print(table)
+    else:
+        console.print("no provider holds it")
+    for key, label in _LEDGER:
+        if key in result:
+            console.print(Text.assemble(f"{label:<21}", str(result[key])))
+
+
+@app.command(
+    epilog="Examples:\n\n  hivectl presence count london\n\n"
+    "  hivectl presence count london 'riders/*' --json"
+)
+def count(
+    realm: str = typer.Argument(..., help="Realm id."),
+    pattern: str = typer.Argument("*", help="Object id pattern (default: every object)."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+    json_output: bool = JSON_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """How many objects matching PATTERN are connected and disconnected."""
+    result = _ask(config, url, token, timeout, lambda c: c.system.presence_count(realm, pattern))
+    if json_output:
+        _print_json(result)
+        return
+    table = Table("realm", "pattern", "connected", "disconnected")
+    table.add_row(Text(realm), Text(pattern), str(result["connected"]), str(result["disconnected"]))
+    Console().print(table)
+
+
+def _print_json(result: Any) -> None:
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _ask(
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    timeout: float,
+    query: Callable[[HivekitClient], Awaitable[T]],
+) -> T:
+    """Connect, run one query, disconnect; a failure becomes an error line and exit 1."""
+    from websockets.exceptions import WebSocketException
+
+    from hivectl.client import AuthenticationError, HivekitClient, HivekitError
+
+    settings = settings_from(config, {}).settings
+    target = url or settings.client.url
+    client = HivekitClient(
+        target, token or _token(settings), reconnect=False, request_timeout=timeout
+    )
+
+    async def run() -> T:
+        async with asyncio.timeout(timeout):
+            await client.connect()
+        try:
+            return await query(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except AuthenticationError as exc:
+        fail(f"{target}: the server refused the token: {exc.text}", EXIT_FAILURE)
+    except HivekitError as exc:
+        fail(exc.text, EXIT_FAILURE)
+    except (OSError, WebSocketException, TimeoutError) as exc:
+        fail(f"cannot reach {target}: {exc or type(exc).__name__}", EXIT_FAILURE)
+
+
+def _token(settings: Settings) -> str:
+    """The configured client token, else one minted with read rights from the auth key."""
+    from hivectl.core.keyfiles import KeyFileError, signing_key, with_generated_secret
+    from hivectl.core.permissions import per_claim_from_grants
+    from hivectl.core.tokens import mint_token
+
+    client = settings.client
+    if client.token:
+        return client.token
+    if client.token_file:
+        try:
+            return Path(client.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            fail(f"cannot read [client].token_file: {exc}", EXIT_USAGE)
+    settings, _ = with_generated_secret(settings, create=False)
+    try:
+        key = signing_key(settings.auth)
+    except KeyFileError as exc:
+        fail(f"no token: pass --token or set HIVECTL_TOKEN ({exc})", EXIT_USAGE)
+    claims = {"sub": CLI_SUBJECT, "per": per_claim_from_grants(["*:*=R"])}
+    return mint_token(claims, key, now=time.time(), ttl=MINTED_TTL)
