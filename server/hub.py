@@ -720,9 +720,7 @@ class Hub:
         """Create or update with the merge rules of ``upd``; validates before it commits."""
         patch = require_object(request.dat, "dat") if request.dat is not None else None
         current = realm.objects.get(object_id) or ObjectRecord(object_id)
-        location = (
-            current.loc if request.loc is None else normalize_location(request.loc, iso8601(now))
-        )
+        location = current.loc if request.loc is None else normalize_location(request.loc, now)
         self.commit(
             ObjectPut(
                 realm.id,

@@ -25,10 +25,6 @@ def run(settings: Settings, *, announce: Callable[[HivekitServer], None] | None 
 
 
 async def _serve(settings: Settings, announce: Callable[[HivekitServer], None] | None) -> int:
-    server = HivekitServer(settings)
-    await server.start()
-    if announce is not None:
-        announce(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -39,8 +35,13 @@ async def _serve(settings: Settings, announce: Callable[[HivekitServer], None] |
         log.info("received %s: shutting down", signal.Signals(signum).name)
         stop.set()
 
+    # Handlers first: a signal right after the startup line must still stop gracefully.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    server = HivekitServer(settings)
+    await server.start()
+    if announce is not None:
+        announce(server)
     await stop.wait()
     await server.close()
     log.info("stopped")

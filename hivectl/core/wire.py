@@ -243,11 +243,15 @@ def is_number(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def normalize_location(loc: Mapping[str, Any], now_iso: str) -> dict[str, Any]:
-    """A location with every key present: numbers default 0, ``gcs`` "", ``tim`` now."""
+def normalize_location(loc: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A location with every key present: numbers default 0, ``gcs`` "", ``tim`` now.
+
+    ``now`` is formatted only when the client sent no time (formatting costs more than
+    the rest of this function).
+    """
     result: dict[str, Any] = {key: loc.get(key) or 0 for key in LOCATION_NUMBERS}
     result["gcs"] = loc.get("gcs") or ""
-    result["tim"] = loc.get("tim") or loc.get("time") or now_iso
+    result["tim"] = loc.get("tim") or loc.get("time") or iso8601(now)
     return result
 
 
