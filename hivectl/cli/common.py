@@ -40,7 +40,7 @@ CONFIG_OPTION = typer.Option(
 SECRET_FILE_OPTION = typer.Option(
     None,
     "--secret-file",
-    help="File holding the HS256 secret [auth.secret_file]; or set $HIVECTL_AUTH_SECRET.",
+    help="File holding the HS256 secret (config auth.secret_file); or set $HIVECTL_AUTH_SECRET.",
     dir_okay=False,
 )
 

@@ -34,7 +34,7 @@ def probe_url(url: str, *, ready: bool) -> str:
 
 def health(
     url: str | None = typer.Option(
-        None, help="Server URL, ws:// or http:// (default: [client.url], $HIVECTL_CLIENT_URL)."
+        None, help="Server URL, ws:// or http:// (default: config client.url)."
     ),
     ready: bool = typer.Option(False, "--ready", help="Ask /readyz: is it accepting clients?"),
     timeout: str = typer.Option("5s", help="How long to wait for the answer, e.g. 5s."),

@@ -39,7 +39,7 @@ MINTED_TTL = 300.0
 
 app = typer.Typer(help="Ask a running server about presence.", no_args_is_help=True)
 
-URL_OPTION = typer.Option(None, "--url", help="Server WebSocket URL [client.url].")
+URL_OPTION = typer.Option(None, "--url", help="Server WebSocket URL (config client.url).")
 TOKEN_OPTION = typer.Option(
     None,
     "--token",
