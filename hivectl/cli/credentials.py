@@ -1,4 +1,4 @@
-"""Keys and tokens for the client-side commands (`simulate`, `watch`).
+"""Keys and tokens for the client-side commands (`simulate`, `watch`, `presence`).
 
 They resolve the signing key exactly as `hivectl serve` and `token mint` do (the generated
 secret included), so tokens they mint on the server's machine are ones the server accepts,

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hivectl.cli.common import CONFIG_OPTION, EXIT_FAILURE, EXIT_USAGE, fail, settings_from
+from hivectl.cli.common import CONFIG_OPTION, EXIT_FAILURE, fail, settings_from
 from hivectl.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -160,22 +160,13 @@ def _ask(
 
 def _token(settings: Settings) -> str:
     """The configured client token, else one minted with read rights from the auth key."""
-    from hivectl.core.keyfiles import KeyFileError, signing_key, with_generated_secret
+    from hivectl.cli.credentials import configured_token, signing_key_or_exit
     from hivectl.core.permissions import per_claim_from_grants
     from hivectl.core.tokens import mint_token
 
-    client = settings.client
-    if client.token:
-        return client.token
-    if client.token_file:
-        try:
-            return Path(client.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            fail(f"cannot read [client].token_file: {exc}", EXIT_USAGE)
-    settings, _ = with_generated_secret(settings, create=False)
-    try:
-        key = signing_key(settings.auth)
-    except KeyFileError as exc:
-        fail(f"no token: pass --token or set HIVECTL_TOKEN ({exc})", EXIT_USAGE)
+    configured = configured_token(settings)
+    if configured is not None:
+        return configured
+    key = signing_key_or_exit(settings, "no token: pass --token or set HIVECTL_TOKEN; minting one")
     claims = {"sub": CLI_SUBJECT, "per": per_claim_from_grants(["*:*=R"])}
     return mint_token(claims, key, now=time.time(), ttl=MINTED_TTL)
