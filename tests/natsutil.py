@@ -52,10 +52,14 @@ class NatsServer:
         args = [
             nats_server_binary(),
             "--jetstream",
-            "--addr", "127.0.0.1",
-            "--port", str(self.port),
-            "--store_dir", str(self.store),
-            "--server_name", self.name,
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store_dir",
+            str(self.store),
+            "--server_name",
+            self.name,
         ]
         if self.cluster_port is not None:
             args += ["--cluster_name", "hive", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
