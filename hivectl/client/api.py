@@ -183,6 +183,25 @@ class ObjectApi:
         message.update({key: value for key, value in fields.items() if value is not None})
         return message
 
+    def _write(
+        self,
+        act: str,
+        object_id: str,
+        label: str | None,
+        location: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        task_ids: Sequence[str] | None,
+    ) -> dict[str, Any]:
+        """A write message: only the fields given are sent (``dat`` merges key by key)."""
+        return self._message(
+            act,
+            object_id,
+            lab=label,
+            loc=_opt(location),
+            dat=_opt(data),
+            tds=None if task_ids is None else list(task_ids),
+        )
+
     async def create(
         self,
         object_id: str,
@@ -192,15 +211,9 @@ class ObjectApi:
         data: Mapping[str, Any] | None = None,
         task_ids: Sequence[str] | None = None,
     ) -> None:
+        """Create the object (an existing one is updated, as Hivekit's clients expect)."""
         await self._connection.request(
-            self._message(
-                "cre",
-                object_id,
-                lab=label,
-                loc=_opt(location),
-                dat=_opt(data),
-                tds=_opt_list(task_ids),
-            )
+            self._write("cre", object_id, label, location, data, task_ids)
         )
 
     async def update(
@@ -212,15 +225,9 @@ class ObjectApi:
         data: Mapping[str, Any] | None = None,
         task_ids: Sequence[str] | None = None,
     ) -> None:
+        """Update an existing object (404 otherwise)."""
         await self._connection.request(
-            self._message(
-                "upd",
-                object_id,
-                lab=label,
-                loc=_opt(location),
-                dat=_opt(data),
-                tds=_opt_list(task_ids),
-            )
+            self._write("upd", object_id, label, location, data, task_ids)
         )
 
     async def set(
@@ -234,16 +241,7 @@ class ObjectApi:
     ) -> None:
         """Upsert without a reply: returns once the frame is sent."""
         await self._connection.send(
-            [
-                self._message(
-                    "set",
-                    object_id,
-                    lab=label,
-                    loc=_opt(location),
-                    dat=_opt(data),
-                    tds=_opt_list(task_ids),
-                )
-            ]
+            [self._write("set", object_id, label, location, data, task_ids)]
         )
 
     async def get(self, object_id: str) -> HiveObject:
@@ -400,7 +398,3 @@ class SystemApi:
 
 def _opt(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(value) if value is not None else None
-
-
-def _opt_list(value: Sequence[str] | None) -> list[str] | None:
-    return list(value) if value is not None else None
