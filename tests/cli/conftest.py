@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from typer.testing import CliRunner, Result
 from websockets.asyncio.client import ClientConnection, connect
 
 from hivectl.cli import app
+from tests.conftest import SECRET
 
 STARTUP_TIMEOUT = 15.0
 REPLY_TIMEOUT = 5.0
@@ -138,6 +139,21 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture
+async def reaping_server(tmp_path: Path) -> AsyncIterator[ServeProcess]:
+    """A `hivectl serve --storage memory` process whose pings reap a silent peer in ~0.6 s."""
+    env = clean_env(
+        HIVECTL_AUTH_SECRET=SECRET,
+        HIVECTL_LIMITS_PING_INTERVAL="0.3",
+        HIVECTL_LIMITS_PING_TIMEOUT="0.3",
+    )
+    process = ServeProcess(tmp_path, env, "--storage", "memory")
+    try:
+        yield process
+    finally:
+        process.kill()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,8 @@ REAP_DEADLINE = 10.0
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServeProcess]:
-    env = clean_env(
-        HIVECTL_AUTH_SECRET=SECRET,
-        HIVECTL_LIMITS_PING_INTERVAL="0.3",
-        HIVECTL_LIMITS_PING_TIMEOUT="0.3",
-    )
-    process = ServeProcess(tmp_path, env, "--storage", "memory")
-    try:
-        yield process
-    finally:
-        process.kill()
+def server(reaping_server: ServeProcess) -> ServeProcess:
+    return reaping_server
 
 
 async def cli(cwd: Path, *args: str, **env: str) -> tuple[int, str, str]:

@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -28,17 +28,8 @@ LINE_TIMEOUT = 10.0
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServeProcess]:
-    env = clean_env(
-        HIVECTL_AUTH_SECRET=SECRET,
-        HIVECTL_LIMITS_PING_INTERVAL="0.3",
-        HIVECTL_LIMITS_PING_TIMEOUT="0.3",
-    )
-    process = ServeProcess(tmp_path, env, "--storage", "memory")
-    try:
-        yield process
-    finally:
-        process.kill()
+def server(reaping_server: ServeProcess) -> ServeProcess:
+    return reaping_server
 
 
 async def watch(cwd: Path, url: str, *args: str) -> asyncio.subprocess.Process:
