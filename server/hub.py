@@ -450,6 +450,11 @@ class Hub:
     def node_providers(self, node: str) -> list[str]:
         return self.engine.providers_of_node(node)
 
+    def realm_incarnation(self, realm_id: str) -> str | None:
+        """The life of the realm as applied here (None: no such realm), for the cluster log."""
+        realm = self.realms.get(realm_id)
+        return None if realm is None else realm.incarnation
+
     def _rate_limited(
         self, session: Session, limiter: RateLimiter, item: object, now: float
     ) -> None:

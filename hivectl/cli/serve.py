@@ -60,30 +60,32 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    host: str | None = typer.Option(None, help="Address to listen on [server.host]."),
-    port: int | None = typer.Option(None, help="WebSocket port; 0 picks a free one [server.port]."),
-    api_port: int | None = typer.Option(None, help="HTTP API port [server.api_port]."),
+    host: str | None = typer.Option(None, help="Address to listen on (config server.host)."),
+    port: int | None = typer.Option(
+        None, help="WebSocket port; 0 picks a free one (config server.port)."
+    ),
+    api_port: int | None = typer.Option(None, help="HTTP API port (config server.api_port)."),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
-    log_level: LogLevel | None = typer.Option(None, help="Lowest level logged [log.level]."),
+    log_level: LogLevel | None = typer.Option(None, help="Lowest level logged (config log.level)."),
     log_format: LogFormat | None = typer.Option(
-        None, help="text, or json for one JSON object per line [log.format]."
+        None, help="text, or json for one JSON object per line (config log.format)."
     ),
     shutdown_timeout: str | None = typer.Option(
-        None, help="Longest graceful stop on SIGTERM, e.g. 10s [server.shutdown_timeout]."
+        None, help="Longest graceful stop on SIGTERM, e.g. 10s (config server.shutdown_timeout)."
     ),
     storage: StorageBackend | None = typer.Option(
         None,
         help="sqlite (durable, in the file storage.path) or memory (tests, demos)"
-        " [storage.backend].",
+        " (config storage.backend).",
     ),
     cluster: str | None = typer.Option(
         None,
         help="Join a cluster through NATS JetStream: nats://HOST:PORT, comma-separated for"
-        " a NATS cluster [cluster.nats_url].",
+        " a NATS cluster (config cluster.nats_url).",
     ),
     node_id: str | None = typer.Option(
-        None, help="This node's name in logs and in the cluster [server.node_id]."
+        None, help="This node's name in logs and in the cluster (config server.node_id)."
     ),
 ) -> None:
     """Run the presence server (WebSocket, /healthz, /readyz, /metrics, and the HTTP API)."""

@@ -59,6 +59,16 @@ def provider_subject(node: str, conn: str) -> str:
     return f"hive.prov.{token(node)}.{token(conn)}"
 
 
+def realm_objects_filter(realm_id: str) -> str:
+    """Every object subject of a realm (to purge a deleted realm's objects)."""
+    return f"hive.log.{token(realm_id)}.obj.>"
+
+
+def node_providers_filter(node: str) -> str:
+    """Every provider subject of a node (to purge a lost node's providers)."""
+    return f"hive.prov.{token(node)}.>"
+
+
 def lease_subject(node: str) -> str:
     return f"hive.lease.{token(node)}"
 
