@@ -274,11 +274,8 @@ class HivekitServer:
 
     async def _acknowledge_after_commit(self, session: Session) -> None:
         """Hold this session's output until the writes it is about to acknowledge are durable."""
-        self.hub.dirty.pop(session, None)
-        self.hub.flush()
-        await self._commit()
-        if session.outbox:
-            self.hub.dirty[session] = None
+        with self._holding(session):
+            await self._commit()
 
     def _after_work(self) -> None:
         if self.cluster is not None:
@@ -332,7 +329,8 @@ class HivekitServer:
 
     @contextlib.contextmanager
     def _holding(self, session: Session) -> Iterator[None]:
-        """Keep `session`'s output back (others still flush) while it waits for the log."""
+        """Keep `session`'s output back (others still flush) while it waits for storage or
+        the log: a reply must not leave before the write it acknowledges is durable."""
         session.dirty.pop(session, None)
         self.hub.flush()
         try:
