@@ -5,6 +5,12 @@ closes and the passing of time, each with the current time; the hub answers by
 pushing messages into session outboxes and telling storage what changed. Nothing
 here awaits, so the whole state changes atomically between two socket events.
 
+Handlers decide, the log applies: a handler validates a request against the state it
+sees and commits a `server.changes` change; only `Hub.apply` changes state, in log order.
+On one node the log applies at once (`server.log.LocalLog`). In a cluster the change
+first travels the JetStream log (`server.cluster.log`): the handler's reply and the rest
+of its frame wait (`Pending`) until the change comes back and is applied here.
+
 Rules the handlers keep (protocol.md):
 
 * Messages of one frame are handled in array order; each request with a ``cid``
