@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from hivectl import __version__
-from hivectl.cli import config, health, presence, serve, simulate, token, watch
+from hivectl.cli import bench, config, health, presence, serve, simulate, token, watch
 
 app = typer.Typer(
     name="hivectl",
@@ -40,6 +40,7 @@ serve.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(config.app, name="config")
 health.register(app)
+bench.register(app)
 app.add_typer(presence.app, name="presence")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(watch.app, name="watch")

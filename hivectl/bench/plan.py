@@ -1,0 +1,130 @@
+"""What a bench run does: the scenarios and their sizes, full or ``--quick``.
+
+One frozen `BenchPlan` is built from the command-line options (`PlanOptions`), in the CLI and
+again in each load process from the same options, so a load process started by hand
+(``python -m hivectl.bench.load churn --url ... --quick``) runs exactly what the bench runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+SCENARIOS = ("connect", "latency", "churn", "fanout", "ingest", "silent")
+TARGETS = ("hivectl", "baseline")
+REALM = "bench"
+MAX_CONNECTIONS = 8000
+"""Providers per run at most: client and server sockets share the machine's open files
+and ephemeral ports, and `hivectl serve` refuses more than 10,000 connections by default."""
+MAX_DURATION_S = 600.0
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Sizes and durations; ``ping_*`` None means each server's own default keepalive."""
+
+    connect_sizes: tuple[int, ...] = (1000, 5000)
+    in_flight: int = 200
+    """Connects (handshake + authentication) in progress at once, in every scenario."""
+    latency_cycles: int = 200
+    churn_providers: int = 1000
+    churn_seconds: float = 10.0
+    fanout_riders: int = 1000
+    fanout_subscribers: int = 50
+    fanout_seconds: float = 10.0
+    update_interval: float = 1.0
+    """Each rider's location updates are due on this wall-clock grid (open model)."""
+    ingest_clients: int = 64
+    ingest_updates: int = 2000
+    """Updates per ingest client."""
+    silent_providers: int = 4
+    """Stopped providers, connected at phases spread over one ping interval, so that their
+    detection times span the keepalive's best and worst case."""
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
+    drain_seconds: float = 5.0
+    """After the load stops, how long outstanding events may take before they count as lost."""
+
+    @property
+    def default_keepalive(self) -> bool:
+        return self.ping_interval is None and self.ping_timeout is None
+
+
+QUICK = BenchPlan(
+    connect_sizes=(40,),
+    in_flight=20,
+    latency_cycles=10,
+    churn_providers=10,
+    churn_seconds=1.0,
+    fanout_riders=20,
+    fanout_subscribers=3,
+    fanout_seconds=2.0,
+    update_interval=0.5,
+    ingest_clients=4,
+    ingest_updates=100,
+    silent_providers=2,
+    ping_interval=0.5,
+    ping_timeout=0.5,
+    drain_seconds=5.0,
+)
+"""A smoke run of every scenario in seconds; keepalive shortened so *silent* is quick too."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The command-line options that shape a plan, as given (None: not given).
+
+    ``connections`` replaces the providers of *connect* (one size instead of 1,000 and
+    5,000), *churn* and the riders of *fanout*; ``duration`` the length of *churn* and
+    *fanout*; a keepalive option given alone keeps the other at the plan's value.
+    """
+
+    quick: bool = False
+    connections: int | None = None
+    duration: float | None = None
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
+
+    def plan(self) -> BenchPlan:
+        plan = QUICK if self.quick else BenchPlan()
+        if self.connections is not None:
+            plan = replace(
+                plan,
+                connect_sizes=(self.connections,),
+                churn_providers=self.connections,
+                fanout_riders=self.connections,
+            )
+        if self.duration is not None:
+            plan = replace(plan, churn_seconds=self.duration, fanout_seconds=self.duration)
+        if self.ping_interval is not None:
+            plan = replace(plan, ping_interval=self.ping_interval)
+        if self.ping_timeout is not None:
+            plan = replace(plan, ping_timeout=self.ping_timeout)
+        return plan
+
+    def arguments(self) -> list[str]:
+        """The same options for ``python -m hivectl.bench.load``."""
+        words = ["--quick"] if self.quick else []
+        for flag, value in (
+            ("--connections", self.connections),
+            ("--duration", self.duration),
+            ("--ping-interval", self.ping_interval),
+            ("--ping-timeout", self.ping_timeout),
+        ):
+            if value is not None:
+                words += [flag, str(value)]
+        return words
+
+
+def plan_problems(plan: BenchPlan) -> list[str]:
+    """What makes a plan unsafe to run: every count and duration is bounded."""
+    problems = []
+    counts = (*plan.connect_sizes, plan.churn_providers, plan.fanout_riders)
+    if not all(1 <= count <= MAX_CONNECTIONS for count in counts):
+        problems.append(f"--connections must be from 1 to {MAX_CONNECTIONS:,}")
+    if not all(0.5 <= s <= MAX_DURATION_S for s in (plan.churn_seconds, plan.fanout_seconds)):
+        problems.append(f"--duration must be from 0.5s to {MAX_DURATION_S:g}s")
+    keepalive = {"--ping-interval": plan.ping_interval, "--ping-timeout": plan.ping_timeout}
+    for name, value in keepalive.items():
+        if value is not None and not 0.1 <= value <= 120:
+            problems.append(f"{name} must be from 0.1s to 120s")
+    return problems

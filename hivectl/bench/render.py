@@ -1,0 +1,107 @@
+"""Rich renderables for the bench report: the side-by-side table, the targets, the notes.
+
+A pure function of the report dictionary (`hivectl.bench.report`), so it is tested with a
+recording console and the CLI only prints it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+GIB = 1024.0**3
+MET = {True: "[green]met[/green]", False: "[red]not met[/red]", None: "[dim]not judged[/dim]"}
+
+
+def value_text(value: Any, unit: str) -> str:
+    """A figure for a table cell: thousands separators, units, "-" when not measured."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit == "ms":
+        return f"{value:.2f} ms" if value < 10 else f"{value:,.1f} ms"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "% of a core":
+        return f"{value:.0f} %"
+    if unit in ("KiB", "s"):
+        return f"{value:,.1f} {unit}"
+    return f"{value:,.0f}"
+
+
+def _header(report: dict[str, Any]) -> Text:
+    machine, versions = report["machine"], report["versions"]
+    memory = machine.get("memory_bytes")
+    load = machine.get("load_average")
+    parts = [
+        f"{machine.get('cores')} cores, {machine.get('cpu') or 'unknown CPU'}",
+        f"{memory / GIB:.1f} GiB" if memory else "memory unknown",
+        f"load average {' '.join(f'{v:.2f}' for v in load)} at start" if load else "",
+    ]
+    text = Text(f"hivectl bench, {report['date']}\n", style="bold")
+    text.append(", ".join(part for part in parts if part) + "\n")
+    text.append(
+        f"python {versions['python']}, websockets {versions['websockets']},"
+        f" hivectl {versions['hivectl']}"
+    )
+    if report.get("url"):
+        text.append(f"\nhivectl at {report['url']} (not started by the bench)")
+    return text
+
+
+def _figures(report: dict[str, Any]) -> Table:
+    table = Table(title="hivectl vs a bare websockets server", title_justify="left")
+    table.add_column("scenario", style="bold")
+    table.add_column("figure")
+    table.add_column("hivectl", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("ratio", justify="right")
+    previous = None
+    for row in report["rows"]:
+        scenario = row["scenario"] if row["scenario"] != previous else ""
+        if scenario and previous is not None:
+            table.add_section()
+        previous = row["scenario"]
+        table.add_row(
+            scenario,
+            row["figure"],
+            value_text(row["hivectl"], row["unit"]),
+            value_text(row["baseline"], row["unit"]),
+            value_text(row["ratio"], "x") if row["ratio"] is not None else "",
+        )
+    return table
+
+
+def _targets(report: dict[str, Any]) -> Table:
+    table = Table(title="targets", title_justify="left")
+    table.add_column("target")
+    table.add_column("figure", justify="right")
+    table.add_column("")
+    table.add_column("detail", style="dim")
+    for target in report["targets"]:
+        table.add_row(
+            target["target"],
+            value_text(target["value"], target["unit"]),
+            MET[target["met"]],
+            target["detail"] or "",
+        )
+    return table
+
+
+def render_report(report: dict[str, Any]) -> RenderableType:
+    parts: list[RenderableType] = [_header(report), _figures(report)]
+    if report["targets"]:
+        parts.append(_targets(report))
+    for note in report["notes"]:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    for error in report["errors"]:
+        parts.append(
+            Text(f"{error['scenario']} on {error['target']} failed: {error['error']}", style="red")
+        )
+    return Group(*parts)

@@ -1,0 +1,261 @@
+"""The bench report: the runner's raw results -> comparison rows, targets, notes (pure).
+
+`build_report` returns one JSON-ready dictionary, the schema of ``--json``: what the runner
+collected (``date``, ``machine``, ``versions``, ``plan``, ``url``, ``runs``) plus
+
+* ``rows``: one per figure -- ``scenario``, ``figure``, ``unit``, ``hivectl``, ``baseline``
+  (None: not measured, or "n/a" for the baseline's *ingest*), ``ratio`` (hivectl / baseline,
+  from the two figures, for figures where a ratio means something) and ``better``
+  (``higher``/``lower``);
+* ``targets``: the project's performance targets, each ``met`` True, False, or None when
+  the run cannot judge it (a scenario not run or failed; *silent* with a non-default
+  keepalive);
+* ``notes``: what the reader must know to trust the figures -- above all, a run whose load
+  generator used (nearly) a whole core while the server used less: its figure is the load
+  generator's limit, not the server's;
+* ``errors``: jobs that did not produce figures, and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hivectl.bench.plan import TARGETS
+
+KIB = 1024.0
+LOAD_BOUND_SHARE = 0.9
+"""A load generator using this share of one core or more may be what limits a figure."""
+NOT_APPLICABLE = "n/a"
+
+Result = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    unit: str
+    read: Callable[[Result], float | None]
+    better: str = "lower"
+    ratio: bool = True
+
+
+def _get(*path: str) -> Callable[[Result], float | None]:
+    def read(result: Result) -> float | None:
+        value: Any = result
+        for key in path:
+            if not isinstance(value, Mapping) or value.get(key) is None:
+                return None
+            value = value[key]
+        return float(value)
+
+    return read
+
+
+def _kib_per_connection(result: Result) -> float | None:
+    value = result.get("bytes_per_connection")
+    return None if value is None else round(value / KIB, 2)
+
+
+def _server_cpu_percent(result: Result) -> float | None:
+    cpu, seconds = result.get("server_cpu_s"), result.get("seconds")
+    return None if cpu is None or not seconds else round(100.0 * cpu / seconds, 1)
+
+
+def _missing_deliveries(result: Result) -> float | None:
+    return float(result["expected_deliveries"] - result["deliveries"])
+
+
+FIGURES: dict[str, tuple[Figure, ...]] = {
+    "connect": (
+        Figure("connections/s", "/s", _get("connections_per_s"), "higher"),
+        Figure("connect p99", "ms", _get("connect_ms", "p99")),
+        Figure("connect max", "ms", _get("connect_ms", "max")),
+        Figure("memory per idle connection", "KiB", _kib_per_connection),
+    ),
+    "latency": tuple(
+        Figure(f"{side} {p}", "ms", _get(f"{side}_ms", p))
+        for side in ("join", "leave")
+        for p in ("p50", "p90", "p99", "max")
+    ),
+    "churn": (
+        Figure("presence events/s", "/s", _get("events_per_s"), "higher"),
+        Figure("lost", "", _get("presence", "lost"), ratio=False),
+        Figure("duplicated", "", _get("presence", "duplicated"), ratio=False),
+    ),
+    "fanout": (
+        Figure("deliveries/s", "/s", _get("deliveries_per_s"), "higher"),
+        Figure("latency p50", "ms", _get("latency_ms", "p50")),
+        Figure("latency p99", "ms", _get("latency_ms", "p99")),
+        Figure("server CPU", "% of a core", _server_cpu_percent),
+        Figure("missing deliveries", "", _missing_deliveries, ratio=False),
+    ),
+    "ingest": (Figure("durable updates/s", "/s", _get("updates_per_s"), "higher"),),
+    "silent": (
+        Figure("time to disconnected, min", "s", _get("detection_s", "min")),
+        Figure("time to disconnected, max", "s", _get("detection_s", "max")),
+    ),
+}
+
+
+def _by_label(runs: list[dict[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """label -> target -> run, in the order the runs were made."""
+    grouped: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for run in runs:
+        grouped.setdefault(run["label"], {})[run["target"]] = run
+    return grouped
+
+
+def ratio(hivectl: float, baseline: float) -> float | None:
+    return None if baseline == 0 else round(hivectl / baseline, 2)
+
+
+def build_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for label, targets in _by_label(runs).items():
+        scenario = next(iter(targets.values()))["scenario"]
+        for figure in FIGURES[scenario]:
+            values: dict[str, float | str | None] = {}
+            for target in TARGETS:
+                run = targets.get(target)
+                result = run.get("result") if run is not None else None
+                if scenario == "ingest" and target == "baseline":
+                    values[target] = NOT_APPLICABLE
+                else:
+                    values[target] = figure.read(result) if result is not None else None
+            hivectl, baseline = values["hivectl"], values["baseline"]
+            quotient = None
+            if figure.ratio and isinstance(hivectl, float) and isinstance(baseline, float):
+                quotient = ratio(hivectl, baseline)
+            rows.append(
+                {
+                    "scenario": label,
+                    "figure": figure.name,
+                    "unit": figure.unit,
+                    "hivectl": hivectl,
+                    "baseline": baseline,
+                    "ratio": quotient,
+                    "better": figure.better,
+                }
+            )
+    return rows
+
+
+def _find(rows: list[dict[str, Any]], scenario: str, figure: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["scenario"] == scenario and r["figure"] == figure), None)
+
+
+def _target(
+    text: str, value: Any, unit: str, met: bool | None, detail: str | None = None
+) -> dict[str, Any]:
+    return {"target": text, "value": value, "unit": unit, "met": met, "detail": detail}
+
+
+def _connect_targets(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        if row["scenario"].startswith("connect") and row["figure"] == "connections/s":
+            share = row["ratio"]
+            yield _target(
+                f"{row['scenario']}: connections/s >= 0.8x the baseline's",
+                share,
+                "x",
+                None if share is None else share >= 0.8,
+            )
+            memory = _find(rows, row["scenario"], "memory per idle connection")
+            kib = memory["hivectl"] if memory is not None else None
+            yield _target(
+                f"{row['scenario']}: memory per idle provider <= 12 KiB",
+                kib,
+                "KiB",
+                None if kib is None else kib <= 12.0,
+            )
+
+
+def build_targets(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, judged on the rows (None: this run cannot tell)."""
+    targets = list(_connect_targets(rows))
+    leave = _find(rows, "latency", "leave p99")
+    if leave is not None:
+        share = leave["ratio"]
+        targets.append(
+            _target(
+                "latency: leave p99 <= 1.5x the baseline's",
+                share,
+                "x",
+                None if share is None else share <= 1.5,
+            )
+        )
+    churn = _find(rows, "churn", "presence events/s")
+    if churn is not None:
+        share = churn["ratio"]
+        lost = _find(rows, "churn", "lost")
+        duplicated = _find(rows, "churn", "duplicated")
+        counts = [row["hivectl"] if row else None for row in (lost, duplicated)]
+        met = None
+        if share is not None and None not in counts:
+            met = share >= 0.8 and counts == [0.0, 0.0]
+        shown = ["?" if count is None else f"{count:,.0f}" for count in counts]
+        targets.append(
+            _target(
+                "churn: events/s >= 0.8x the baseline's, none lost or duplicated",
+                share,
+                "x",
+                met,
+                f"lost {shown[0]}, duplicated {shown[1]}",
+            )
+        )
+    ingest = _find(rows, "ingest", "durable updates/s")
+    if ingest is not None:
+        rate = ingest["hivectl"]
+        targets.append(
+            _target(
+                "ingest: >= 20,000 durable updates/s",
+                rate,
+                "/s",
+                None if rate is None else rate >= 20_000,
+            )
+        )
+    silent = _find(rows, "silent", "time to disconnected, max")
+    if silent is not None:
+        worst = silent["hivectl"]
+        default = plan.get("ping_interval") is None and plan.get("ping_timeout") is None
+        met = worst <= 30.0 if worst is not None and default else None
+        detail = None if default else "not judged: the keepalive was not the default"
+        targets.append(_target("silent: <= 30 s with default keepalive", worst, "s", met, detail))
+    return targets
+
+
+def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
+    """Runs whose load generator, not the server, may have set the figure."""
+    for run in runs:
+        result = run.get("result") or {}
+        seconds, load, server = (result.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
+        if not seconds or load is None:
+            continue
+        load_share = load / seconds
+        server_share = None if server is None else server / seconds
+        if load_share >= LOAD_BOUND_SHARE and (server_share is None or server_share < load_share):
+            server_text = "?" if server_share is None else f"{server_share:.0%}"
+            yield (
+                f"{run['label']} on {run['target']}: the load generator used {load_share:.0%} of a"
+                f" core, the server {server_text} -- the load generator was the bottleneck"
+            )
+
+
+def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``--json`` document: the raw results plus rows, targets, notes and errors."""
+    runs = list(raw["runs"])
+    rows = build_rows(runs)
+    errors = [
+        {"scenario": run["label"], "target": run["target"], "error": run["error"]}
+        for run in runs
+        if "error" in run
+    ]
+    return {
+        **raw,
+        "rows": rows,
+        "targets": build_targets(rows, raw["plan"]),
+        "notes": [*raw.get("notes", []), *_load_notes(runs)],
+        "errors": errors,
+    }

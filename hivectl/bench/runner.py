@@ -1,0 +1,149 @@
+"""Running a bench: for each scenario, a fresh server per target and one load process each.
+
+A fresh server per job keeps jobs from paying for each other (memory a previous scenario
+grew, objects it left, a SQLite file it filled). The two targets of a scenario run one right
+after the other, so that both meet the same machine. Jobs run one at a time: the machine's
+cores belong to the server and its load generator alone.
+
+The result is the raw material of the report (`hivectl.bench.report`): the machine, the
+versions, the plan, and per job the load generator's JSON or the error that stopped it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hivectl.bench.plan import MAX_DURATION_S, TARGETS, BenchPlan, PlanOptions
+from hivectl.bench.procstat import machine, versions
+from hivectl.bench.servers import Served, ServerFailed, baseline_server, hivectl_server
+from hivectl.core.tokens import SigningKey
+from hivectl.sim.driver import raise_open_file_limit
+
+LOAD_TIMEOUT_S = MAX_DURATION_S + 300.0
+"""The longest a load process may run: the longest scenario plus setup and drains."""
+ERROR_LINES = 20
+
+
+@dataclass(frozen=True)
+class Job:
+    scenario: str
+    target: str
+    size: int | None = None
+    """Providers, for *connect* (one job per size: each size gets a fresh server)."""
+
+    @property
+    def label(self) -> str:
+        return self.scenario if self.size is None else f"{self.scenario} {self.size:,}"
+
+
+def plan_jobs(scenarios: Sequence[str], plan: BenchPlan) -> list[Job]:
+    """Every (scenario, size, target) to run, in order; the baseline has no *ingest*."""
+    jobs = []
+    for scenario in scenarios:
+        sizes: Sequence[int | None] = plan.connect_sizes if scenario == "connect" else (None,)
+        for size in sizes:
+            for target in TARGETS:
+                if not (scenario == "ingest" and target == "baseline"):
+                    jobs.append(Job(scenario, target, size))
+    return jobs
+
+
+def run_bench(
+    scenarios: Sequence[str],
+    options: PlanOptions,
+    *,
+    url: str | None = None,
+    key: SigningKey | None = None,
+    progress: Callable[[Job], None] | None = None,
+) -> dict[str, Any]:
+    """Run the scenarios against hivectl (started here, or `url` with `key`) and the baseline."""
+    plan = options.plan()
+    secret = secrets.token_urlsafe(32)
+    if url is None:
+        key = SigningKey("HS256", secret.encode())
+    elif key is None:
+        raise ValueError("a server given by URL needs its signing key")
+    biggest = max(*plan.connect_sizes, plan.churn_providers, plan.fanout_riders)
+    open_files = raise_open_file_limit(2 * biggest + 512)  # inherited by every process
+    raw: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "versions": versions(),
+        "plan": asdict(plan),
+        "url": url,
+        "notes": [open_files.note] if open_files.note else [],
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="hivectl-bench-") as work:
+        for number, job in enumerate(plan_jobs(scenarios, plan)):
+            if progress is not None:
+                progress(job)
+            directory = Path(work) / f"{number:02d}-{job.scenario}-{job.target}"
+            record = {
+                "scenario": job.scenario,
+                "label": job.label,
+                "target": job.target,
+                "size": job.size,
+            }
+            try:
+                with _server(job, plan, directory, url, secret) as served:
+                    outcome = _load(job, served, options, key)
+            except ServerFailed as exc:
+                outcome = {"error": str(exc)}
+            raw["runs"].append({**record, **outcome})
+    return raw
+
+
+@contextlib.contextmanager
+def _server(
+    job: Job, plan: BenchPlan, directory: Path, url: str | None, secret: str
+) -> Iterator[Served]:
+    if job.target == "baseline":
+        with baseline_server(directory, plan) as served:
+            yield served
+    elif url is not None:
+        yield Served(url, None)
+    else:
+        with hivectl_server(directory, secret, plan) as served:
+            yield served
+
+
+def _load(job: Job, served: Served, options: PlanOptions, key: SigningKey) -> dict[str, Any]:
+    """One load process; its figures, or the error it ended with."""
+    if job.size is not None:
+        options = replace(options, connections=job.size)
+    command = [sys.executable, "-m", "hivectl.bench.load", job.scenario, "--url", served.url]
+    command += ["--flavor", job.target, *options.arguments(), "--json"]
+    if served.pid is not None:
+        command += ["--server-pid", str(served.pid)]
+    stdin = ""
+    if job.target == "hivectl":
+        secret = key.key.decode() if isinstance(key.key, bytes) else key.key
+        stdin = orjson.dumps({"algorithm": key.algorithm, "key": secret, "kid": key.kid}).decode()
+    try:
+        completed = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=LOAD_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the load generator did not finish in {LOAD_TIMEOUT_S:g} s"}
+    errors = completed.stderr.strip().splitlines()[-ERROR_LINES:]
+    if completed.returncode != 0:
+        return {"error": "\n".join(errors) or f"load generator exit {completed.returncode}"}
+    result = orjson.loads(completed.stdout)["result"]
+    if job.size is not None:
+        (result,) = result["runs"]  # one size per job, each on a fresh server
+    outcome: dict[str, Any] = {"result": result}
+    if errors:
+        outcome["warnings"] = errors
+    return outcome

@@ -1,0 +1,113 @@
+"""The servers a bench run loads, each a subprocess on a loopback port chosen by the kernel.
+
+`hivectl_server` runs ``hivectl serve`` the way an operator would after `pip install`: its
+defaults, in an empty directory (a fresh SQLite file), with the bench's secret in
+``HIVECTL_AUTH_SECRET``. Three settings differ, each for a reason: the per-connection rate
+limit is lifted (setup creates thousands of objects on one connection, and the bench
+measures capacity, not the limiter), logging is at warning (no line per connection), and
+the keepalive follows the plan when it sets one. The caller's ``HIVECTL_*`` variables are
+not passed on: the figures are the defaults'.
+
+`baseline_server` runs `hivectl.bench.baseline`. Both print a ``... serving ws://...``
+line when ready; output goes to a log file beside the run (a pipe nobody reads would fill
+and stall the server). Stopping is SIGTERM to the pid started here, then SIGKILL if it
+overstays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivectl.bench.baseline import HOST
+from hivectl.bench.plan import BenchPlan
+
+SERVING = re.compile(r"serving (ws://[^\s,]+)")
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+UNLIMITED_RATE = "100000000"
+
+
+class ServerFailed(Exception):
+    """A server did not start; the message carries its log."""
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int | None
+    """None for a server the bench did not start (``--url``): no CPU or memory figures."""
+
+
+@contextlib.contextmanager
+def hivectl_server(directory: Path, secret: str, plan: BenchPlan) -> Iterator[Served]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HIVECTL_")}
+    env.update(
+        HIVECTL_AUTH_SECRET=secret,
+        HIVECTL_LIMITS_MESSAGES_PER_SECOND=UNLIMITED_RATE,
+        HIVECTL_LIMITS_BURST=UNLIMITED_RATE,
+        HIVECTL_LOG_LEVEL="warning",
+    )
+    if plan.ping_interval is not None:
+        env["HIVECTL_LIMITS_PING_INTERVAL"] = f"{plan.ping_interval}s"
+    if plan.ping_timeout is not None:
+        env["HIVECTL_LIMITS_PING_TIMEOUT"] = f"{plan.ping_timeout}s"
+    command = ["-m", "hivectl", "serve", "--host", HOST, "--port", "0", "--api-port", "0"]
+    with _serving(command, directory, env) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def baseline_server(directory: Path, plan: BenchPlan) -> Iterator[Served]:
+    command = ["-m", "hivectl.bench.baseline", "--port", "0"]
+    if plan.ping_interval is not None:
+        command += ["--ping-interval", str(plan.ping_interval)]
+    if plan.ping_timeout is not None:
+        command += ["--ping-timeout", str(plan.ping_timeout)]
+    with _serving(command, directory, dict(os.environ)) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serving(arguments: list[str], directory: Path, env: dict[str, str]) -> Iterator[Served]:
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "server.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, *arguments],
+            cwd=directory,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Served(_wait_for_url(process, log_path, " ".join(arguments[1:])), process.pid)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], log_path: Path, name: str) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        match = SERVING.search(log_path.read_text())
+        if match:
+            return match[1]
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise ServerFailed(f"{name} did not start:\n{log_path.read_text()}")

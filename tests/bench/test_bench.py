@@ -1,0 +1,267 @@
+"""`hivectl bench`: one quick run of every scenario against both servers, and its report.
+
+The quick run starts real processes (``hivectl serve``, the baseline, the load generators,
+a provider that is stopped with SIGSTOP), so it is shared by the tests of this module. They
+check the report's structure and that its counts are consistent -- never timings, which
+depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from hivectl.bench import baseline
+from hivectl.bench.load import main as load_main
+from hivectl.bench.plan import QUICK, SCENARIOS, PlanOptions, plan_problems
+from hivectl.bench.procstat import cpu_seconds, rss_bytes
+from hivectl.bench.render import render_report
+from hivectl.bench.report import build_report
+from hivectl.bench.runner import plan_jobs
+from hivectl.bench.servers import hivectl_server
+from hivectl.cli import app
+from server.app import LISTEN_BACKLOG
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def results(report: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
+    return {run["target"]: run["result"] for run in report["runs"] if run["scenario"] == scenario}
+
+
+def test_every_scenario_runs_on_both_servers_except_ingest(report: dict[str, Any]) -> None:
+    assert report["errors"] == []
+    ran = {(run["scenario"], run["target"]) for run in report["runs"]}
+    expected = {(s, t) for s in SCENARIOS for t in ("hivectl", "baseline")}
+    assert ran == expected - {("ingest", "baseline")}
+    assert {row["scenario"].split()[0] for row in report["rows"]} == set(SCENARIOS)
+    ingest = [row for row in report["rows"] if row["scenario"] == "ingest"]
+    assert [row["baseline"] for row in ingest] == ["n/a"]
+
+
+def test_connect_counts_every_provider(report: dict[str, Any]) -> None:
+    (size,) = QUICK.connect_sizes
+    for result in results(report, "connect").values():
+        assert result["connected"] == result["connections"] == size
+        assert result["failures"] == {}
+        assert result["connect_ms"]["count"] == size
+        assert result["rss_after_bytes"] > 0
+
+
+def test_latency_sees_every_join_and_leave(report: dict[str, Any]) -> None:
+    for result in results(report, "latency").values():
+        cycles = result["cycles"]
+        assert result["join_ms"]["count"] == result["leave_ms"]["count"] == cycles
+        presence = result["presence"]
+        assert presence["expected"] == presence["seen"] == presence["matched"] == 2 * cycles
+        assert presence["lost"] == presence["duplicated"] == presence["unexpected"] == 0
+
+
+def test_churn_loses_and_duplicates_nothing(report: dict[str, Any]) -> None:
+    for result in results(report, "churn").values():
+        presence = result["presence"]
+        assert result["failures"] == {}
+        assert result["cycles"] > 0
+        assert presence["expected"] == presence["seen"] == 2 * result["cycles"]
+        assert presence["lost"] == presence["duplicated"] == presence["unexpected"] == 0
+
+
+def test_fanout_delivers_every_update_to_every_subscriber(report: dict[str, Any]) -> None:
+    for result in results(report, "fanout").values():
+        assert result["expected_deliveries"] == result["updates"] * result["subscribers"]
+        assert result["deliveries"] == result["expected_deliveries"]
+        assert result["latency_ms"]["count"] == result["deliveries"]
+
+
+def test_ingest_counts_its_updates(report: dict[str, Any]) -> None:
+    result = results(report, "ingest")["hivectl"]
+    assert result["updates"] == QUICK.ingest_clients * QUICK.ingest_updates
+
+
+def test_silent_providers_are_all_declared_gone(report: dict[str, Any]) -> None:
+    for result in results(report, "silent").values():
+        assert result["detection_s"]["count"] == result["providers"] == QUICK.silent_providers
+        assert result["presence"]["abort_unconfirmed"] == 0
+        assert (result["ping_interval_s"], result["ping_timeout_s"]) == (0.5, 0.5)
+
+
+def test_ratios_are_computed_from_the_two_figures(report: dict[str, Any]) -> None:
+    compared = 0
+    for row in report["rows"]:
+        hivectl, base = row["hivectl"], row["baseline"]
+        if row["ratio"] is not None:
+            assert row["ratio"] == round(hivectl / base, 2)
+            compared += 1
+    assert compared >= 10
+
+
+def test_targets_are_judged_or_say_why_not(report: dict[str, Any]) -> None:
+    targets = {target["target"].split(":")[0]: target for target in report["targets"]}
+    assert set(targets) >= {"latency", "churn", "ingest", "silent"}
+    assert all(target["met"] in (True, False, None) for target in report["targets"])
+    silent = targets["silent"]
+    assert silent["met"] is None and "not the default" in silent["detail"]
+    assert targets["churn"]["detail"] == "lost 0, duplicated 0"
+
+
+def test_the_machine_and_versions_are_reported(report: dict[str, Any]) -> None:
+    assert report["machine"]["cores"] == os.cpu_count()
+    assert set(report["versions"]) == {"python", "websockets", "hivectl"}
+    assert report["plan"]["ping_interval"] == 0.5
+
+
+def test_the_report_renders_as_tables(report: dict[str, Any]) -> None:
+    console = Console(record=True, width=120)
+    console.print(render_report(report))
+    text = console.export_text()
+    assert "hivectl vs a bare websockets server" in text
+    assert "targets" in text
+    for scenario in SCENARIOS:
+        assert scenario in text
+
+
+def test_a_running_server_is_loaded_with_tokens_from_the_configured_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "bench-test-secret-0123456789abcdef"
+    monkeypatch.setenv("HIVECTL_AUTH_SECRET", secret)
+    monkeypatch.chdir(tmp_path)  # no hivectl.toml or hivectl.secret of the caller's
+    with hivectl_server(tmp_path / "server", secret, QUICK) as served:
+        result = CliRunner().invoke(
+            app, ["bench", "latency", "--quick", "--url", served.url, "--json"]
+        )
+    assert result.exit_code == 0, result.output
+    ran = json.loads(result.stdout)
+    assert ran["url"] == served.url
+    (loaded,) = [run for run in ran["runs"] if run["target"] == "hivectl"]
+    assert loaded["result"]["presence"]["lost"] == 0
+    assert loaded["result"]["server_cpu_s"] is None  # not started here: no pid to read
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--url", "ws://example.com:8765/ws"],
+        ["--connections", "0"],
+        ["--duration", "soon"],
+        ["nosuchscenario"],
+    ],
+)
+def test_bad_options_exit_2(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIVECTL_AUTH_SECRET", "x" * 32)
+    assert CliRunner().invoke(app, ["bench", *args]).exit_code == 2
+
+
+# -- pure parts ----------------------------------------------------------------------------
+
+
+def a_run(scenario: str, target: str, **result: Any) -> dict[str, Any]:
+    return {"scenario": scenario, "label": scenario, "target": target, "result": result}
+
+
+def a_raw(*runs: dict[str, Any], **plan: Any) -> dict[str, Any]:
+    return {
+        "machine": {},
+        "versions": {},
+        "plan": {"ping_interval": None, "ping_timeout": None, **plan},
+        "runs": list(runs),
+    }
+
+
+def test_no_ratio_without_a_baseline_figure_and_none_for_counts() -> None:
+    churn = {"events_per_s": 100.0, "presence": {"lost": 0, "duplicated": 0}}
+    report = build_report(
+        a_raw(
+            a_run("churn", "hivectl", **churn),
+            a_run("churn", "baseline", **{**churn, "events_per_s": 0.0}),
+        )
+    )
+    assert [row["ratio"] for row in report["rows"]] == [None, None, None]
+    (target,) = report["targets"]
+    assert target["met"] is None
+
+
+def test_a_lost_event_fails_the_churn_target_whatever_the_rate() -> None:
+    report = build_report(
+        a_raw(
+            a_run("churn", "hivectl", events_per_s=200.0, presence={"lost": 1, "duplicated": 0}),
+            a_run("churn", "baseline", events_per_s=100.0, presence={"lost": 0, "duplicated": 0}),
+        )
+    )
+    (target,) = report["targets"]
+    assert (target["value"], target["met"]) == (2.0, False)
+
+
+def test_silent_is_judged_only_with_the_default_keepalive() -> None:
+    runs = [a_run("silent", t, detection_s={"min": 21.0, "max": 29.5}) for t in ("hivectl",)]
+    (judged,) = build_report(a_raw(*runs))["targets"]
+    (unjudged,) = build_report(a_raw(*runs, ping_interval=1.0))["targets"]
+    assert (judged["met"], unjudged["met"]) == (True, None)
+
+
+def test_a_busy_load_generator_is_named_as_the_bottleneck() -> None:
+    busy = {"seconds": 10.0, "load_cpu_s": 9.5, "server_cpu_s": 6.0, "events_per_s": 1.0}
+    calm = {**busy, "load_cpu_s": 5.0}
+    presence = {"lost": 0, "duplicated": 0}
+    report = build_report(
+        a_raw(
+            a_run("churn", "hivectl", **busy, presence=presence),
+            a_run("churn", "baseline", **calm, presence=presence),
+        )
+    )
+    (note,) = report["notes"]
+    assert note.startswith("churn on hivectl: the load generator used 95% of a core")
+
+
+def test_connect_sizes_are_jobs_of_their_own_and_ingest_skips_the_baseline() -> None:
+    jobs = plan_jobs(["connect", "ingest"], PlanOptions().plan())
+    assert [(job.label, job.target) for job in jobs] == [
+        ("connect 1,000", "hivectl"),
+        ("connect 1,000", "baseline"),
+        ("connect 5,000", "hivectl"),
+        ("connect 5,000", "baseline"),
+        ("ingest", "hivectl"),
+    ]
+
+
+def test_plan_options_reach_the_load_generator_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options = PlanOptions(quick=True, connections=7, duration=1.5, ping_interval=0.25)
+    plan = options.plan()
+    assert (plan.connect_sizes, plan.churn_providers, plan.fanout_riders) == ((7,), 7, 7)
+    assert (plan.churn_seconds, plan.ping_interval, plan.ping_timeout) == (1.5, 0.25, 0.5)
+    seen = []
+    monkeypatch.setattr("hivectl.bench.load.plan_problems", lambda p: seen.append(p) or ["x"])
+    with pytest.raises(SystemExit):
+        load_main(["churn", "--url", "ws://127.0.0.1:1/ws", *options.arguments()])
+    assert seen == [plan]
+
+
+def test_counts_and_durations_are_bounded() -> None:
+    assert plan_problems(PlanOptions(connections=0).plan())
+    assert plan_problems(PlanOptions(connections=100_000).plan())
+    assert plan_problems(PlanOptions(duration=3600).plan())
+    assert plan_problems(PlanOptions(ping_timeout=0.0).plan())
+    assert not plan_problems(PlanOptions().plan())
+
+
+def test_the_baseline_listens_with_hivectls_backlog() -> None:
+    assert baseline.BACKLOG == LISTEN_BACKLOG
+
+
+def test_process_figures_come_from_proc() -> None:
+    assert (cpu_seconds(os.getpid()) or 0) > 0
+    assert (rss_bytes(os.getpid()) or 0) > 0
+    assert cpu_seconds(2**22 + 1) is None  # above the kernel's largest pid
