@@ -44,7 +44,7 @@ from hivectl.core.filters import all_match, parse_filters
 from hivectl.core.geo import parse_shape
 from hivectl.core.permissions import Permissions
 from hivectl.core.settings import Settings
-from hivectl.core.tokens import KeyRing, TokenError, verify_token
+from hivectl.core.tokens import KeyRing, TokenError, VerifiedTokens, verify_token
 from hivectl.core.wire import (
     CLOSE_POLICY,
     CLOSE_RATE_LIMITED,
@@ -168,6 +168,9 @@ class Hub:
         """Error replies by code, for /metrics (read at scrape time)."""
         self._writes = 0
         self._connections_per_sub: dict[str, int] = {}
+        self._verified = VerifiedTokens(settings.limits.max_connections)
+        """Tokens verified before: one per connection the server may hold, so a whole fleet
+        reconnecting after a network blip finds its tokens there."""
         self._handlers: dict[tuple[str, str], Handler] = {
             ("rea", "cre"): self._realm_create,
             ("rea", "rea"): self._realm_read,
@@ -259,6 +262,7 @@ class Hub:
                 require_permissions=auth.require_permissions,
                 issuer=auth.issuer or None,
                 audience=auth.audience or None,
+                verified=self._verified,
             )
         except TokenError as exc:
             self.errors[401] += 1
