@@ -2,12 +2,14 @@
 
 SIGTERM or SIGINT starts a graceful shutdown (readiness goes 503, clients are closed
 with 1001, storage is flushed) bounded by ``shutdown_timeout``; a second signal
-exits at once.
+exits at once. The process's garbage collector is tuned for a server here (`GC_THRESHOLD`),
+not in `HivekitServer`, which may share a process with other code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -18,9 +20,20 @@ from server.app import HivekitServer
 
 log = logging.getLogger("hivectl.server")
 
+GC_THRESHOLD = (10_000, 10, 10)
+"""Allocations between collections of the youngest generation (CPython's default: 700).
+
+A server holding thousands of connections keeps hundreds of thousands of objects alive, and
+at the default every burst of connects sets off full collections over all of them:
+``hivectl bench connect`` with 5,000 providers spent 1 s of the server's 3.8 s of CPU in
+the collector. At 10,000 it ran no full collection in that burst and connected 1,500-1,700
+per second instead of 1,100-1,200, with the same memory per connection. Garbage in reference
+cycles waits a little longer to be freed; nothing else changes."""
+
 
 def run(settings: Settings, *, announce: Callable[[HivekitServer], None] | None = None) -> int:
     """Serve until stopped; returns the process exit code."""
+    gc.set_threshold(*GC_THRESHOLD)
     return asyncio.run(_serve(settings, announce))
 
 
