@@ -353,8 +353,11 @@ class LimitsSettings:
     max_pubsub_subscriptions: int = _setting(1000, _count(0))
     send_queue_bytes: int = _setting(4 * 1024 * 1024, _SIZE)
     auth_timeout: float = _setting(10.0, _POSITIVE_DURATION)
-    ping_interval: float = _setting(20.0, _DURATION)
-    ping_timeout: float = _setting(20.0, _DURATION)
+    # A provider that stops answering is declared gone after the next ping, its timeout, and
+    # the close frame it does not answer either (min(ping_timeout, 10 s)): 10 + 8 + 8 = 26 s
+    # at most, under 30 s even when timers fire late.
+    ping_interval: float = _setting(10.0, _DURATION)
+    ping_timeout: float = _setting(8.0, _DURATION)
     max_connections: int = _setting(10000, _count(1))
     max_connections_per_sub: int = _setting(0, _count(0))
     allowed_origins: tuple[str, ...] = _setting((), _TEXT_LIST)

@@ -20,7 +20,7 @@ LAYERS = {
 EXPECTED = {
     "server.host": ("127.0.0.1", "file.example", "env.example", "flag.example"),
     "server.port": (8765, 1111, 2222, 3333),
-    "limits.ping_interval": ("20s", "11s", "22s", "33s"),
+    "limits.ping_interval": ("10s", "11s", "22s", "33s"),
 }
 
 

@@ -63,7 +63,7 @@ PRECEDENCE = {
     ),
     "limits.ping_interval": (
         ('"1s"', "2s", "3s", "--ping-interval"),
-        (20.0, 1.0, 2.0, 3.0),
+        (10.0, 1.0, 2.0, 3.0),
     ),
 }
 LAYERS = [Source.DEFAULT, Source.FILE, Source.ENV, Source.OVERRIDE]
