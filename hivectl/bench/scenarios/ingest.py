@@ -1,6 +1,6 @@
-"""ingest: durable object updates per second, by the server's own ingest benchmark.
+"""ingest: durable object updates per second.
 
-`server.ingest_bench.measure_ingest` is the measurement (many clients, frames of updates,
+`hivectl.bench.ingest.measure_ingest` is the measurement (many clients, frames of updates,
 each acknowledged only once its SQLite group commit is done); this scenario only runs it
 from the load generator's process, inside a CPU window, so that its figures sit beside the
 others. The baseline has no storage: it is not run there.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hivectl.bench.ingest import IngestPlan, measure_ingest
 from hivectl.bench.procstat import CpuWindow
 from hivectl.bench.scenarios.common import Context
-from server.ingest_bench import IngestPlan, measure_ingest
 
 
 async def run(ctx: Context) -> dict[str, Any]:
