@@ -121,7 +121,9 @@ def serve(
     try:
         settings, generated = with_generated_secret(loaded.settings, create=True)
     except OSError as exc:
-        fail(f"cannot create the signing secret: {exc}", EXIT_FAILURE)
+        # The data directory is configuration ([storage] path): a usage error, like the
+        # storage refusing an unwritable directory.
+        fail(f"cannot create the signing secret beside the data: {exc}", EXIT_USAGE)
     if generated is not None and generated.created:
         typer.echo(
             f"generated a signing secret in {generated.path.resolve()} (mode 0600); "

@@ -250,6 +250,15 @@ async def test_an_unwritable_directory_stops_start_up(tmp_path: Path, env: dict[
     assert snapshot(existing) == before
 
 
+def test_zero_config_in_an_unwritable_directory_stops_start_up(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    no_secret = clean_env(HIVECTL_STORAGE_PATH=str(data / "hivectl.db"))
+    with unwritable_directory(data):
+        assert "cannot create the signing secret" in refused(tmp_path, no_secret)
+    assert list(data.iterdir()) == []
+
+
 def test_storage_memory_keeps_nothing_on_disk(
     tmp_path: Path, env: dict[str, str], serve_process: list[ServeProcess]
 ) -> None:
