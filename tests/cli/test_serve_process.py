@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from tests.cli.conftest import Client, ServeProcess, clean_env, run_cli
+from tests.server.wsutil import eventually
 
 SECRET = "process-test-secret-0123456789-abcdefgh"
 
@@ -95,8 +96,12 @@ async def test_health_readiness_and_metrics_that_move(
     assert after["hivectl_storage_commit_seconds_count"] >= 2  # the two acknowledged writes
 
     await rider.close()
-    await asyncio.sleep(0.2)
-    assert metrics(process)["hivectl_presence_events_total"] == 2
+
+    async def disconnected_counted() -> bool:
+        counts = await asyncio.to_thread(metrics, process)
+        return counts["hivectl_presence_events_total"] == 2
+
+    await eventually(disconnected_counted)
     for client in (admin, stranger):
         await client.close()
 

@@ -86,10 +86,16 @@ async def test_json_prints_one_line_per_transition_with_the_documented_fields(
         for _ in range(4):
             async with asyncio.timeout(LINE_TIMEOUT):
                 lines.append(await proc.stdout.readline())
-        await asyncio.sleep(0.5)  # room for a wrong extra line to arrive
+        # A marker transition: its line must come next, so no wrong line came before it.
+        marker = provider(server.ws_url, "riders/al")
+        await marker.connect()
+        async with asyncio.timeout(LINE_TIMEOUT):
+            marked = json.loads(await proc.stdout.readline())
+        assert (marked["id"], marked["status"]) == ("riders/al", "connected")
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(LINE_TIMEOUT):
             rest, err = await proc.communicate()
+        await marker.close()
     assert proc.returncode == 0, err.decode()
     assert rest == b""
     events = [json.loads(line) for line in lines]
