@@ -22,7 +22,7 @@ from hivectl.watch.state import WatchEvent, WatchState
 from server.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env
 from tests.conftest import SECRET, make_settings, mint
-from tests.server.wsutil import eventually
+from tests.server.wsutil import eventually, until
 
 LINE_TIMEOUT = 10.0
 
@@ -139,22 +139,22 @@ async def test_watch_waits_for_the_realm_and_survives_a_server_restart(tmp_path:
     seen: list[WatchEvent] = []
     watcher = RealmWatcher(url, mint("watcher"), "london", on_event=seen.append)
     running = asyncio.create_task(watcher.run())
-    await until(lambda: watcher.state.link == "waiting for realm")
+    await until_line(lambda: watcher.state.link == "waiting for realm")
     async with HivekitClient(url, mint("admin"), reconnect=False) as admin:
         realm = await admin.realm.create("london")
         await realm.object.create("riders/jo", label="Jo")
-    await until(lambda: watcher.state.link == "connected" and watcher.state.total == 1)
+    await until_line(lambda: watcher.state.link == "connected" and watcher.state.total == 1)
 
     await first.close()
-    await until(lambda: watcher.state.link == "reconnecting")
+    await until_line(lambda: watcher.state.link == "reconnecting")
     assert "reconnecting…" in _text(render_watch(watcher.state, time.time()))
     second = HivekitServer(make_settings(**{**_storage(tmp_path), "server.port": port}))
     await second.start()
     try:
-        await until(lambda: watcher.state.link == "connected")
+        await until_line(lambda: watcher.state.link == "connected")
         async with provider(url, "riders/jo"):
-            await until(lambda: len(seen) == 1)
-        await until(lambda: len(seen) == 2)
+            await until_line(lambda: len(seen) == 1)
+        await until_line(lambda: len(seen) == 2)
         assert [(e.object_id, e.status, e.label) for e in seen] == [
             ("riders/jo", "connected", "Jo"),
             ("riders/jo", "disconnected", "Jo"),
@@ -165,15 +165,12 @@ async def test_watch_waits_for_the_realm_and_survives_a_server_restart(tmp_path:
         await second.close()
 
 
+async def until_line(condition: Callable[[], bool]) -> None:
+    await until(condition, timeout=LINE_TIMEOUT, interval=0.02)
+
+
 def _storage(tmp_path: Path) -> dict[str, object]:
     return {"storage.backend": "sqlite", "storage.path": str(tmp_path / "hive.db")}
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async def check() -> bool:
-        return condition()
-
-    await eventually(check, timeout=LINE_TIMEOUT, interval=0.02)
 
 
 # -- the pure parts ---------------------------------------------------------------------

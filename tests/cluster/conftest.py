@@ -10,14 +10,10 @@ it. `settle` first waits until every node has applied the stream up to its curre
 last sequence, then does a marker round trip on each watcher.
 """
 
-# ruff: noqa: ASYNC109 -- the helpers own their deadlines (`timeout=`), like asyncio.wait_for
-
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ from server.changes import Change, decode_change
 from tests.cli.conftest import ServeProcess
 from tests.conftest import SECRET, make_settings, mint
 from tests.natsutil import NatsServer
-from tests.server.wsutil import RawClient
+from tests.server.wsutil import RawClient, until
 
 LEASE_TTL = 2.0
 LEASE_INTERVAL = 0.5
@@ -173,22 +169,13 @@ async def settle(
 ) -> None:
     """Every node has applied the stream as it is now; every watcher got what that pushed."""
     target = await stream_last_sequence(url)
-    await wait_until(
-        lambda: all(node.cluster is not None and node.cluster.applied >= target for node in nodes)
+    await until(
+        lambda: all(node.cluster is not None and node.cluster.applied >= target for node in nodes),
+        "every node caught up",
+        timeout=10.0,
     )
     for watcher in watchers:
         await watcher.marker()
-
-
-async def wait_until(
-    condition: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    """Poll a condition until it holds, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(interval)
 
 
 async def statuses(client: RawClient, realm: str) -> dict[str, str]:

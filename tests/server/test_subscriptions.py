@@ -8,8 +8,7 @@ push: pushes to one connection arrive in order, so anything caused earlier came 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,20 +20,12 @@ from hivectl.client import HivekitClient, ObjectSubscription, Realm, Subscriptio
 from hivectl.client.errors import HivekitError
 from server.app import HivekitServer
 from tests.conftest import Mint
+from tests.server.wsutil import until
 
 DEADLINE = 5.0
 M_PER_DEG = 111_195.08
 HERE = {"lon": 10.0, "lat": 50.0}
 AWAY = {"lon": 11.0, "lat": 51.0}
-
-
-async def until(condition: Callable[[], bool], what: str = "condition") -> None:
-    """Wait for a condition with a deadline (polling; never a fixed sleep as an assertion)."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 class Changes:

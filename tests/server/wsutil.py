@@ -215,6 +215,21 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def until(
+    condition: Callable[[], bool],
+    what: str = "condition",
+    *,
+    timeout: float = DEADLINE,
+    interval: float = 0.01,
+) -> None:
+    """Poll a plain condition until it holds (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met before the deadline")
+        await asyncio.sleep(interval)
+
+
 def http_post(url: str, body: Any, token: str | None) -> tuple[int, Any]:
     """POST a JSON body (bytes go as they are); returns (status, decoded JSON body)."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
