@@ -1,10 +1,13 @@
 """The asyncio shell around the hub: sockets, timers and storage durability.
 
 Everything the protocol decides lives in `server.hub`; this module only moves bytes
-and time. One coroutine per WebSocket connection feeds the hub in arrival order;
-after each unit of work the hub's outboxes are flushed with `broadcast`-style
-non-blocking writes, so a slow reader never makes anyone else wait. A connection's
-replies to writes leave only after storage reports them durable.
+and time. Connections are `server.transport` protocols: a message is handed to the hub in
+the loop's read callback, and after each unit of work the hub's outboxes are flushed with
+non-blocking writes, so a slow reader never makes anyone else wait. Most messages finish
+right there. One whose reply must wait (a write until storage says it is durable, a
+cluster request until its change is back from the log) pauses its connection's reading
+and finishes in a task; what that connection sent meanwhile is handled afterwards, in
+order.
 
 Timers the shell owns: the authentication deadline, each token's expiry, the
 presence engine's next grace deadline (fed back to the hub as a tick), and the
@@ -14,26 +17,24 @@ delayed pushes the hub asks for (`Hub.schedule`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.typing import Origin
+from websockets.server import ServerProtocol
 
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing
 from hivectl.core.wire import (
     CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_POLICY,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOKEN_EXPIRED,
@@ -46,6 +47,7 @@ from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
 from server.session import Session
 from server.storage import MemoryStorage, Storage, open_storage
+from server.transport import Connection, Listener
 
 log = logging.getLogger("hivectl.server")
 
@@ -66,17 +68,25 @@ at ``net.core.somaxconn``."""
 
 CLOSE_TIMEOUT = 10.0
 """Longest wait for the peer's answer to our close frame (the `websockets` default)."""
+OPEN_TIMEOUT = 10.0
+"""Longest wait for a new connection's HTTP request (the `websockets` default)."""
 
 
-@dataclass
-class _Timers:
-    auth: asyncio.TimerHandle | None = None
-    expiry: asyncio.TimerHandle | None = None
+class _Client:
+    """The shell's side of one WebSocket connection."""
 
-    def cancel(self) -> None:
-        for handle in (self.auth, self.expiry):
-            if handle is not None:
-                handle.cancel()
+    __slots__ = ("auth_timer", "backlog", "connection", "expiry_timer", "lost", "session")
+
+    session: Session
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.expiry_timer: asyncio.TimerHandle | None = None
+        self.backlog: deque[str | bytes] | None = None
+        """Messages that arrived while one was waiting; None when none is waiting."""
+        self.lost = False
+        """The socket is gone; the session ends once the waiting message is done."""
 
 
 class HivekitServer:
@@ -115,7 +125,8 @@ class HivekitServer:
         self.metrics = ServerMetrics(self.hub, ready=lambda: self.ready)
         self.ready = False
         self._conn_ids = itertools.count(1)
-        self._ws_server: Server | None = None
+        self._listener: Listener | None = None
+        self._stopped = asyncio.Event()
         self._api: ApiListener | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_at: float | None = None
@@ -131,23 +142,21 @@ class HivekitServer:
         if self.cluster is not None:
             await self.cluster.start()
         limits = self.settings.limits
-        self._ws_server = await serve(
-            self._handle,
-            self.settings.server.host,
-            self.settings.server.port,
-            process_request=self._process_request,
+        self._listener = Listener(
+            self,
             ping_interval=limits.ping_interval or None,
             ping_timeout=limits.ping_timeout or None,
-            # A peer that missed its pong will not answer the close frame either: without
-            # this, a dead socket would be declared gone only after the default 10 s
-            # closing handshake on top of the ping timeout.
+            # A peer that missed its pong is cut at once (`server.transport`); one that
+            # stops answering after our close frame gets at most this long.
             close_timeout=min(limits.ping_timeout, CLOSE_TIMEOUT) or CLOSE_TIMEOUT,
+            open_timeout=OPEN_TIMEOUT,
             max_size=limits.max_message_size,
-            max_queue=16,
-            compression="deflate" if limits.compression == "deflate" else None,
+            compression=limits.compression == "deflate",
+            origins=limits.allowed_origins,
             server_header="hivectl",
-            origins=_origins(limits.allowed_origins),
-            backlog=LISTEN_BACKLOG,
+        )
+        await self._listener.start(
+            self.settings.server.host, self.settings.server.port, backlog=LISTEN_BACKLOG
         )
         if self.settings.server.api_enabled:
             self._api = ApiListener(self.handle_http, self.settings.limits.max_message_size)
@@ -160,24 +169,14 @@ class HivekitServer:
         self.ready = False
         if self._api is not None:
             await self._api.close()
-        if self._ws_server is not None:
+        if self._listener is not None:
             for session in self.hub.sessions.values():
                 self._close_reasons.setdefault(session.conn_id, "shutdown")
-            self._ws_server.close(code=CLOSE_GOING_AWAY, reason="server shutting down")
-            try:
-                async with asyncio.timeout(self.settings.server.shutdown_timeout):
-                    await self._ws_server.wait_closed()
-            except TimeoutError:
-                # Peers that never answer the close frame would hold the exit for the
-                # closing handshake's own timeout: the shutdown timeout is the bound.
-                open_connections = list(self._ws_server.all_connections)
-                log.warning(
-                    "aborting %d connections still open after the shutdown timeout",
-                    len(open_connections),
-                )
-                for ws in open_connections:
-                    ws.transport.abort()
-                await self._ws_server.wait_closed()
+            timeout = self.settings.server.shutdown_timeout
+            await self._listener.close(CLOSE_GOING_AWAY, "server shutting down", timeout)
+            if self._tasks:
+                # Messages still waiting for storage or the log finish before storage closes.
+                await asyncio.wait(self._tasks, timeout=timeout)
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for timer in self._timers:
@@ -186,16 +185,16 @@ class HivekitServer:
             await self.cluster.close()
         await self.storage.sync()
         await self.storage.close()
+        self._stopped.set()
 
     async def serve_forever(self) -> None:
-        assert self._ws_server is not None
-        await self._ws_server.wait_closed()
+        """Return once `close` has finished."""
+        await self._stopped.wait()
 
     @property
     def port(self) -> int:
-        assert self._ws_server is not None
-        sockets = list(self._ws_server.sockets)
-        return int(sockets[0].getsockname()[1])
+        assert self._listener is not None
+        return self._listener.port
 
     @property
     def api_port(self) -> int | None:
@@ -214,68 +213,166 @@ class HivekitServer:
 
     # -- HTTP on the WebSocket port --------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, protocol: ServerProtocol, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
+            return protocol.reject(HTTPStatus.OK, "ok\n")
         if path == "/metrics":
             body, content_type = self.metrics.exposition(request.headers.get("Accept"))
-            response = connection.respond(HTTPStatus.OK, body.decode())
+            response = protocol.reject(HTTPStatus.OK, body.decode())
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = content_type
             return response
         if path == "/readyz":
             if self.ready:
-                return connection.respond(HTTPStatus.OK, "ready\n")
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+                return protocol.reject(HTTPStatus.OK, "ready\n")
+            return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
         if not self.ready:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+            return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
         if len(self.hub.sessions) >= self.settings.limits.max_connections:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server full\n")
+            return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "server full\n")
         return None
 
     # -- connections -----------------------------------------------------------
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    def opened(self, connection: Connection) -> None:
         conn_id = f"{self.node_id}:{self._boot}:{next(self._conn_ids)}"
-        remote = _remote(ws)
-        session = self.hub.new_session(
-            conn_id, lambda data: self._deliver(ws, session, data), remote
+        client = _Client(connection)
+        client.session = self.hub.new_session(
+            conn_id, functools.partial(self._deliver, client), connection.remote
         )
-        loop = asyncio.get_running_loop()
-        timers = _Timers()
-        timers.auth = loop.call_later(
-            self.settings.limits.auth_timeout, self._auth_deadline, ws, session
+        connection.user = client
+        client.auth_timer = asyncio.get_running_loop().call_later(
+            self.settings.limits.auth_timeout, self._auth_deadline, client
         )
-        try:
-            async for message in ws:
-                started, events = time.perf_counter(), self.hub.presence_events
-                now = time.time()
-                if isinstance(message, str) and message.startswith("Bearer "):
-                    if self.hub.authenticate(session, message[7:].strip(), now):
-                        self._arm_expiry(ws, session, timers)
-                    await self._settle_authentication(session)
-                elif self.hub.handle_frame(session, message, now):
-                    await self._acknowledge_after_commit(session)
-                await self._settle_requests()
-                self._after_work()
-                self.metrics.presence_flushed(events, started)
-                if session.closing is not None:
-                    self._close(ws, session, *session.closing)
-        except ConnectionClosed:
-            pass
-        finally:
-            timers.cancel()
-            reason = self._close_reasons.pop(conn_id, None) or _close_reason(ws)
-            started, events = time.perf_counter(), self.hub.presence_events
-            self.hub.close_session(session, reason, time.time())
-            self._after_work()
-            self.metrics.presence_flushed(events, started)
 
-    async def _acknowledge_after_commit(self, session: Session) -> None:
-        """Hold this session's output until the writes it is about to acknowledge are durable."""
-        with self._holding(session):
+    def received(self, connection: Connection, message: str | bytes) -> None:
+        client: _Client = connection.user
+        if client.backlog is not None:
+            client.backlog.append(message)
+            return
+        started, events = time.perf_counter(), self.hub.presence_events
+        try:
+            waiting = self._step(client, message)
+        except Exception:
+            self._crashed(client)
+            return
+        if waiting is None:
+            self._done(client, started, events)
+            return
+        client.backlog = deque()
+        connection.pause_reading()
+        self._spawn(self._wait(client, waiting, started, events))
+
+    def closed(self, connection: Connection) -> None:
+        client: _Client = connection.user
+        client.lost = True
+        if client.backlog is None:
+            self._end(client)
+
+    def _step(self, client: _Client, message: str | bytes) -> Coroutine[Any, Any, None] | None:
+        """Hand one message to the hub; what is left to wait for before its replies go.
+
+        Whatever the waiting part needs is taken here, before anything else runs: the hub's
+        pending request and the cluster's unsettled proposals are the hub's, not this
+        connection's, and the next message from anyone would take them.
+        """
+        session = client.session
+        now = time.time()
+        registration: list[Any] | None = None
+        durable = False
+        if isinstance(message, str) and message.startswith("Bearer "):
+            if self.hub.authenticate(session, message[7:].strip(), now):
+                self._arm_expiry(client)
+            if self.cluster is not None and self.cluster.waiting():
+                registration = self.cluster.take_unsettled()
+        else:
+            durable = self.hub.handle_frame(session, message, now)
+        request = self._take_pending()
+        if registration is None and not durable and request is None:
+            return None
+        self._hold(session)
+        return self._finish(session, registration, durable, request)
+
+    async def _finish(
+        self,
+        session: Session,
+        registration: list[Any] | None,
+        durable: bool,
+        request: tuple[Pending, list[Any]] | None,
+    ) -> None:
+        """The waiting part of one message; `session`'s output is held until it is done.
+
+        An ``aut`` reply waits until the provider registration is applied; if the log
+        cannot take it now, the reply goes anyway: the cluster log registers the provider
+        once NATS takes writes again (`ClusterLog` reconciles providers). A reply to a
+        write waits until storage has it.
+        """
+        if registration is not None:
+            assert self.cluster is not None
+            try:
+                await self.cluster.settle(registration)
+            except (Conflict, LogUnavailable, TimeoutError):
+                log.warning("provider %s not registered yet: will retry", session.conn_id)
+        if durable:
             await self._commit()
+        if request is None:
+            self._release(session)
+        else:
+            await self._settle_requests(*request)
+
+    async def _wait(
+        self,
+        client: _Client,
+        waiting: Coroutine[Any, Any, None],
+        started: float,
+        events: int,
+    ) -> None:
+        """Finish the message that must wait, then those its connection sent meanwhile."""
+        backlog = client.backlog
+        assert backlog is not None
+        try:
+            await waiting
+            self._done(client, started, events)
+            while backlog:
+                started, events = time.perf_counter(), self.hub.presence_events
+                more = self._step(client, backlog.popleft())
+                if more is not None:
+                    await more
+                self._done(client, started, events)
+        except Exception:
+            self._crashed(client)
+        finally:
+            client.backlog = None
+            if client.lost:
+                self._end(client)
+            else:
+                client.connection.resume_reading()
+
+    def _done(self, client: _Client, started: float, events: int) -> None:
+        self._after_work()
+        self.metrics.presence_flushed(events, started)
+        if client.session.closing is not None:
+            self._close(client, *client.session.closing)
+
+    def _crashed(self, client: _Client) -> None:
+        """A bug, or storage failing: this connection ends (1011); the server goes on."""
+        log.exception("handling a message from %s failed", client.session.conn_id)
+        self._close(client, CLOSE_INTERNAL_ERROR, "internal error")
+
+    def _end(self, client: _Client) -> None:
+        """The connection is gone: its session ends and its presence with it."""
+        for timer in (client.auth_timer, client.expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        session = client.session
+        reason = self._close_reasons.pop(session.conn_id, None) or (
+            "timeout" if client.connection.timed_out else "closed"
+        )
+        started, events = time.perf_counter(), self.hub.presence_events
+        self.hub.close_session(session, reason, time.time())
+        self._after_work()
+        self.metrics.presence_flushed(events, started)
 
     def _after_work(self) -> None:
         if self.cluster is not None:
@@ -286,123 +383,116 @@ class HivekitServer:
 
     # -- cluster mode: requests wait for their changes to come back from the log --
 
-    async def _settle_authentication(self, session: Session) -> None:
-        """Hold the ``aut`` reply until the provider registration is applied.
+    def _take_pending(self) -> tuple[Pending, list[Any]] | None:
+        """The request the hub left waiting for its change, with the change's proposals."""
+        if self.cluster is None:
+            return None
+        pending = self.hub.take_pending()
+        if pending is None:
+            return None
+        return pending, self.cluster.take_unsettled()
 
-        If the log cannot take it now, the reply goes anyway: the cluster log registers
-        the provider once NATS takes writes again (`ClusterLog` reconciles providers).
+    async def _settle_requests(self, pending: Pending, proposals: list[Any]) -> None:
+        """Finish the request waiting for its change, then the rest of its frame; repeat
+        while that leaves another request waiting.
+
+        Called with the request's session held (`_hold`); returns with it released.
         """
-        if self.cluster is None or not self.cluster.waiting():
-            return
-        proposals = self.cluster.take_unsettled()
-        with self._holding(session):
+        assert self.cluster is not None
+        conflicted_since: float | None = None
+        while True:
+            session = pending.session
+            retry = False
             try:
                 await self.cluster.settle(proposals)
-            except (Conflict, LogUnavailable, TimeoutError):
-                log.warning("provider %s not registered yet: will retry", session.conn_id)
-
-    async def _settle_requests(self) -> None:
-        """Finish the request waiting for its change, then the rest of its frame."""
-        if self.cluster is None:
-            return
-        conflicted_since: float | None = None
-        while (pending := self.hub.take_pending()) is not None:
-            proposals = self.cluster.take_unsettled()
-            session = pending.session
-            with self._holding(session):
-                try:
-                    await self.cluster.settle(proposals)
-                except Conflict:
-                    if conflicted_since is None:
-                        conflicted_since = time.monotonic()
-                    if time.monotonic() - conflicted_since < CONFLICT_TIMEOUT:
-                        self.hub.handle_items(session, [pending.item, *pending.rest], time.time())
-                        continue
-                    session.push(_failed(pending, 409, "conflicting writes: try again"))
-                except (LogUnavailable, TimeoutError):
-                    session.push(_failed(pending, 503, "cluster log unavailable: try again"))
+            except Conflict:
+                if conflicted_since is None:
+                    conflicted_since = time.monotonic()
+                if time.monotonic() - conflicted_since < CONFLICT_TIMEOUT:
+                    self.hub.handle_items(session, [pending.item, *pending.rest], time.time())
+                    retry = True
                 else:
-                    if pending.reply is not None:
-                        session.push(pending.reply)
+                    session.push(_failed(pending, 409, "conflicting writes: try again"))
+            except (LogUnavailable, TimeoutError):
+                session.push(_failed(pending, 503, "cluster log unavailable: try again"))
+            else:
+                if pending.reply is not None:
+                    session.push(pending.reply)
+            self._release(session)
+            if not retry:
                 conflicted_since = None
                 self.hub.handle_items(session, pending.rest, time.time())
+            request = self._take_pending()
+            if request is None:
+                return
+            pending, proposals = request
+            self._hold(pending.session)
 
-    @contextlib.contextmanager
-    def _holding(self, session: Session) -> Iterator[None]:
+    def _hold(self, session: Session) -> None:
         """Keep `session`'s output back (others still flush) while it waits for storage or
         the log: a reply must not leave before the write it acknowledges is durable."""
         session.dirty.pop(session, None)
         self.hub.flush()
-        try:
-            yield
-        finally:
-            if session.outbox:
-                session.dirty[session] = None
 
-    def _deliver(self, ws: ServerConnection, session: Session, data: bytes) -> None:
+    @staticmethod
+    def _release(session: Session) -> None:
+        if session.outbox:
+            session.dirty[session] = None
+
+    def _deliver(self, client: _Client, data: bytes) -> None:
         """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
 
         Writes never block, so one reader that stops reading makes nobody else wait; its
         queue is bounded instead: past ``send_queue_bytes`` it gets a close frame, and
         nothing more is queued behind it.
         """
-        if ws.protocol.state is not State.OPEN:
+        connection = client.connection
+        if not connection.open:
             return  # closing: a close frame is queued, and nothing may follow it
-        broadcast([ws], data, text=True)
-        queued = ws.transport.get_write_buffer_size()
+        connection.send_text(data)
+        queued = connection.queued
+        session = client.session
         if queued > session.queue_high_water:
             session.queue_high_water = queued
         if queued > self.settings.limits.send_queue_bytes:
             log.warning("closing slow consumer %s (%d bytes queued)", session.conn_id, queued)
-            self._close(ws, session, CLOSE_SLOW_CONSUMER, "slow consumer")
+            self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
 
-    def _close(self, ws: ServerConnection, session: Session, code: int, reason: str) -> None:
-        """Close behind what is already queued, and from now on take nothing for `ws`.
+    def _close(self, client: _Client, code: int, reason: str) -> None:
+        """Close behind what is already queued, and from now on take nothing for it.
 
         The close frame is written after the queued frames, so a client that reads late
-        still receives all it was sent, then the code that says why. The protocol leaves
+        still receives all it was sent, then the code that says why. The connection leaves
         the OPEN state here, so `_deliver` drops anything the hub pushes afterwards, and
-        `Session.closing` makes the hub ignore the connection's further frames.
-        `websockets`' own ``close()`` would wait for the queue to drain first, which a
-        client that never reads never lets happen; `_reap` bounds the wait instead.
+        `Session.closing` makes the hub ignore the connection's further frames. A peer
+        that does not complete the closing handshake is cut after the close timeout, so
+        the memory a reader that never reads can hold is bounded by the queue limit for
+        that long.
         """
+        session = client.session
         if session.closing is None:
             session.closing = (code, reason)
-        if ws.protocol.state is not State.OPEN:
-            return
-        ws.protocol.send_close(code, reason)
-        ws.send_data()
-        self._spawn(self._reap(ws))
+        client.connection.close(code, reason)
 
-    async def _reap(self, ws: ServerConnection) -> None:
-        """Cut a connection that has not completed the closing handshake in time.
+    def _auth_deadline(self, client: _Client) -> None:
+        if not client.session.authenticated:
+            self._close(client, CLOSE_POLICY, "authentication timeout")
 
-        Aborting drops whatever it still had queued: the memory a reader that never
-        reads can hold is bounded by the queue limit for at most the close timeout.
-        """
-        try:
-            async with asyncio.timeout(ws.close_timeout or CLOSE_TIMEOUT):
-                await ws.wait_closed()
-        except TimeoutError:
-            ws.transport.abort()
-
-    def _auth_deadline(self, ws: ServerConnection, session: Session) -> None:
-        if not session.authenticated:
-            self._close(ws, session, CLOSE_POLICY, "authentication timeout")
-
-    def _arm_expiry(self, ws: ServerConnection, session: Session, timers: _Timers) -> None:
-        if timers.expiry is not None:
-            timers.expiry.cancel()
-            timers.expiry = None
-        exp = session.claims.exp if session.claims else None
+    def _arm_expiry(self, client: _Client) -> None:
+        if client.expiry_timer is not None:
+            client.expiry_timer.cancel()
+            client.expiry_timer = None
+        claims = client.session.claims
+        exp = claims.exp if claims else None
         if exp is None:
             return
+        client.expiry_timer = asyncio.get_running_loop().call_later(
+            max(0.0, exp - time.time()), self._expire, client
+        )
 
-        def expire() -> None:
-            self._close_reasons[session.conn_id] = "expired"
-            self._close(ws, session, CLOSE_TOKEN_EXPIRED, "token expired")
-
-        timers.expiry = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), expire)
+    def _expire(self, client: _Client) -> None:
+        self._close_reasons[client.session.conn_id] = "expired"
+        self._close(client, CLOSE_TOKEN_EXPIRED, "token expired")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -445,7 +535,10 @@ class HivekitServer:
     async def handle_http(self, token: str, body: bytes) -> tuple[int, Any]:
         """One POST /api/v1 request: (HTTP status, JSON body)."""
         status, payload, needs_sync = self.hub.handle_http(token, body, time.time())
-        await self._settle_requests()
+        request = self._take_pending()
+        if request is not None:
+            self._hold(request[0].session)
+            await self._settle_requests(*request)
         self._after_work()
         if needs_sync:
             await self._commit()
@@ -463,26 +556,7 @@ def _failed(pending: Pending, code: int, text: str) -> dict[str, Any]:
     return error(code, text, cid=item.get("cid"), typ=item.get("typ"), act=item.get("act"))
 
 
-def _origins(allowed: Sequence[str]) -> list[Origin | None] | None:
-    return [Origin(origin) for origin in allowed] if allowed else None
-
-
 def _url_host(host: str) -> str:
     if host in ("", "0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
-
-
-def _remote(ws: ServerConnection) -> str:
-    address = ws.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address)
-
-
-def _close_reason(ws: ServerConnection) -> str:
-    """Why a socket ended, in presence-ledger terms."""
-    sent = ws.protocol.close_sent
-    if sent is not None and sent.reason == "keepalive ping timeout":
-        return "timeout"
-    return "closed"

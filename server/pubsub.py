@@ -26,7 +26,7 @@ class PubSubRouter:
         key = (realm, event, pattern)
         if key in session.pubsub:
             return
-        session.pubsub.add(key)
+        session.pubsub[key] = None
         index = self._index.get((realm, event))
         if index is None:
             index = self._index[(realm, event)] = PatternIndex()
@@ -37,7 +37,7 @@ class PubSubRouter:
         key = (realm, event, pattern)
         if key not in session.pubsub:
             return False
-        session.pubsub.discard(key)
+        del session.pubsub[key]
         index = self._index[(realm, event)]
         index.remove(compile_pattern(pattern), session)
         if not index:

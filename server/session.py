@@ -50,8 +50,9 @@ class Session:
         self.providers = ProviderPatterns.empty()
         self.is_provider = False
         self.outbox: list[dict[str, Any]] = []
-        self.pubsub: set[tuple[str, str, str]] = set()
-        """Pub/sub subscriptions as (realm, event, id pattern)."""
+        self.pubsub: dict[tuple[str, str, str], None] = {}
+        """Pub/sub subscriptions as (realm, event, id pattern), a dict used as a set: an empty
+        one takes 64 bytes, an empty set 216, and most sessions have none."""
         self.subscriptions: dict[str, Any] = {}
         """Object and realm subscriptions by the client's subscription id."""
         self.queue_high_water = 0

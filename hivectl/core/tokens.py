@@ -347,7 +347,7 @@ def _read_claims(payload: Mapping[str, Any], *, require_permissions: bool) -> Cl
         iat=_number(payload, "iat"),
         per=per,
         dpv=dpv,
-        raw=MappingProxyType(dict(payload)),
+        raw=MappingProxyType(payload),
     )
 
 

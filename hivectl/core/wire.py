@@ -47,10 +47,12 @@ MAX_DEPTH = 32
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4029
-"""WebSocket close codes the server chooses (protocol.md §9; 1009 is the library's own)."""
+"""WebSocket close codes the server chooses (protocol.md §9; 1009 and 1007 are the
+library's own; 1011 means the server failed)."""
 
 ACTIONS: Mapping[str, frozenset[str]] = {
     "rea": frozenset({"cre", "rea", "lis", "upd", "del", "sub", "uns", "pub"}),

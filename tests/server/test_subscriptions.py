@@ -315,14 +315,9 @@ async def test_subscriptions_come_back_after_the_server_drops_the_socket(
 def drop_connection(server: HivekitServer, sub: str) -> None:
     """Abort, on the server side, the socket of the session authenticated as `sub`."""
     [remote] = [s.remote for s in server.hub.sessions.values() if s.sub == sub]
-    assert server._ws_server is not None
-    [ws] = [
-        ws
-        for ws in server._ws_server.connections
-        if f"{ws.remote_address[0]}:{ws.remote_address[1]}" == remote
-    ]
-    assert ws.transport is not None
-    ws.transport.abort()
+    assert server._listener is not None
+    [connection] = [c for c in server._listener.connections if c.remote == remote]
+    connection.abort()
 
 
 # -- errors and lifetime ----------------------------------------------------------------

@@ -1,0 +1,381 @@
+"""WebSocket connections as plain asyncio protocols over `websockets`' sans-I/O core.
+
+`websockets.asyncio.server` gives every connection a handler task, a keepalive task, a
+message queue and a handful of futures. A presence server holds thousands of mostly idle
+connections, and that machinery was most of its memory and much of its connect cost
+(``hivectl bench connect``: about 20 KiB per idle provider, of which the bare `websockets`
+baseline alone took 16). Here each connection is one `asyncio.Protocol` driving a
+`websockets.server.ServerProtocol`: bytes in, events out, bytes back to the transport,
+all in the loop's read callback. The protocol core (HTTP handshake, framing, masking,
+control frames, the closing handshake, extensions) stays `websockets`'; this module only
+moves bytes and time:
+
+* one keepalive sweep for all connections instead of a task each: every
+  ``ping_interval`` it pings every open connection with no ping outstanding, and
+  ``ping_timeout`` later it fails (1011 "keepalive ping timeout") those still silent;
+* timers, not tasks, for the opening handshake (``open_timeout``) and the closing
+  handshake (``close_timeout``): a peer that does not finish either is cut;
+* the server half-closes the TCP connection once the closing handshake is done (RFC 6455
+  §7.1.1) and waits ``close_timeout`` for the peer to close its side; after a keepalive
+  failure it closes at once: a peer that missed its pong will not answer either;
+* messages reach the `Handler` whole (fragments are joined), text decoded; invalid
+  UTF-8 fails the connection with 1007, as `websockets` does.
+
+Writes never wait: `Connection.send_text` queues in the transport, whose buffer size is
+the backpressure signal (`Connection.queued`). Reading can be paused while the handler
+waits for something (`Connection.pause_reading`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Origin
+
+log = logging.getLogger("hivectl.server")
+
+KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+_PING = b"hive"
+
+
+class Handler(Protocol):
+    """What the server does with connections; every call runs in the event loop."""
+
+    def process_request(self, protocol: ServerProtocol, request: Request) -> Response | None:
+        """An HTTP response instead of the WebSocket handshake, or None to accept it."""
+
+    def opened(self, connection: Connection) -> None:
+        """The handshake is done: messages may follow."""
+
+    def received(self, connection: Connection, message: str | bytes) -> None:
+        """One whole message (text as str, binary as bytes)."""
+
+    def closed(self, connection: Connection) -> None:
+        """The TCP connection of an opened connection is gone."""
+
+
+class Listener:
+    """A listening socket and the connections it accepted."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        close_timeout: float,
+        open_timeout: float,
+        max_size: int,
+        compression: bool,
+        origins: Sequence[str] | None,
+        server_header: str,
+    ) -> None:
+        self.handler = handler
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.open_timeout = open_timeout
+        self.max_size = max_size
+        self.extensions: Sequence[ServerExtensionFactory] | None = (
+            enable_server_permessage_deflate(None) if compression else None
+        )
+        self.origins: list[Origin | None] | None = (
+            [Origin(origin) for origin in origins] if origins else None
+        )
+        self.server_header = server_header
+        self.connections: set[Connection] = set()
+        self.serving = False
+        self._server: asyncio.Server | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Event | None = None
+
+    async def start(self, host: str, port: int, *, backlog: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self), host or None, port, backlog=backlog
+        )
+        self.serving = True
+        if self.ping_interval:
+            self._sweep = loop.call_later(self.ping_interval, self._keepalive)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self, code: int, reason: str, grace: float) -> None:
+        """Stop accepting; close every connection; after `grace` seconds, cut those still open."""
+        self.serving = False
+        if self._sweep is not None:
+            self._sweep.cancel()
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.close(code, reason)
+        if self.connections:
+            self._drained = asyncio.Event()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._drained.wait()
+            except TimeoutError:
+                log.warning(
+                    "aborting %d connections still open after the shutdown timeout",
+                    len(self.connections),
+                )
+                for connection in list(self.connections):
+                    connection.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _forget(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._drained is not None:
+            self._drained.set()
+
+    def _keepalive(self) -> None:
+        """Ping the connections with no ping outstanding; check the others ping_timeout on."""
+        assert self.ping_interval
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in self.connections:
+            connection.check_pong(now, self.ping_timeout)
+            if connection.ping_sent_at is None:
+                connection.ping(now)
+        if self.ping_timeout:
+            loop.call_later(self.ping_timeout, self._check_pongs)
+        self._sweep = loop.call_later(self.ping_interval, self._keepalive)
+
+    def _check_pongs(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for connection in list(self.connections):
+            connection.check_pong(now, self.ping_timeout)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: a transport, a sans-I/O protocol, and what it is for."""
+
+    __slots__ = (
+        "_fragments",
+        "_opened",
+        "_text",
+        "_timer",
+        "listener",
+        "ping_sent_at",
+        "protocol",
+        "remote",
+        "timed_out",
+        "transport",
+        "user",
+    )
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.protocol = ServerProtocol(
+            origins=listener.origins, extensions=listener.extensions, max_size=listener.max_size
+        )
+        self.transport: asyncio.Transport | None = None
+        self.remote = ""
+        self.user: Any = None
+        """Whatever the handler keeps for this connection."""
+        self.ping_sent_at: float | None = None
+        self.timed_out = False
+        """Closed because a keepalive pong did not come in time."""
+        self._opened = False
+        self._fragments: list[bytes] | None = None
+        self._text = False
+        self._timer: asyncio.TimerHandle | None = None
+        """The opening handshake's deadline, then the closing handshake's."""
+
+    # -- asyncio callbacks -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        address = transport.get_extra_info("peername")
+        if isinstance(address, tuple) and len(address) >= 2:
+            self.remote = f"{address[0]}:{address[1]}"
+        self.listener.connections.add(self)
+        self._timer = asyncio.get_running_loop().call_later(self.listener.open_timeout, self.abort)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        self._send_data()
+        for event in events:
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._handshake(event)
+        if protocol.close_expected():
+            self._expect_close()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._send_data()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.listener._forget(self)
+        if self._opened:
+            self.listener.handler.closed(self)
+
+    # -- used by the handler ---------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return self.protocol.state is State.OPEN
+
+    def send_text(self, data: bytes) -> None:
+        """Queue one text message (UTF-8 `data`) without waiting; dropped unless open."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_text(data)
+            self._send_data()
+
+    @property
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake behind what is queued; cut it after close_timeout."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._send_data()
+            self._expect_close()
+        elif self.protocol.state is State.CONNECTING:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    @property
+    def close_sent_reason(self) -> str | None:
+        sent = self.protocol.close_sent
+        return sent.reason if sent is not None else None
+
+    # -- keepalive -------------------------------------------------------------
+
+    def ping(self, now: float) -> None:
+        if self.protocol.state is State.OPEN:
+            self.ping_sent_at = now
+            self.protocol.send_ping(_PING)
+            self._send_data()
+
+    def check_pong(self, now: float, timeout: float | None) -> None:
+        sent = self.ping_sent_at
+        if sent is None or not timeout or now - sent < timeout - 0.001:
+            return
+        if self.protocol.state is State.OPEN:
+            self.timed_out = True
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON)
+            self._send_data()
+            if self.transport is not None:
+                self.transport.close()
+                self._expect_close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _handshake(self, request: Request) -> None:
+        listener = self.listener
+        protocol = self.protocol
+        try:
+            response = listener.handler.process_request(protocol, request)
+        except Exception:
+            log.exception("processing the HTTP request failed")
+            response = protocol.reject(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "Failed to open a WebSocket connection.\n"
+            )
+        if response is None:
+            response = protocol.accept(request)
+        if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS and not listener.serving:
+            response = protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+        response.headers["Server"] = listener.server_header
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        protocol.send_response(response)
+        self._send_data()
+        # The parser keeps the request for as long as the connection lives; its headers
+        # are about 2 KiB that nothing reads once the handshake is over.
+        request.headers.clear()
+        if protocol.state is State.OPEN:
+            self._opened = True
+            listener.handler.opened(self)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.PONG:
+            self.ping_sent_at = None
+            return
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not frame.fin:
+                self._fragments = [bytes(frame.data)]
+                self._text = opcode is Opcode.TEXT
+                return
+            self._message(bytes(frame.data), opcode is Opcode.TEXT)
+        elif opcode is Opcode.CONT and self._fragments is not None:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = None
+                self._message(data, self._text)
+
+    def _message(self, data: bytes, text: bool) -> None:
+        if self.protocol.state is not State.OPEN:
+            return
+        if text:
+            try:
+                message: str | bytes = data.decode()
+            except UnicodeDecodeError as exc:
+                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                self._send_data()
+                self._expect_close()
+                return
+        else:
+            message = data
+        self.listener.handler.received(self, message)
+
+    def _send_data(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            else:
+                # The closing handshake (or a refused opening one) is done: half-close, and
+                # let the peer close its side. Closing outright while its data is unread
+                # would reset the connection, and the peer could lose our close frame.
+                transport.write_eof()
+                self._expect_close()
+
+    def _expect_close(self) -> None:
+        """The peer owes us its close (or the socket a flush): cut it after close_timeout."""
+        if self._timer is None and self.transport is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.listener.close_timeout, self.abort
+            )
