@@ -132,6 +132,8 @@ class HivekitServer:
         self._tick_at: float | None = None
         self._close_reasons: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_scheduled = False
+        self._presence_started: list[float] = []
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- lifecycle -------------------------------------------------------------
@@ -167,6 +169,7 @@ class HivekitServer:
     async def close(self) -> None:
         """Graceful stop: refuse new work, close clients with 1001, make storage durable."""
         self.ready = False
+        self.hub.flush()
         if self._api is not None:
             await self._api.close()
         if self._listener is not None:
@@ -350,8 +353,7 @@ class HivekitServer:
                 client.connection.resume_reading()
 
     def _done(self, client: _Client, started: float, events: int) -> None:
-        self._after_work()
-        self.metrics.presence_flushed(events, started)
+        self._after_work(started, events)
         if client.session.closing is not None:
             self._close(client, *client.session.closing)
 
@@ -371,15 +373,33 @@ class HivekitServer:
         )
         started, events = time.perf_counter(), self.hub.presence_events
         self.hub.close_session(session, reason, time.time())
-        self._after_work()
-        self.metrics.presence_flushed(events, started)
+        self._after_work(started, events)
 
-    def _after_work(self) -> None:
+    def _after_work(self, started: float | None = None, events: int = 0) -> None:
+        """After a unit of work: flush what it pushed, soon.
+
+        Every unit of work in one turn of the event loop shares one flush at its end, so a
+        connection receives what those units pushed to it as one frame: under load there
+        are more units per turn, hence fewer, fuller frames (``hivectl bench fanout``).
+        A unit that began at `started` and changed some presence (the hub's count moved
+        past `events`) is timed until that flush, for /metrics.
+        """
         if self.cluster is not None:
             # Changes appended outside a request (closes, ticks) are not waited for.
             self.cluster.take_unsettled()
-        self.hub.flush()
         self._arm_tick()
+        if started is not None and self.hub.presence_events != events:
+            self._presence_started.append(started)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.hub.flush()
+        if self._presence_started:
+            self.metrics.presence_flushed(self._presence_started)
+            self._presence_started = []
 
     # -- cluster mode: requests wait for their changes to come back from the log --
 
@@ -428,16 +448,16 @@ class HivekitServer:
             pending, proposals = request
             self._hold(pending.session)
 
-    def _hold(self, session: Session) -> None:
+    @staticmethod
+    def _hold(session: Session) -> None:
         """Keep `session`'s output back (others still flush) while it waits for storage or
         the log: a reply must not leave before the write it acknowledges is durable."""
         session.dirty.pop(session, None)
-        self.hub.flush()
 
-    @staticmethod
-    def _release(session: Session) -> None:
+    def _release(self, session: Session) -> None:
         if session.outbox:
             session.dirty[session] = None
+            self._after_work()
 
     def _deliver(self, client: _Client, data: bytes) -> None:
         """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
@@ -472,6 +492,7 @@ class HivekitServer:
         session = client.session
         if session.closing is None:
             session.closing = (code, reason)
+        self.hub.flush_session(session)
         client.connection.close(code, reason)
 
     def _auth_deadline(self, client: _Client) -> None:

@@ -365,10 +365,19 @@ class Hub:
         """Hand every dirty session's outbox to its transport as one frame."""
         while self.dirty:
             session, _ = self.dirty.popitem()
-            messages = session.outbox
-            session.outbox = []
-            self.messages_out += len(messages)
-            session.deliver(encode(messages))
+            self._deliver(session)
+
+    def flush_session(self, session: Session) -> None:
+        """Hand `session`'s outbox over now, if it is waiting for a flush."""
+        if session in self.dirty:
+            del self.dirty[session]
+            self._deliver(session)
+
+    def _deliver(self, session: Session) -> None:
+        messages = session.outbox
+        session.outbox = []
+        self.messages_out += len(messages)
+        session.deliver(encode(messages))
 
     # -- frames ----------------------------------------------------------------
 

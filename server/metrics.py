@@ -59,11 +59,12 @@ class ServerMetrics:
         )
         self.registry.register(_HubCollector(hub, ready))
 
-    def presence_flushed(self, events_before: int, started: float) -> None:
-        """After a unit of work that began at `started` (`time.perf_counter`): observe its
-        latency if it produced presence events (the hub's count moved past `events_before`)."""
-        if self._hub.presence_events != events_before:
-            self.presence_latency.observe(time.perf_counter() - started)
+    def presence_flushed(self, started: list[float]) -> None:
+        """At a flush: observe the latency of each unit of work that changed some presence
+        and began at one of `started` (`time.perf_counter`)."""
+        now = time.perf_counter()
+        for began in started:
+            self.presence_latency.observe(now - began)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The scrape body and its content type, negotiated from the Accept header (Prometheus
