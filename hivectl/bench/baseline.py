@@ -16,8 +16,9 @@ on this machine. It keeps the shape of a presence server and nothing else:
 Settings are websockets' defaults, keepalive included (a silent peer is dropped after
 ``ping_interval`` + ``ping_timeout`` + the closing handshake's ``close_timeout``). When the
 bench sets hivectl's keepalive it passes the same values here, and the close timeout follows
-them by hivectl's own rule (``min(ping_timeout, 10 s)``), so both servers give up on a dead
-peer on the same schedule. One exception: the listen backlog is hivectl's (`BACKLOG`), so
+them by hivectl's own rule (``min(ping_timeout, 10 s)``), so both servers ping on the same
+schedule; hivectl then cuts a peer that missed its pong at once, where `websockets` first
+waits for the close frame it will not get. One exception: the listen backlog is hivectl's (`BACKLOG`), so
 that connect rates compare the work each server does, not the length of the kernel's accept
 queue.
 

@@ -353,9 +353,8 @@ class LimitsSettings:
     max_pubsub_subscriptions: int = _setting(1000, _count(0))
     send_queue_bytes: int = _setting(4 * 1024 * 1024, _SIZE)
     auth_timeout: float = _setting(10.0, _POSITIVE_DURATION)
-    # A provider that stops answering is declared gone after the next ping, its timeout, and
-    # the close frame it does not answer either (min(ping_timeout, 10 s)): 10 + 8 + 8 = 26 s
-    # at most, under 30 s even when timers fire late.
+    # A provider that stops answering is declared gone when the pong to the next keepalive
+    # ping is ping_timeout late: within 10 + 8 = 18 s, under 30 s even when timers fire late.
     ping_interval: float = _setting(10.0, _DURATION)
     ping_timeout: float = _setting(8.0, _DURATION)
     max_connections: int = _setting(10000, _count(1))
