@@ -5,9 +5,8 @@ and time. Connections are `server.transport` protocols: a message is handed to t
 the loop's read callback, and after each unit of work the hub's outboxes are flushed with
 non-blocking writes, so a slow reader never makes anyone else wait. Most messages finish
 right there. One whose reply must wait (a write until storage says it is durable, a
-cluster request until its change is back from the log) pauses its connection's reading
-and finishes in a task; what that connection sent meanwhile is handled afterwards, in
-order.
+cluster request until its change is back from the log) finishes in a task; what that
+connection sends meanwhile is queued (`BACKLOG_LIMIT`) and handled afterwards, in order.
 
 Timers the shell owns: the authentication deadline, each token's expiry, the
 presence engine's next grace deadline (fed back to the hub as a tick), and the
@@ -70,6 +69,11 @@ CLOSE_TIMEOUT = 10.0
 """Longest wait for the peer's answer to our close frame (the `websockets` default)."""
 OPEN_TIMEOUT = 10.0
 """Longest wait for a new connection's HTTP request (the `websockets` default)."""
+BACKLOG_LIMIT = 16
+"""Messages a connection may send while one of its messages waits (for storage, for the
+log) before its socket is no longer read. Reading on keeps its pongs coming in, so a long
+wait in a cluster does not look like a dead peer; the limit keeps the memory bounded (the
+queue size `websockets` uses for the same)."""
 
 
 class _Client:
@@ -253,6 +257,8 @@ class HivekitServer:
         client: _Client = connection.user
         if client.backlog is not None:
             client.backlog.append(message)
+            if len(client.backlog) == BACKLOG_LIMIT:
+                connection.pause_reading()
             return
         started, events = time.perf_counter(), self.hub.presence_events
         try:
@@ -264,7 +270,6 @@ class HivekitServer:
             self._done(client, started, events)
             return
         client.backlog = deque()
-        connection.pause_reading()
         self._spawn(self._wait(client, waiting, started, events))
 
     def closed(self, connection: Connection) -> None:
