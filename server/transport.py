@@ -323,8 +323,8 @@ class Connection(asyncio.Protocol):
         # are about 2 KiB that nothing reads once the handshake is over.
         request.headers.clear()
         if protocol.state is State.OPEN:
-            self._opened = True
             listener.handler.opened(self)
+            self._opened = True  # only now is there something for `Handler.closed` to end
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request, Response
@@ -358,3 +359,17 @@ async def test_each_ping_round_is_one_ping_per_connection() -> None:
         for peer in peers:
             frames = await peer.frames_until_eof(answer=False)
             assert [f.opcode for f in frames] == [Opcode.CLOSE]
+
+
+# -- extensions -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_per_message_deflate_is_negotiated_only_when_enabled(enabled: bool) -> None:
+    async with listening(compression=enabled) as (listener, _):
+        url = f"ws://127.0.0.1:{listener.port}/"
+        async with connect(url, proxy=None, compression="deflate") as ws:
+            names = [extension.name for extension in ws.protocol.extensions]
+            assert names == (["permessage-deflate"] if enabled else [])
+            await ws.send("squeeze " * 100)
+            assert await asyncio.wait_for(ws.recv(), DEADLINE) == "squeeze " * 100
