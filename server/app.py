@@ -395,6 +395,9 @@ class HivekitServer:
         self._arm_tick()
         if started is not None and self.hub.presence_events != events:
             self._presence_started.append(started)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -460,9 +463,11 @@ class HivekitServer:
         session.dirty.pop(session, None)
 
     def _release(self, session: Session) -> None:
+        """Let `session`'s output go with the next flush. Only that: the cluster's unsettled
+        proposals at this point belong to the request about to be settled."""
         if session.outbox:
             session.dirty[session] = None
-            self._after_work()
+            self._flush_soon()
 
     def _deliver(self, client: _Client, data: bytes) -> None:
         """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
