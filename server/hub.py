@@ -11,6 +11,11 @@ On one node the log applies at once (`server.log.LocalLog`). In a cluster the ch
 first travels the JetStream log (`server.cluster.log`): the handler's reply and the rest
 of its frame wait (`Pending`) until the change comes back and is applied here.
 
+The handlers live in `server.handlers`, one module per kind of message (realms, objects,
+pub/sub, subscriptions, system); this module keeps what all of them rely on: the state,
+the dispatch table, the log seam (`commit` and `apply`) and the sessions, from their
+Bearer frames to their outboxes.
+
 Rules the handlers keep (protocol.md):
 
 * Messages of one frame are handled in array order; each request with a ``cid``
@@ -33,16 +38,12 @@ Rules the handlers keep (protocol.md):
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from hivectl import BUILD_DATE, __version__
-from hivectl.core.filters import all_match, parse_filters
-from hivectl.core.geo import parse_shape
-from hivectl.core.permissions import Permissions
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing, TokenError, VerifiedTokens, verify_token
 from hivectl.core.wire import (
@@ -51,17 +52,11 @@ from hivectl.core.wire import (
     Message,
     Request,
     WireError,
-    check_id,
     decode_frame,
     decode_json,
     encode,
     error,
-    iso8601,
-    merge_data,
-    normalize_location,
     parse_request,
-    require_object,
-    success,
 )
 from server.changes import (
     Change,
@@ -71,6 +66,8 @@ from server.changes import (
     RealmPut,
     RealmRemoved,
 )
+from server.handlers import objects, pubsub, realms, subscriptions, system
+from server.handlers.pubsub import PRESENCE_EVENT
 from server.log import LocalLog, Log
 from server.presence import (
     Event,
@@ -90,30 +87,43 @@ from server.ratelimit import RateLimiter
 from server.records import ObjectRecord, RealmRecord
 from server.session import Deliver, Session
 from server.storage import LoadedState, Storage
-from server.subscriptions import (
-    ObjectSubscription,
-    Push,
-    Subscription,
-    SubscriptionIndex,
-    parse_options,
-)
+from server.subscriptions import Push, SubscriptionIndex
 
 log = logging.getLogger("hivectl.server")
-
-PRESENCE_EVENT = "connectionStatusChanged"
 
 _AUTHENTICATION = {"typ": "sys", "act": "aut"}
 """A Bearer frame as a message, for the 429 that answers one over the rate limit."""
 
 _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
 
-Handler = Callable[[Session, Request, float], Message | None]
 Schedule = Callable[[float, Callable[[], None]], None]
 """The shell's timer: run the callback after a delay (seconds), then flush."""
 
-FULL_PUSH_DELAY = 0.005
-"""Seconds between a subscription's reply and its ``ful`` push: clients attach their
-listener only once the reply is processed, so the push must come in a later frame."""
+Handler = Callable[["Hub", Session, Request, float], Message | None]
+"""A request handler (`server.handlers`): it is given the hub to read its state and commit
+changes, and returns the reply (None for ``set``, which gets none)."""
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("rea", "cre"): realms.create_realm,
+    ("rea", "rea"): realms.read_realm,
+    ("rea", "lis"): realms.list_realms,
+    ("rea", "upd"): realms.update_realm,
+    ("rea", "del"): realms.delete_realm,
+    ("rea", "sub"): pubsub.subscribe,
+    ("rea", "uns"): pubsub.unsubscribe,
+    ("rea", "pub"): pubsub.publish,
+    ("obj", "cre"): objects.create_object,
+    ("obj", "upd"): objects.update_object,
+    ("obj", "set"): objects.set_object,
+    ("obj", "rea"): objects.read_object,
+    ("obj", "lis"): objects.list_objects,
+    ("obj", "del"): objects.delete_object,
+    ("sub", "cre"): subscriptions.create_subscription,
+    ("sub", "upd"): subscriptions.update_subscription,
+    ("sub", "del"): subscriptions.delete_subscription,
+    ("sys", "hbt"): system.heartbeat,
+    ("sys", "sta"): system.stats,
+    ("sys", "pre"): system.presence_query,
+}
 
 
 @dataclass(slots=True)
@@ -129,11 +139,6 @@ class Pending:
     item: Any
     reply: Message | None
     rest: list[Any]
-
-
-def denied(letter: str, realm: str, object_id: str | None = None) -> WireError:
-    where = realm if object_id is None else f"{realm}/{object_id}"
-    return WireError(403, f"permission denied: {letter} on {where}")
 
 
 class Hub:
@@ -160,7 +165,7 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.dirty: dict[Session, None] = {}
         self.pubsub = PubSubRouter()
-        self.subscriptions = SubscriptionIndex(self._status)
+        self.subscriptions = SubscriptionIndex(self.status)
         self.messages_in = 0
         self.messages_out = 0
         self.presence_events = 0
@@ -171,28 +176,6 @@ class Hub:
         self._verified = VerifiedTokens(settings.limits.max_connections)
         """Tokens verified before: one per connection the server may hold, so a whole fleet
         reconnecting after a network blip finds its tokens there."""
-        self._handlers: dict[tuple[str, str], Handler] = {
-            ("rea", "cre"): self._realm_create,
-            ("rea", "rea"): self._realm_read,
-            ("rea", "lis"): self._realm_list,
-            ("rea", "upd"): self._realm_update,
-            ("rea", "del"): self._realm_delete,
-            ("rea", "sub"): self._pubsub_subscribe,
-            ("rea", "uns"): self._pubsub_unsubscribe,
-            ("rea", "pub"): self._pubsub_publish,
-            ("obj", "cre"): self._object_create,
-            ("obj", "upd"): self._object_update,
-            ("obj", "set"): self._object_set,
-            ("obj", "rea"): self._object_read,
-            ("obj", "lis"): self._object_list,
-            ("obj", "del"): self._object_delete,
-            ("sub", "cre"): self._subscription_create,
-            ("sub", "upd"): self._subscription_update,
-            ("sub", "del"): self._subscription_delete,
-            ("sys", "hbt"): self._heartbeat,
-            ("sys", "sta"): self._stats,
-            ("sys", "pre"): self._presence_query,
-        }
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -414,10 +397,10 @@ class Hub:
                 request = parsed = parse_request(item)
                 if not session.authenticated:
                     raise WireError(401, "not authenticated", cid=request.cid, typ=request.typ)
-                handler = self._handlers.get((request.typ, request.act))
+                handler = _HANDLERS.get((request.typ, request.act))
                 if handler is None:  # a reply-only action, such as sys/aut sent as JSON
                     raise WireError(400, f'unknown action "{request.act}" for type {request.typ}')
-                reply = handler(session, request, now)
+                reply = handler(self, session, request, now)
             except WireError as exc:
                 self.errors[exc.code] += 1
                 act = item.get("act") if isinstance(item, dict) else None
@@ -473,6 +456,30 @@ class Hub:
         """The life of the realm as applied here (None: no such realm), for the cluster log."""
         realm = self.realms.get(realm_id)
         return None if realm is None else realm.incarnation
+
+    def status(self, realm_id: str, object_id: str) -> str:
+        """An object's ``cst``: derived from presence, never written by clients."""
+        return "con" if self.engine.is_connected(realm_id, object_id) else "dis"
+
+    def stats(self, now: float) -> dict[str, Any]:
+        sessions = self.sessions.values()
+        return {
+            "version": __version__,
+            "node": self.node_id,
+            "uptime": round(now - self.started_at, 3),
+            "connections": len(self.sessions),
+            "authenticatedConnections": sum(1 for s in sessions if s.authenticated),
+            "providers": self.engine.providers,
+            "subscriptions": sum(len(s.subscriptions) for s in sessions),
+            "pubsubSubscriptions": self.pubsub.count,
+            "realms": len(self.realms),
+            "objects": sum(len(realm.objects) for realm in self.realms.values()),
+            "connectedObjects": self.engine.connected_objects,
+            "messagesIn": self.messages_in,
+            "messagesOut": self.messages_out,
+            "presenceEvents": self.presence_events,
+            "sendQueueHighWater": max((s.queue_high_water for s in sessions), default=0),
+        }
 
     def _rate_limited(
         self, session: Session, limiter: RateLimiter, item: object, now: float
@@ -582,14 +589,6 @@ class Hub:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _realm(self, realm_id: str | None) -> RealmRecord:
-        if realm_id is None:
-            raise WireError(400, "realm id is required")
-        realm = self.realms.get(realm_id)
-        if realm is None:
-            raise WireError(404, f"unknown realm {realm_id}")
-        return realm
-
     def _presence(self, event: Event) -> None:
         self._publish_transitions(self.engine.apply(event))
 
@@ -605,346 +604,6 @@ class Hub:
                 self._send(self.subscriptions.status_changed(change.realm, change.id))
             self.pubsub.publish(change.realm, PRESENCE_EVENT, change.id, {"cst": change.status})
 
-    def _status(self, realm_id: str, object_id: str) -> str:
-        return "con" if self.engine.is_connected(realm_id, object_id) else "dis"
-
-    def _render(self, realm_id: str, record: ObjectRecord) -> dict[str, Any]:
-        return record.to_wire(self._status(realm_id, record.id))
-
     def _send(self, pushes: Sequence[Push]) -> None:
         for session, message in pushes:
             session.push(message)
-
-    # -- realms ----------------------------------------------------------------
-
-    def _realm_create(self, session: Session, request: Request, now: float) -> Message:
-        realm_id = _required_id(request.id, "id")
-        if not session.permissions.allows_realm("C", realm_id):
-            raise denied("C", realm_id)
-        if realm_id in self.realms:
-            raise WireError(409, f"realm with id {realm_id} already exists")
-        data = require_object(request.dat, "dat") if request.dat is not None else {}
-        incarnation = secrets.token_hex(8)
-        self.commit(RealmPut(realm_id, request.lab or "", merge_data({}, data), incarnation, now))
-        return success(request)
-
-    def _realm_read(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.id)
-        if not session.permissions.allows_realm("R", realm.id):
-            raise denied("R", realm.id)
-        return success(request, realm.to_wire())
-
-    def _realm_list(self, session: Session, request: Request, now: float) -> Message:
-        permissions = session.permissions
-        listed = {
-            realm.id: {"id": realm.id, "lab": realm.lab}
-            for realm in self.realms.values()
-            if permissions.has_any(realm.id)
-        }
-        return success(request, listed)
-
-    def _realm_update(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.id)
-        if not session.permissions.allows_realm("U", realm.id):
-            raise denied("U", realm.id)
-        patch = require_object(request.dat, "dat") if request.dat is not None else None
-        label = realm.lab if request.lab is None else request.lab
-        data = realm.dat if patch is None else merge_data(realm.dat, patch)
-        self.commit(RealmPut(realm.id, label, data, realm.incarnation, now))
-        return success(request)
-
-    def _realm_delete(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.id)
-        if not session.permissions.allows_realm("D", realm.id):
-            raise denied("D", realm.id)
-        self.commit(RealmRemoved(realm.id, now))
-        return success(request)
-
-    # -- objects ---------------------------------------------------------------
-
-    def _object_create(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        object_id = _required_id(request.id, "id")
-        exists = object_id in realm.objects
-        self._check(session, realm.id, object_id, "CU" if exists else "C")
-        self._write_object(realm, object_id, request, now)
-        return success(request)
-
-    def _object_update(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        object_id = _required_id(request.id, "id")
-        self._check(session, realm.id, object_id, "U")
-        if object_id not in realm.objects:
-            raise WireError(404, f"unknown object {object_id}")
-        self._write_object(realm, object_id, request, now)
-        return success(request)
-
-    def _object_set(self, session: Session, request: Request, now: float) -> None:
-        realm = self._realm(request.rea)
-        object_id = _required_id(request.id, "id")
-        self._check(session, realm.id, object_id, "U" if object_id in realm.objects else "CU")
-        self._write_object(realm, object_id, request, now)
-
-    def _object_read(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        object_id = _required_id(request.id, "id")
-        self._check(session, realm.id, object_id, "R")
-        record = realm.objects.get(object_id)
-        if record is None:
-            raise WireError(404, f"unknown object {object_id}")
-        return success(request, self._render(realm.id, record))
-
-    def _object_list(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        options = require_object(request.dat, "dat") if request.dat is not None else {}
-        try:
-            filters = parse_filters(options.get("atr", []))
-            shape = parse_shape(options["sha"]) if options.get("sha") is not None else None
-        except ValueError as exc:
-            raise WireError(400, str(exc)) from None
-        fields = options.get("fie")
-        if fields is not None and (
-            not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
-        ):
-            raise WireError(400, "fie must be a list of strings")
-        permissions = session.permissions
-        listed: dict[str, Any] = {}
-        for record in realm.objects.values():
-            if not permissions.allows("R", realm.id, record.id):
-                continue
-            status = self._status(realm.id, record.id)
-            if filters and not all_match(filters, record.id, record.lab, status, record.dat):
-                continue
-            if shape is not None and not shape.contains(record.loc["lon"], record.loc["lat"]):
-                continue
-            entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
-            if fields is not None:
-                entry["dat"] = {key: record.dat[key] for key in fields if key in record.dat}
-            listed[record.id] = entry
-        return success(request, listed)
-
-    def _object_delete(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        object_id = _required_id(request.id, "id")
-        self._check(session, realm.id, object_id, "D")
-        if object_id not in realm.objects:
-            raise WireError(404, f"unknown object {object_id}")
-        self.commit(ObjectRemoved(realm.id, object_id, now))
-        return success(request)
-
-    def _check(self, session: Session, realm_id: str, object_id: str, letters: str) -> None:
-        permissions: Permissions = session.permissions
-        for letter in letters:
-            if not permissions.allows(letter, realm_id, object_id):
-                raise denied(letter, realm_id, object_id)
-
-    def _write_object(
-        self, realm: RealmRecord, object_id: str, request: Request, now: float
-    ) -> None:
-        """Create or update with the merge rules of ``upd``; validates before it commits."""
-        patch = require_object(request.dat, "dat") if request.dat is not None else None
-        current = realm.objects.get(object_id) or ObjectRecord(object_id)
-        location = current.loc if request.loc is None else normalize_location(request.loc, now)
-        self.commit(
-            ObjectPut(
-                realm.id,
-                object_id,
-                current.lab if request.lab is None else request.lab,
-                location,
-                current.dat if patch is None else merge_data(current.dat, patch),
-                current.tds if request.tds is None else list(request.tds),
-                realm.incarnation,
-                now,
-            )
-        )
-
-    # -- pub/sub ---------------------------------------------------------------
-
-    def _pubsub_options(self, request: Request, *, publishing: bool) -> tuple[str, str]:
-        options = require_object(request.dat, "dat")
-        event = options.get("eve")
-        if not isinstance(event, str) or not event:
-            raise WireError(400, "dat.eve must be a non-empty string")
-        id_pattern = options.get("idp", None if publishing else "*")
-        if not isinstance(id_pattern, str):
-            raise WireError(400, "dat.idp must be a string")
-        check_id(id_pattern, "dat.idp")
-        return event, id_pattern
-
-    def _pubsub_subscribe(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.id)
-        event, pattern = self._pubsub_options(request, publishing=False)
-        if not session.permissions.has_any(realm.id, "R"):
-            raise denied("R", realm.id)
-        limit = self.settings.limits.max_pubsub_subscriptions
-        if (realm.id, event, pattern) not in session.pubsub and len(session.pubsub) >= limit:
-            raise WireError(429, f"too many pub/sub subscriptions (limit {limit})")
-        self.pubsub.subscribe(session, realm.id, event, pattern)
-        return success(request)
-
-    def _pubsub_unsubscribe(self, session: Session, request: Request, now: float) -> Message:
-        realm_id = _required_id(request.id, "id")
-        event, pattern = self._pubsub_options(request, publishing=False)
-        self.pubsub.unsubscribe(session, realm_id, event, pattern)
-        return success(request)
-
-    def _pubsub_publish(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.id)
-        event, object_id = self._pubsub_options(request, publishing=True)
-        if event == PRESENCE_EVENT:
-            raise WireError(403, f"{PRESENCE_EVENT} is published by the server only")
-        if not session.permissions.allows("U", realm.id, object_id):
-            raise denied("U", realm.id, object_id)
-        self.log.publish(realm.id, event, object_id, request.dat.get("dat"))
-        return success(request)
-
-    # -- subscriptions ---------------------------------------------------------
-
-    def _subscription_create(self, session: Session, request: Request, now: float) -> Message:
-        sub_id = _required_id(request.id, "id")
-        options = require_object(request.dat, "dat") if request.dat is not None else {}
-        kind = options.get("typ", "obj")
-        if kind not in ("obj", "rea", "sys"):
-            raise WireError(400, "dat.typ must be obj, rea or sys")
-        if kind == "sys":
-            self._check_new_subscription(session, sub_id)
-            self.subscriptions.watch_realms(session, sub_id)
-            return success(request)
-        realm = self._realm(request.rea)
-        if kind == "rea":
-            if not session.permissions.allows_realm("R", realm.id):
-                raise denied("R", realm.id)
-            self._check_new_subscription(session, sub_id)
-            self.subscriptions.watch_realm(session, sub_id, realm.id)
-            return success(request)
-        try:
-            parsed = parse_options(options)
-        except ValueError as exc:
-            raise WireError(400, str(exc)) from None
-        if not session.permissions.has_any(realm.id, "R"):
-            raise denied("R", realm.id)
-        self._check_new_subscription(session, sub_id)
-        subscription = self.subscriptions.subscribe(session, sub_id, realm, parsed)
-        if parsed.execute:
-            self._push_full_later(subscription)
-        return success(request)
-
-    def _check_new_subscription(self, session: Session, sub_id: str) -> None:
-        if sub_id in session.subscriptions:
-            raise WireError(409, f"subscription {sub_id} already exists")
-        limit = self.settings.limits.max_subscriptions
-        if len(session.subscriptions) >= limit:
-            raise WireError(429, f"too many subscriptions (limit {limit})")
-
-    def _subscription_update(self, session: Session, request: Request, now: float) -> Message:
-        subscription = self._own_subscription(session, request)
-        patch = require_object(request.dat, "dat") if request.dat is not None else {}
-        if isinstance(subscription, ObjectSubscription):
-            try:
-                options = parse_options(patch, subscription.options)
-            except ValueError as exc:
-                raise WireError(400, str(exc)) from None
-            self.subscriptions.update(subscription, options)
-            self._push_full_later(subscription)
-        return success(request)
-
-    def _subscription_delete(self, session: Session, request: Request, now: float) -> Message:
-        self.subscriptions.unsubscribe(self._own_subscription(session, request))
-        return success(request)
-
-    def _own_subscription(self, session: Session, request: Request) -> Subscription:
-        sub_id = _required_id(request.id, "id")
-        subscription: Subscription | None = session.subscriptions.get(sub_id)
-        if subscription is None:
-            raise WireError(404, f"unknown subscription {sub_id}")
-        return subscription
-
-    def _push_full_later(self, subscription: ObjectSubscription) -> None:
-        """Push the held set as ``ful`` in a frame after the reply (see `FULL_PUSH_DELAY`)."""
-
-        def push() -> None:
-            session = subscription.session
-            if session.outbox:  # the reply still waits for durability: stay behind it
-                self.schedule(FULL_PUSH_DELAY, push)
-                return
-            message = self.subscriptions.full(subscription)
-            if message is not None:
-                session.push(message)
-
-        self.schedule(FULL_PUSH_DELAY, push)
-
-    # -- system ----------------------------------------------------------------
-
-    def _heartbeat(self, session: Session, request: Request, now: float) -> Message:
-        return success(request)
-
-    def _stats(self, session: Session, request: Request, now: float) -> Message:
-        return success(request, self.stats(now))
-
-    def stats(self, now: float) -> dict[str, Any]:
-        sessions = self.sessions.values()
-        return {
-            "version": __version__,
-            "node": self.node_id,
-            "uptime": round(now - self.started_at, 3),
-            "connections": len(self.sessions),
-            "authenticatedConnections": sum(1 for s in sessions if s.authenticated),
-            "providers": self.engine.providers,
-            "subscriptions": sum(len(s.subscriptions) for s in sessions),
-            "pubsubSubscriptions": self.pubsub.count,
-            "realms": len(self.realms),
-            "objects": sum(len(realm.objects) for realm in self.realms.values()),
-            "connectedObjects": self.engine.connected_objects,
-            "messagesIn": self.messages_in,
-            "messagesOut": self.messages_out,
-            "presenceEvents": self.presence_events,
-            "sendQueueHighWater": max((s.queue_high_water for s in sessions), default=0),
-        }
-
-    def _presence_query(self, session: Session, request: Request, now: float) -> Message:
-        realm = self._realm(request.rea)
-        if request.id is None:
-            options = require_object(request.dat, "dat") if request.dat is not None else {}
-            pattern = options.get("idp", "*")
-            if not isinstance(pattern, str):
-                raise WireError(400, "dat.idp must be a string")
-            check_id(pattern, "dat.idp")
-            permissions = session.permissions
-            connected, disconnected = self.engine.count(
-                realm.id, pattern, lambda object_id: permissions.allows("R", realm.id, object_id)
-            )
-            return success(request, {"connected": connected, "disconnected": disconnected})
-        self._check(session, realm.id, request.id, "R")
-        record = realm.objects.get(request.id)
-        explanation = self.engine.explain(realm.id, request.id, now)
-        if record is None or explanation is None:
-            raise WireError(404, f"unknown object {request.id}")
-        ledger = explanation.ledger
-        last_seen = max(ledger.last_seen or 0.0, record.updated_at) or None
-        result: dict[str, Any] = {
-            "cst": explanation.status,
-            "providers": [
-                _drop_none({"sub": p.sub, "jti": p.jti, "node": p.node, "since": iso8601(p.since)})
-                for p in explanation.providers
-            ],
-        }
-        times = {
-            "connectedSince": ledger.connected_since if explanation.status == "con" else None,
-            "lastSeen": last_seen,
-            "lastDisconnectedAt": ledger.last_disconnected_at,
-            "graceUntil": explanation.grace_until,
-        }
-        result.update({key: iso8601(value) for key, value in times.items() if value is not None})
-        if ledger.last_reason is not None:
-            result["lastReason"] = ledger.last_reason
-        return success(request, result)
-
-
-def _required_id(value: str | None, what: str) -> str:
-    if value is None:
-        raise WireError(400, f"{what} is required")
-    return value
-
-
-def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
