@@ -18,9 +18,9 @@ Settings are websockets' defaults, keepalive included (a silent peer is dropped 
 bench sets hivectl's keepalive it passes the same values here, and the close timeout follows
 them by hivectl's own rule (``min(ping_timeout, 10 s)``), so both servers ping on the same
 schedule; hivectl then cuts a peer that missed its pong at once, where `websockets` first
-waits for the close frame it will not get. One exception: the listen backlog is hivectl's (`BACKLOG`), so
-that connect rates compare the work each server does, not the length of the kernel's accept
-queue.
+waits for the close frame it will not get. One exception: the listen backlog is hivectl's
+(`BACKLOG`), so that connect rates compare the work each server does, not the length of the
+kernel's accept queue.
 
 ``python -m hivectl.bench.baseline --port 0`` listens on loopback and prints
 ``baseline serving ws://127.0.0.1:PORT/`` when ready; SIGTERM or SIGINT stops it.
