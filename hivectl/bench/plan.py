@@ -16,6 +16,7 @@ MAX_CONNECTIONS = 8000
 """Providers per run at most: client and server sockets share the machine's open files
 and ephemeral ports, and `hivectl serve` refuses more than 10,000 connections by default."""
 MAX_DURATION_S = 600.0
+MAX_ROUNDS = 9
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class BenchPlan:
     ping_timeout: float | None = None
     drain_seconds: float = 5.0
     """After the load stops, how long outstanding events may take before they count as lost."""
+    rounds: int = 3
+    """Times each scenario but *silent* runs per target, the targets taking turns; the report
+    gives each figure's median. One short burst (1,000 connects take half a second) varies by
+    15-20 % on a small machine, enough to turn a ratio either way; the median of rounds run
+    side by side does not. *Silent* measures timers, not throughput: one round. A load
+    process always runs one round."""
 
     @property
     def default_keepalive(self) -> bool:
@@ -65,6 +72,7 @@ QUICK = BenchPlan(
     ping_interval=0.5,
     ping_timeout=0.5,
     drain_seconds=5.0,
+    rounds=1,
 )
 """A smoke run of every scenario in seconds; keepalive shortened so *silent* is quick too."""
 
@@ -83,6 +91,7 @@ class PlanOptions:
     duration: float | None = None
     ping_interval: float | None = None
     ping_timeout: float | None = None
+    rounds: int | None = None
 
     def plan(self) -> BenchPlan:
         plan = QUICK if self.quick else BenchPlan()
@@ -99,10 +108,12 @@ class PlanOptions:
             plan = replace(plan, ping_interval=self.ping_interval)
         if self.ping_timeout is not None:
             plan = replace(plan, ping_timeout=self.ping_timeout)
+        if self.rounds is not None:
+            plan = replace(plan, rounds=self.rounds)
         return plan
 
     def arguments(self) -> list[str]:
-        """The same options for ``python -m hivectl.bench.load``."""
+        """The same options for ``python -m hivectl.bench.load`` (which runs one round)."""
         words = ["--quick"] if self.quick else []
         for flag, value in (
             ("--connections", self.connections),
@@ -123,6 +134,8 @@ def plan_problems(plan: BenchPlan) -> list[str]:
         problems.append(f"--connections must be from 1 to {MAX_CONNECTIONS:,}")
     if not all(0.5 <= s <= MAX_DURATION_S for s in (plan.churn_seconds, plan.fanout_seconds)):
         problems.append(f"--duration must be from 0.5s to {MAX_DURATION_S:g}s")
+    if not 1 <= plan.rounds <= MAX_ROUNDS:
+        problems.append(f"--rounds must be from 1 to {MAX_ROUNDS}")
     keepalive = {"--ping-interval": plan.ping_interval, "--ping-timeout": plan.ping_timeout}
     for name, value in keepalive.items():
         if value is not None and not 0.1 <= value <= 120:

@@ -56,7 +56,11 @@ def _header(report: dict[str, Any]) -> Text:
 
 
 def _figures(report: dict[str, Any]) -> Table:
-    table = Table(title="hivectl vs a bare websockets server", title_justify="left")
+    rounds = report["plan"].get("rounds", 1)
+    title = "hivectl vs a bare websockets server"
+    if rounds > 1:
+        title += f" (medians of {rounds} rounds; silent: one)"
+    table = Table(title=title, title_justify="left")
     table.add_column("scenario", style="bold")
     table.add_column("figure")
     table.add_column("hivectl", justify="right")

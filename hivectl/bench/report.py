@@ -5,8 +5,10 @@ collected (``date``, ``machine``, ``versions``, ``plan``, ``url``, ``runs``) plu
 
 * ``rows``: one per figure -- ``scenario``, ``figure``, ``unit``, ``hivectl``, ``baseline``
   (None: not measured, or "n/a" for the baseline's *ingest*), ``ratio`` (hivectl / baseline,
-  from the two figures, for figures where a ratio means something) and ``better``
-  (``higher``/``lower``);
+  from the two figures, for figures where a ratio means something), ``better``
+  (``higher``/``lower``) and ``rounds`` (each target's figure in each round). Over several
+  rounds a figure is the rounds' median; a count of failures (lost, duplicated, missing) is
+  the worst round's, so that one bad round shows;
 * ``targets``: the project's performance targets, each ``met`` True, False, or None when
   the run cannot judge it (a scenario not run or failed; *silent* with a non-default
   keepalive);
@@ -18,7 +20,8 @@ collected (``date``, ``machine``, ``versions``, ``plan``, ``url``, ``runs``) plu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,8 @@ class Figure:
     read: Callable[[Result], float | None]
     better: str = "lower"
     ratio: bool = True
+    combine: Callable[[Sequence[float]], float] = statistics.median
+    """How the rounds' figures make the one shown."""
 
 
 def _get(*path: str) -> Callable[[Result], float | None]:
@@ -81,15 +86,15 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
     ),
     "churn": (
         Figure("presence events/s", "/s", _get("events_per_s"), "higher"),
-        Figure("lost", "", _get("presence", "lost"), ratio=False),
-        Figure("duplicated", "", _get("presence", "duplicated"), ratio=False),
+        Figure("lost", "", _get("presence", "lost"), ratio=False, combine=max),
+        Figure("duplicated", "", _get("presence", "duplicated"), ratio=False, combine=max),
     ),
     "fanout": (
         Figure("deliveries/s", "/s", _get("deliveries_per_s"), "higher"),
         Figure("latency p50", "ms", _get("latency_ms", "p50")),
         Figure("latency p99", "ms", _get("latency_ms", "p99")),
         Figure("server CPU", "% of a core", _server_cpu_percent),
-        Figure("missing deliveries", "", _missing_deliveries, ratio=False),
+        Figure("missing deliveries", "", _missing_deliveries, ratio=False, combine=max),
     ),
     "ingest": (Figure("durable updates/s", "/s", _get("updates_per_s"), "higher"),),
     "silent": (
@@ -99,11 +104,11 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
 }
 
 
-def _by_label(runs: list[dict[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
-    """label -> target -> run, in the order the runs were made."""
-    grouped: dict[str, dict[str, Mapping[str, Any]]] = {}
+def _by_label(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[Mapping[str, Any]]]]:
+    """label -> target -> its runs (one per round), in the order the runs were made."""
+    grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     for run in runs:
-        grouped.setdefault(run["label"], {})[run["target"]] = run
+        grouped.setdefault(run["label"], {}).setdefault(run["target"], []).append(run)
     return grouped
 
 
@@ -114,16 +119,20 @@ def ratio(hivectl: float, baseline: float) -> float | None:
 def build_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for label, targets in _by_label(runs).items():
-        scenario = next(iter(targets.values()))["scenario"]
+        scenario = next(iter(targets.values()))[0]["scenario"]
         for figure in FIGURES[scenario]:
             values: dict[str, float | str | None] = {}
+            rounds: dict[str, list[float | None]] = {}
             for target in TARGETS:
-                run = targets.get(target)
-                result = run.get("result") if run is not None else None
+                rounds[target] = [
+                    figure.read(run["result"]) if run.get("result") is not None else None
+                    for run in targets.get(target, [])
+                ]
+                measured = [value for value in rounds[target] if value is not None]
                 if scenario == "ingest" and target == "baseline":
                     values[target] = NOT_APPLICABLE
                 else:
-                    values[target] = figure.read(result) if result is not None else None
+                    values[target] = float(figure.combine(measured)) if measured else None
             hivectl, baseline = values["hivectl"], values["baseline"]
             quotient = None
             if figure.ratio and isinstance(hivectl, float) and isinstance(baseline, float):
@@ -137,6 +146,7 @@ def build_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "baseline": baseline,
                     "ratio": quotient,
                     "better": figure.better,
+                    "rounds": rounds,
                 }
             )
     return rows
@@ -227,20 +237,33 @@ def build_targets(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[d
 
 
 def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
-    """Runs whose load generator, not the server, may have set the figure."""
-    for run in runs:
-        result = run.get("result") or {}
-        seconds, load, server = (result.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
-        if not seconds or load is None:
-            continue
-        load_share = load / seconds
-        server_share = None if server is None else server / seconds
-        if load_share >= LOAD_BOUND_SHARE and (server_share is None or server_share < load_share):
+    """Figures the load generator, not the server, may have set: one note per scenario and
+    target, from the busiest of the rounds where it was the bottleneck."""
+    for label, targets in _by_label(runs).items():
+        for target, made in targets.items():
+            bound = [shares for run in made if (shares := _load_bound(run)) is not None]
+            if not bound:
+                continue
+            load_share, server_share = max(bound, key=lambda shares: shares[0])
             server_text = "?" if server_share is None else f"{server_share:.0%}"
+            rounds = f" (in {len(bound)} of {len(made)} rounds)" if len(made) > 1 else ""
             yield (
-                f"{run['label']} on {run['target']}: the load generator used {load_share:.0%} of a"
-                f" core, the server {server_text} -- the load generator was the bottleneck"
+                f"{label} on {target}: the load generator used {load_share:.0%} of a core, the"
+                f" server {server_text} -- the load generator was the bottleneck{rounds}"
             )
+
+
+def _load_bound(run: Mapping[str, Any]) -> tuple[float, float | None] | None:
+    """(load generator's, server's) share of a core, when the load generator was the limit."""
+    result = run.get("result") or {}
+    seconds, load, server = (result.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
+    if not seconds or load is None:
+        return None
+    load_share = load / seconds
+    server_share = None if server is None else server / seconds
+    if load_share >= LOAD_BOUND_SHARE and (server_share is None or server_share < load_share):
+        return load_share, server_share
+    return None
 
 
 def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:

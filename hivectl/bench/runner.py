@@ -41,6 +41,7 @@ class Job:
     target: str
     size: int | None = None
     """Providers, for *connect* (one job per size: each size gets a fresh server)."""
+    round: int = 0
 
     @property
     def label(self) -> str:
@@ -48,14 +49,20 @@ class Job:
 
 
 def plan_jobs(scenarios: Sequence[str], plan: BenchPlan) -> list[Job]:
-    """Every (scenario, size, target) to run, in order; the baseline has no *ingest*."""
+    """Every (scenario, size, round, target) to run, in order; the baseline has no *ingest*.
+
+    The targets take turns, and which goes first alternates from round to round, so that
+    neither always meets the machine warmer or cooler.
+    """
     jobs = []
     for scenario in scenarios:
         sizes: Sequence[int | None] = plan.connect_sizes if scenario == "connect" else (None,)
+        rounds = 1 if scenario == "silent" else plan.rounds
         for size in sizes:
-            for target in TARGETS:
-                if not (scenario == "ingest" and target == "baseline"):
-                    jobs.append(Job(scenario, target, size))
+            for turn in range(rounds):
+                for target in TARGETS if turn % 2 == 0 else TARGETS[::-1]:
+                    if not (scenario == "ingest" and target == "baseline"):
+                        jobs.append(Job(scenario, target, size, turn))
     return jobs
 
 
@@ -89,12 +96,13 @@ def run_bench(
         for number, job in enumerate(plan_jobs(scenarios, plan)):
             if progress is not None:
                 progress(job)
-            directory = Path(work) / f"{number:02d}-{job.scenario}-{job.target}"
+            directory = Path(work) / f"{number:03d}-{job.scenario}-{job.target}"
             record = {
                 "scenario": job.scenario,
                 "label": job.label,
                 "target": job.target,
                 "size": job.size,
+                "round": job.round,
             }
             try:
                 with _server(job, plan, directory, url, secret) as served:

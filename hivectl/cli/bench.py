@@ -76,6 +76,12 @@ def bench(
     ping_timeout: str | None = typer.Option(
         None, "--ping-timeout", help="Keepalive timeout, likewise (default: each one's own)."
     ),
+    rounds: int | None = typer.Option(
+        None,
+        "--rounds",
+        help="Runs of each scenario per server, taking turns; the report gives medians"
+        " (default 3, 1 with --quick; silent always runs once).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
@@ -100,10 +106,12 @@ def bench(
             duration=parse_duration(duration) if duration is not None else None,
             ping_interval=parse_duration(ping_interval) if ping_interval is not None else None,
             ping_timeout=parse_duration(ping_timeout) if ping_timeout is not None else None,
+            rounds=rounds,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
-    problems = plan_problems(options.plan())
+    plan = options.plan()
+    problems = plan_problems(plan)
     if problems:
         for problem in problems:
             error(problem)
@@ -119,7 +127,10 @@ def bench(
         key = signing_key_or_exit(loaded.settings, "bench --url")
 
     def progress(job: Job) -> None:
-        err_console.print(f"[dim]running {job.label} on {job.target}[/dim]", highlight=False)
+        several = plan.rounds > 1 and job.scenario != "silent"
+        turn = f" (round {job.round + 1} of {plan.rounds})" if several else ""
+        text = f"running {job.label} on {job.target}{turn}"
+        err_console.print(f"[dim]{text}[/dim]", highlight=False)
 
     chosen = [s.value for s in scenarios] if scenarios else list(SCENARIOS)
     report = build_report(run_bench(chosen, options, url=url, key=key, progress=progress))

@@ -155,6 +155,7 @@ def test_a_running_server_is_loaded_with_tokens_from_the_configured_secret(
         ["--url", "ws://example.com:8765/ws"],
         ["--connections", "0"],
         ["--duration", "soon"],
+        ["--rounds", "0"],
         ["nosuchscenario"],
     ],
 )
@@ -225,13 +226,67 @@ def test_a_busy_load_generator_is_named_as_the_bottleneck() -> None:
 
 
 def test_connect_sizes_are_jobs_of_their_own_and_ingest_skips_the_baseline() -> None:
-    jobs = plan_jobs(["connect", "ingest"], PlanOptions().plan())
+    jobs = plan_jobs(["connect", "ingest"], PlanOptions(rounds=1).plan())
     assert [(job.label, job.target) for job in jobs] == [
         ("connect 1,000", "hivectl"),
         ("connect 1,000", "baseline"),
         ("connect 5,000", "hivectl"),
         ("connect 5,000", "baseline"),
         ("ingest", "hivectl"),
+    ]
+
+
+def test_rounds_alternate_which_target_goes_first_and_silent_runs_once() -> None:
+    jobs = plan_jobs(["churn", "silent"], PlanOptions(rounds=3).plan())
+    assert [(job.label, job.round, job.target) for job in jobs] == [
+        ("churn", 0, "hivectl"),
+        ("churn", 0, "baseline"),
+        ("churn", 1, "baseline"),
+        ("churn", 1, "hivectl"),
+        ("churn", 2, "hivectl"),
+        ("churn", 2, "baseline"),
+        ("silent", 0, "hivectl"),
+        ("silent", 0, "baseline"),
+    ]
+
+
+def test_over_rounds_a_figure_is_the_median_and_a_failure_count_the_worst() -> None:
+    def churn(target: str, rate: float, lost: int) -> dict[str, Any]:
+        return a_run("churn", target, events_per_s=rate, presence={"lost": lost, "duplicated": 0})
+
+    report = build_report(
+        a_raw(
+            churn("hivectl", 90.0, 0),
+            churn("baseline", 100.0, 0),
+            churn("baseline", 130.0, 0),
+            churn("hivectl", 40.0, 2),
+            churn("hivectl", 110.0, 0),
+            churn("baseline", 120.0, 0),
+        )
+    )
+    rate, lost, _ = report["rows"]
+    assert (rate["hivectl"], rate["baseline"], rate["ratio"]) == (90.0, 120.0, 0.75)
+    assert rate["rounds"] == {"hivectl": [90.0, 40.0, 110.0], "baseline": [100.0, 130.0, 120.0]}
+    assert (lost["hivectl"], lost["baseline"]) == (2.0, 0.0)
+    (target,) = report["targets"]
+    assert target["met"] is False
+
+
+def test_a_load_generator_bottleneck_is_one_note_over_rounds() -> None:
+    presence = {"lost": 0, "duplicated": 0}
+    busy = {"seconds": 10.0, "load_cpu_s": 9.5, "server_cpu_s": 6.0, "presence": presence}
+    busier = {**busy, "load_cpu_s": 9.9}
+    calm = {**busy, "load_cpu_s": 5.0}
+    report = build_report(
+        a_raw(
+            a_run("churn", "hivectl", **busy),
+            a_run("churn", "hivectl", **busier),
+            a_run("churn", "hivectl", **calm),
+        )
+    )
+    assert report["notes"] == [
+        "churn on hivectl: the load generator used 99% of a core, the server 60% -- the load"
+        " generator was the bottleneck (in 2 of 3 rounds)"
     ]
 
 
@@ -254,6 +309,8 @@ def test_counts_and_durations_are_bounded() -> None:
     assert plan_problems(PlanOptions(connections=100_000).plan())
     assert plan_problems(PlanOptions(duration=3600).plan())
     assert plan_problems(PlanOptions(ping_timeout=0.0).plan())
+    assert plan_problems(PlanOptions(rounds=0).plan())
+    assert plan_problems(PlanOptions(rounds=10).plan())
     assert not plan_problems(PlanOptions().plan())
 
 
