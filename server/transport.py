@@ -61,7 +61,8 @@ class Handler(Protocol):
         """One whole message (text as str, binary as bytes)."""
 
     def closed(self, connection: Connection) -> None:
-        """The TCP connection of an opened connection is gone."""
+        """An opened connection is over: the peer's close frame came, or the socket is gone.
+        Called once."""
 
 
 class Listener:
@@ -219,6 +220,10 @@ class Connection(asyncio.Protocol):
                 self._handshake(event)
         if protocol.close_expected():
             self._expect_close()
+            if protocol.close_rcvd is not None:
+                # The peer's close frame: nothing more can come or go, so the connection is
+                # over for the handler now, not a round trip later when TCP is torn down.
+                self._ended()
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -231,8 +236,7 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.listener._forget(self)
-        if self._opened:
-            self.listener.handler.closed(self)
+        self._ended()
 
     # -- used by the handler ---------------------------------------------------
 
@@ -358,6 +362,11 @@ class Connection(asyncio.Protocol):
         else:
             message = data
         self.listener.handler.received(self, message)
+
+    def _ended(self) -> None:
+        if self._opened:
+            self._opened = False
+            self.listener.handler.closed(self)
 
     def _send_data(self) -> None:
         transport = self.transport

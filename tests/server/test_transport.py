@@ -273,9 +273,13 @@ async def test_a_client_close_is_answered_and_reported_once(
     peer.flush()
     close = close_of(await peer.frames_until_eof())
     assert (close.code, close.reason) == (1000, "done")
+    # Over for the handler at the close frame, while the peer still holds its socket open.
     await until(lambda: len(seen.closed) == 1, "the handler told of the close")
     assert seen.closed == seen.opened
-    assert not listener.connections
+    assert len(listener.connections) == 1
+    peer.close()
+    await until(lambda: not listener.connections, "the socket forgotten")
+    assert len(seen.closed) == 1
 
 
 async def test_a_peer_that_never_answers_our_close_is_cut_after_the_close_timeout(
