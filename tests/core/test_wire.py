@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hivectl.core.wire import MAX_DEPTH, WireError, decode_frame, decode_json, encode
+from hivectl.core.wire import (
+    MAX_DEPTH,
+    WireError,
+    decode_frame,
+    decode_json,
+    encode,
+    iso8601,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def lists(depth: int) -> str:
@@ -76,3 +89,28 @@ def test_integers_past_64_bits_become_doubles() -> None:
         float(2**64),
         -float(2**63),
     ]
+
+
+# -- time format -------------------------------------------------------------------------
+
+
+def _oracle(timestamp: float) -> str:
+    moment = EPOCH + timedelta(milliseconds=math.floor(timestamp * 1000))
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_wire_time_is_utc_to_the_truncated_millisecond() -> None:
+    assert iso8601(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso8601(1.2349) == "1970-01-01T00:00:01.234Z"
+    assert iso8601(1_795_000_000.9996) == "2026-11-18T11:06:40.999Z"
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_wire_time_matches_a_datetime_oracle(timestamp: float) -> None:
+    assert iso8601(timestamp) == _oracle(timestamp)
+
+
+def test_consecutive_times_in_one_second_share_its_text_but_not_their_milliseconds() -> None:
+    times = [iso8601(1_795_000_000 + n / 1000) for n in (0, 5, 999, 1000)]
+    assert [t[-5:] for t in times] == [".000Z", ".005Z", ".999Z", ".000Z"]
+    assert times[0][:-5] == times[2][:-5] != times[3][:-5]
