@@ -358,6 +358,8 @@ class HivekitServer:
                 client.connection.resume_reading()
 
     def _done(self, client: _Client, started: float, events: int) -> None:
+        """The end of a message's work: its own replies leave now, pushes to others soon."""
+        self.hub.flush_session(client.session)
         self._after_work(started, events)
         if client.session.closing is not None:
             self._close(client, *client.session.closing)
