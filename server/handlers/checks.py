@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hivectl.core.permissions import Permissions
-from hivectl.core.wire import WireError
+from hivectl.core.wire import Request, WireError
 from server.records import RealmRecord
 from server.session import Session
 
@@ -40,3 +40,16 @@ def check_rights(session: Session, realm_id: str, object_id: str, letters: str) 
     for letter in letters:
         if not permissions.allows(letter, realm_id, object_id):
             raise denied(letter, realm_id, object_id)
+
+
+def known_object(
+    realms: Mapping[str, RealmRecord], session: Session, request: Request, letter: str
+) -> tuple[RealmRecord, str]:
+    """The realm and id of the existing object `request` names, which `session` may act on
+    with `letter` (the permission is checked before the object's existence: 403 before 404)."""
+    realm = known_realm(realms, request.rea)
+    object_id = required_id(request.id, "id")
+    check_rights(session, realm.id, object_id, letter)
+    if object_id not in realm.objects:
+        raise WireError(404, f"unknown object {object_id}")
+    return realm, object_id

@@ -21,7 +21,7 @@ from hivectl.core.wire import (
     success,
 )
 from server.changes import ObjectPut, ObjectRemoved
-from server.handlers.checks import check_rights, known_realm, required_id
+from server.handlers.checks import check_rights, known_object, known_realm, required_id
 from server.records import ObjectRecord, RealmRecord
 from server.session import Session
 
@@ -39,11 +39,7 @@ def create_object(hub: Hub, session: Session, request: Request, now: float) -> M
 
 
 def update_object(hub: Hub, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
-    object_id = required_id(request.id, "id")
-    check_rights(session, realm.id, object_id, "U")
-    if object_id not in realm.objects:
-        raise WireError(404, f"unknown object {object_id}")
+    realm, object_id = known_object(hub.realms, session, request, "U")
     _write_object(hub, realm, object_id, request, now)
     return success(request)
 
@@ -56,12 +52,8 @@ def set_object(hub: Hub, session: Session, request: Request, now: float) -> None
 
 
 def read_object(hub: Hub, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
-    object_id = required_id(request.id, "id")
-    check_rights(session, realm.id, object_id, "R")
-    record = realm.objects.get(object_id)
-    if record is None:
-        raise WireError(404, f"unknown object {object_id}")
+    realm, object_id = known_object(hub.realms, session, request, "R")
+    record = realm.objects[object_id]
     return success(request, record.to_wire(hub.status(realm.id, record.id)))
 
 
@@ -96,11 +88,7 @@ def list_objects(hub: Hub, session: Session, request: Request, now: float) -> Me
 
 
 def delete_object(hub: Hub, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
-    object_id = required_id(request.id, "id")
-    check_rights(session, realm.id, object_id, "D")
-    if object_id not in realm.objects:
-        raise WireError(404, f"unknown object {object_id}")
+    realm, object_id = known_object(hub.realms, session, request, "D")
     hub.commit(ObjectRemoved(realm.id, object_id, now))
     return success(request)
 
