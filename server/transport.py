@@ -276,11 +276,6 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    @property
-    def close_sent_reason(self) -> str | None:
-        sent = self.protocol.close_sent
-        return sent.reason if sent is not None else None
-
     # -- keepalive -------------------------------------------------------------
 
     def ping(self, now: float) -> None:
