@@ -19,11 +19,19 @@ moves bytes and time:
   §7.1.1) and waits ``close_timeout`` for the peer to close its side; after a keepalive
   failure it closes at once: a peer that missed its pong will not answer either;
 * messages reach the `Handler` whole (fragments are joined), text decoded; invalid
-  UTF-8 fails the connection with 1007, as `websockets` does.
+  UTF-8 fails the connection with 1007, as `websockets` does. Data frames that arrive
+  before the peer's close frame are delivered even when the close frame came in the same
+  read (RFC 6455 §5.5.1: the close frame is the last one; what precedes it counts), so a
+  client's last ``set`` before it leaves is applied; only the replies may find it gone;
+* a peer that missed its pong is cut at once (`Connection.check_pong`): a graceful close
+  would wait behind whatever is queued for a peer that reads nothing.
 
 Writes never wait: `Connection.send_text` queues in the transport, whose buffer size is
-the backpressure signal (`Connection.queued`). Reading can be paused while the handler
-waits for something (`Connection.pause_reading`).
+the backpressure signal (`Connection.queued`); `Connection.taken` counts the bytes the
+kernel has accepted, so the shell can tell a slow reader from a stalled one, and
+`Handler.writable` says when a full buffer has drained (asyncio's ``resume_writing``), so
+output that can wait (a large initial state) is produced only as fast as it is read.
+Reading can be paused while the handler waits for something (`Connection.pause_reading`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ log = logging.getLogger("hivectl.server")
 
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 _PING = b"hive"
+WRITE_HIGH_WATER = 256 * 1024
+"""Bytes in a transport's buffer past which it reports itself full (`Connection.write_paused`):
+output that can wait is held back until it drains to `WRITE_LOW_WATER`."""
+WRITE_LOW_WATER = 64 * 1024
 
 
 class Handler(Protocol):
@@ -63,6 +75,9 @@ class Handler(Protocol):
     def closed(self, connection: Connection) -> None:
         """An opened connection is over: the peer's close frame came, or the socket is gone.
         Called once."""
+
+    def writable(self, connection: Connection) -> None:
+        """The connection's send buffer drained below its low-water mark: it can take more."""
 
 
 class Listener:
@@ -170,6 +185,7 @@ class Connection(asyncio.Protocol):
         "_opened",
         "_text",
         "_timer",
+        "_written",
         "listener",
         "ping_sent_at",
         "protocol",
@@ -177,6 +193,7 @@ class Connection(asyncio.Protocol):
         "timed_out",
         "transport",
         "user",
+        "write_paused",
     )
 
     def __init__(self, listener: Listener) -> None:
@@ -196,12 +213,16 @@ class Connection(asyncio.Protocol):
         self._text = False
         self._timer: asyncio.TimerHandle | None = None
         """The opening handshake's deadline, then the closing handshake's."""
+        self._written = 0
+        self.write_paused = False
+        """The transport's buffer is over its high-water mark (asyncio's flow control)."""
 
     # -- asyncio callbacks -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         address = transport.get_extra_info("peername")
         if isinstance(address, tuple) and len(address) >= 2:
             self.remote = f"{address[0]}:{address[1]}"
@@ -210,14 +231,18 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        # Frames parsed from this read that precede a close frame in it are the peer's
+        # last messages: they are handled although the protocol has left OPEN meanwhile.
+        reading = protocol.state is State.OPEN
         protocol.receive_data(data)
         events = protocol.events_received()
         self._send_data()
         for event in events:
             if isinstance(event, Frame):
-                self._frame(event)
+                self._frame(event, reading)
             elif isinstance(event, Request):
                 self._handshake(event)
+                reading = protocol.state is State.OPEN
         if protocol.close_expected():
             self._expect_close()
             if protocol.close_rcvd is not None:
@@ -229,6 +254,14 @@ class Connection(asyncio.Protocol):
         self.protocol.receive_eof()
         self._send_data()
         return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._opened:
+            self.listener.handler.writable(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()
@@ -254,6 +287,11 @@ class Connection(asyncio.Protocol):
     def queued(self) -> int:
         """Bytes written and not yet taken by the kernel."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    @property
+    def taken(self) -> int:
+        """Bytes the kernel has accepted so far: grows while the peer reads."""
+        return self._written - self.queued
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake behind what is queued; cut it after close_timeout."""
@@ -289,12 +327,16 @@ class Connection(asyncio.Protocol):
         if sent is None or not timeout or now - sent < timeout - 0.001:
             return
         if self.protocol.state is State.OPEN:
+            # Over at once: the close frame goes only if nothing is queued before it; behind
+            # unread data it would wait, and hold the connection, for close_timeout more.
             self.timed_out = True
             self.protocol.fail(CloseCode.INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON)
-            self._send_data()
-            if self.transport is not None:
+            if not self.queued:
+                self._send_data()
+            if self.queued:
+                self.abort()
+            elif self.transport is not None:
                 self.transport.close()
-                self._expect_close()
 
     # -- internals -------------------------------------------------------------
 
@@ -325,7 +367,7 @@ class Connection(asyncio.Protocol):
             listener.handler.opened(self)
             self._opened = True  # only now is there something for `Handler.closed` to end
 
-    def _frame(self, frame: Frame) -> None:
+    def _frame(self, frame: Frame, reading: bool) -> None:
         opcode = frame.opcode
         if opcode is Opcode.PONG:
             self.ping_sent_at = None
@@ -335,24 +377,28 @@ class Connection(asyncio.Protocol):
                 self._fragments = [bytes(frame.data)]
                 self._text = opcode is Opcode.TEXT
                 return
-            self._message(bytes(frame.data), opcode is Opcode.TEXT)
+            self._message(bytes(frame.data), opcode is Opcode.TEXT, reading)
         elif opcode is Opcode.CONT and self._fragments is not None:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = None
-                self._message(data, self._text)
+                self._message(data, self._text, reading)
 
-    def _message(self, data: bytes, text: bool) -> None:
-        if self.protocol.state is not State.OPEN:
-            return
+    def _message(self, data: bytes, text: bool, reading: bool) -> None:
+        protocol = self.protocol
+        if not (reading and self._opened) or (
+            protocol.state is not State.OPEN and protocol.close_rcvd is None
+        ):
+            return  # after our own close frame or a failure: RFC 6455 lets us drop it
         if text:
             try:
                 message: str | bytes = data.decode()
             except UnicodeDecodeError as exc:
-                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-                self._send_data()
-                self._expect_close()
+                if protocol.state is State.OPEN:
+                    protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                    self._send_data()
+                    self._expect_close()
                 return
         else:
             message = data
@@ -369,6 +415,7 @@ class Connection(asyncio.Protocol):
             return
         for data in self.protocol.data_to_send():
             if data:
+                self._written += len(data)
                 transport.write(data)
             else:
                 # The closing handshake (or a refused opening one) is done: half-close, and
