@@ -139,6 +139,10 @@ class HivekitServer:
         self._flush_scheduled = False
         self._presence_started: list[float] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        self._full: dict[_Client, tuple[int, float]] = {}
+        """Backed-up connections (`_backed_up`): bytes the kernel had taken, and when that
+        last grew (`_check_stalls`)."""
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class HivekitServer:
             self._tick_handle.cancel()
         for timer in self._timers:
             timer.cancel()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         if self.cluster is not None:
             await self.cluster.close()
         await self.storage.sync()
@@ -248,6 +254,7 @@ class HivekitServer:
         client.session = self.hub.new_session(
             conn_id, functools.partial(self._deliver, client), connection.remote
         )
+        client.session.can_take = functools.partial(_can_take, connection)
         connection.user = client
         client.auth_timer = asyncio.get_running_loop().call_later(
             self.settings.limits.auth_timeout, self._auth_deadline, client
@@ -277,6 +284,10 @@ class HivekitServer:
         client.lost = True
         if client.backlog is None:
             self._end(client)
+
+    def writable(self, connection: Connection) -> None:
+        if self.hub.streaming:
+            self._flush_soon()
 
     def _step(self, client: _Client, message: str | bytes) -> Coroutine[Any, Any, None] | None:
         """Hand one message to the hub; what is left to wait for before its replies go.
@@ -405,8 +416,15 @@ class HivekitServer:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Send what the turn's work pushed, then one piece of each stream that can go.
+
+        Streams (a large initial state) advance one message per connection per turn while
+        its connection takes them, so many of them share the loop with everything else.
+        """
         self._flush_scheduled = False
         self.hub.flush()
+        if self.hub.streaming and self.hub.pump():
+            self._flush_soon()
         if self._presence_started:
             self.metrics.presence_flushed(self._presence_started)
             self._presence_started = []
@@ -472,11 +490,19 @@ class HivekitServer:
             self._flush_soon()
 
     def _deliver(self, client: _Client, data: bytes) -> None:
-        """Queue a frame without waiting; a connection whose queue overflows is closed (4008).
+        """Queue a frame without waiting; a reader that cannot keep up is closed (4008).
 
-        Writes never block, so one reader that stops reading makes nobody else wait; its
-        queue is bounded instead: past ``send_queue_bytes`` it gets a close frame, and
-        nothing more is queued behind it.
+        Writes never block, so one reader that stops reading makes nobody else wait. What
+        it may cost is bounded in bytes and in time:
+
+        * past ``send_queue_max_bytes`` queued it gets a close frame at once, and nothing
+          more is queued behind it;
+        * past ``send_queue_bytes`` queued, or with a stream waiting (`Session.streams`)
+          behind a full buffer, it must keep reading: one that takes nothing for
+          ``send_stall_timeout`` is closed (`_check_stalls`).
+
+        So a steady reader is never cut for the size of one burst or of an initial state,
+        which it takes at its own pace, and one that stops is cut within the timeout.
         """
         connection = client.connection
         if not connection.open:
@@ -486,9 +512,39 @@ class HivekitServer:
         session = client.session
         if queued > session.queue_high_water:
             session.queue_high_water = queued
-        if queued > self.settings.limits.send_queue_bytes:
-            log.warning("closing slow consumer %s (%d bytes queued)", session.conn_id, queued)
-            self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
+        limits = self.settings.limits
+        if queued > limits.send_queue_max_bytes:
+            self._slow_consumer(client, f"{queued} bytes queued")
+        elif client not in self._full and _backed_up(client, limits.send_queue_bytes):
+            self._full[client] = (connection.taken, time.monotonic())
+            if self._stall_timer is None:
+                self._arm_stall_check()
+
+    def _slow_consumer(self, client: _Client, why: str) -> None:
+        log.warning("closing slow consumer %s (%s)", client.session.conn_id, why)
+        self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def _arm_stall_check(self) -> None:
+        interval = min(1.0, self.settings.limits.send_stall_timeout / 4)
+        self._stall_timer = asyncio.get_running_loop().call_later(interval, self._check_stalls)
+
+    def _check_stalls(self) -> None:
+        """Close the backed-up connections that took nothing for ``send_stall_timeout``."""
+        self._stall_timer = None
+        now = time.monotonic()
+        limits = self.settings.limits
+        for client, (taken, since) in list(self._full.items()):
+            connection = client.connection
+            if not connection.open or not _backed_up(client, limits.send_queue_bytes):
+                del self._full[client]
+            elif connection.taken > taken:
+                self._full[client] = (connection.taken, now)
+            elif now - since >= limits.send_stall_timeout:
+                del self._full[client]
+                self._slow_consumer(client, f"read nothing for {now - since:.1f} s")
+        if self._full:
+            self._arm_stall_check()
+        self._flush_soon()
 
     def _close(self, client: _Client, code: int, reason: str) -> None:
         """Close behind what is already queued, and from now on take nothing for it.
@@ -582,6 +638,18 @@ class HivekitServer:
         started = time.perf_counter()
         await self.storage.sync()
         self.metrics.storage_commit.observe(time.perf_counter() - started)
+
+
+def _can_take(connection: Connection) -> bool:
+    return connection.open and not connection.write_paused
+
+
+def _backed_up(client: _Client, budget: int) -> bool:
+    """Whether the connection has more waiting than it may leave unread for long."""
+    connection = client.connection
+    return connection.queued > budget or (
+        connection.write_paused and client.session.streams is not None
+    )
 
 
 def _failed(pending: Pending, code: int, text: str) -> dict[str, Any]:

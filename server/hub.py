@@ -38,12 +38,13 @@ Rules the handlers keep (protocol.md):
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from hivectl import BUILD_DATE, __version__
+from hivectl.core.patterns import compile_pattern
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import KeyRing, TokenError, VerifiedTokens, verify_token
 from hivectl.core.wire import (
@@ -85,7 +86,7 @@ from server.presence import (
 from server.pubsub import PubSubRouter
 from server.ratelimit import RateLimiter
 from server.records import ObjectRecord, RealmRecord
-from server.session import Deliver, Session
+from server.session import FRAME_MESSAGES, Deliver, Session
 from server.storage import LoadedState, Storage
 from server.subscriptions import Push, SubscriptionIndex
 
@@ -164,6 +165,8 @@ class Hub:
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
         self.dirty: dict[Session, None] = {}
+        self.streaming: dict[Session, None] = {}
+        """Sessions with streams left to produce (`Session.streams`)."""
         self.pubsub = PubSubRouter()
         self.subscriptions = SubscriptionIndex(self.status)
         self.messages_in = 0
@@ -173,6 +176,11 @@ class Hub:
         """Error replies by code, for /metrics (read at scrape time)."""
         self._writes = 0
         self._connections_per_sub: dict[str, int] = {}
+        self._rates = [
+            (compile_pattern(rate.sub), rate.messages_per_second, rate.burst)
+            for rate in settings.limits.rates
+        ]
+        """``limits.rates``: the base message rate by ``sub`` pattern, first match wins."""
         self._verified = VerifiedTokens(settings.limits.max_connections)
         """Tokens verified before: one per connection the server may hold, so a whole fleet
         reconnecting after a network blip finds its tokens there."""
@@ -193,6 +201,7 @@ class Hub:
 
     def new_session(self, conn_id: str, deliver: Deliver, remote: str = "") -> Session:
         session = Session(conn_id, deliver, self.dirty, remote)
+        session.overflow = self.flush_session
         limits = self.settings.limits
         session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
         self.sessions[conn_id] = session
@@ -257,7 +266,17 @@ class Hub:
         session.permissions = claims.per
         session.providers = claims.dpv
         session.authenticated = True
+        if session.limiter is not None:
+            session.limiter.rebase(*self._rate_for(claims.sub))
         return True
+
+    def _rate_for(self, sub: str | None) -> tuple[float, float]:
+        if sub is not None:
+            for pattern, rate, burst in self._rates:
+                if pattern.matches(sub):
+                    return rate, burst
+        limits = self.settings.limits
+        return limits.messages_per_second, limits.burst
 
     def _admit(self, session: Session, sub: str | None) -> bool:
         """Count a connection under the ``sub`` it authenticates as; False over the limit.
@@ -333,7 +352,9 @@ class Hub:
         if self.sessions.pop(session.conn_id, None) is session and session.sub is not None:
             self._release(session.sub)
         self.dirty.pop(session, None)
+        self.streaming.pop(session, None)
         session.outbox.clear()
+        session.streams = None
         self.pubsub.drop_session(session)
         self.subscriptions.drop_session(session)
         if session.is_provider:
@@ -360,7 +381,47 @@ class Hub:
         messages = session.outbox
         session.outbox = []
         self.messages_out += len(messages)
-        session.deliver(encode(messages))
+        if len(messages) <= FRAME_MESSAGES:
+            session.deliver(encode(messages))
+            return
+        for start in range(0, len(messages), FRAME_MESSAGES):
+            session.deliver(encode(messages[start : start + FRAME_MESSAGES]))
+
+    def stream(self, session: Session, messages: Iterator[Message]) -> None:
+        """Send `messages` as `session`'s connection takes them, after what is queued."""
+        if session.streams is None:
+            session.streams = deque()
+        session.streams.append(messages)
+        self.streaming[session] = None
+
+    def pump(self) -> bool:
+        """Draw one message from the stream of each session that can take it now.
+
+        Returns whether any session can take more right away; the others are pumped again
+        when their connection drains (the shell's part). A session whose replies are held
+        (its outbox waits for durability) is skipped, so nothing overtakes them.
+        """
+        more = False
+        for session in list(self.streaming):
+            streams = session.streams
+            if not streams or session.closing is not None:
+                del self.streaming[session]
+                session.streams = None
+                continue
+            if session.outbox or not session.can_take():
+                continue
+            message = next(streams[0], None)
+            if message is None:
+                streams.popleft()
+            else:
+                session.push(message)
+                self.flush_session(session)
+            if streams:
+                more = more or session.can_take()
+            else:
+                del self.streaming[session]
+                session.streams = None
+        return more
 
     # -- frames ----------------------------------------------------------------
 
@@ -384,6 +445,10 @@ class Hub:
     def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
         needs_sync = False
         limiter = session.limiter
+        if limiter is not None and session.is_provider:
+            limiter.provide(
+                self.engine.covered(session.conn_id), self.settings.limits.messages_per_object
+            )
         for index, item in enumerate(items):
             self.messages_in += 1
             if limiter is not None and not limiter.allow(now):

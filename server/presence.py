@@ -666,6 +666,11 @@ class PresenceEngine:
         """Connected objects per existing realm (zeros included), realms in creation order."""
         return {name: realm.connected for name, realm in self._realms.items()}
 
+    def covered(self, conn: str) -> int:
+        """How many objects the live provider `conn` covers now (0 when not a provider)."""
+        provider = self._providers.get(conn)
+        return 0 if provider is None else len(provider.covered)
+
     def provider_nodes(self) -> list[str]:
         """Nodes with at least one live provider, sorted."""
         return sorted(self._nodes)

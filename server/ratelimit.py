@@ -11,6 +11,12 @@ anyway is not reacting, so answering it is wasted work: more than ``burst`` reje
 within one second (a fixed window, opened by the first rejection) condemn the
 connection, which the server then closes with 4029.
 
+A gateway provides data for thousands of objects and must be able to update each of them
+every second: its rate is the base rate (the settings', or the entry of ``limits.rates``
+that matches its ``sub``) plus ``messages_per_object`` for each object it provides now
+(`RateLimiter.provide`), and its burst grows in the same proportion. A rider providing one
+object keeps the protective base rate.
+
 The clock is the caller's (`now`, in seconds), as everywhere in the sans-I/O hub. Time
 that runs backwards refills nothing. `allow` runs for every message, so it is kept to a
 few float operations; the window bookkeeping runs only on the rejection path.
@@ -25,15 +31,41 @@ STRIKE_WINDOW = 1.0
 
 
 class RateLimiter:
-    __slots__ = ("_rejected", "_stamp", "_tokens", "_window_start", "burst", "rate")
+    __slots__ = (
+        "_rejected",
+        "_stamp",
+        "_tokens",
+        "_window_start",
+        "base_burst",
+        "base_rate",
+        "burst",
+        "rate",
+    )
 
     def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
+        self.rate = self.base_rate = rate
+        self.burst = self.base_burst = burst
         self._tokens = burst
         self._stamp = -math.inf  # the first `allow` refills to a full bucket, whatever `now` is
         self._rejected = 0
         self._window_start = -math.inf
+
+    def rebase(self, rate: float, burst: float) -> None:
+        """Take new base limits (a token of another ``sub``); the bucket keeps its tokens."""
+        self.base_rate, self.base_burst = rate, burst
+        self.rate, self.burst = rate, burst
+        self._tokens = min(self._tokens, burst)
+
+    def provide(self, objects: int, per_object: float) -> None:
+        """Set the rate for a connection that provides `objects` objects now; a bucket that
+        grows gains the difference, as a new connection starts with a full one."""
+        rate = self.base_rate + objects * per_object
+        if rate != self.rate:
+            burst = self.base_burst * rate / self.base_rate
+            if burst > self.burst:
+                self._tokens += burst - self.burst
+            self.rate, self.burst = rate, burst
+            self._tokens = min(self._tokens, burst)
 
     def allow(self, now: float) -> bool:
         """Take a token for one message; False when there is none (reject the message)."""

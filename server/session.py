@@ -3,11 +3,17 @@
 The hub never writes to a socket. It appends messages to a session's outbox and marks
 the session dirty; the I/O shell drains the outboxes after each unit of work
 (`Hub.flush`), so one frame's replies and pushes leave as one frame.
+
+Output that may be large and can wait (a subscription's initial state) is not put in the
+outbox whole: it is a *stream*, an iterator of messages that the hub draws from only while
+`Session.can_take` says the connection keeps up (`Hub.pump`), so the server never holds a
+copy of a whole realm per subscriber and a reader gets it at the pace it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hivectl.core.permissions import Permissions, ProviderPatterns
@@ -16,10 +22,20 @@ from server.ratelimit import RateLimiter
 
 Deliver = Callable[[bytes], None]
 
+FRAME_MESSAGES = 500
+"""Most messages in one outgoing frame. A burst the server makes (a gateway for 50,000
+objects leaving) goes out as many frames a client can take, not as one frame of megabytes
+that a client library refuses (`websockets` stops at 1 MiB by default)."""
+
+
+def _always() -> bool:
+    return True
+
 
 class Session:
     __slots__ = (
         "authenticated",
+        "can_take",
         "claims",
         "closing",
         "conn_id",
@@ -28,11 +44,13 @@ class Session:
         "is_provider",
         "limiter",
         "outbox",
+        "overflow",
         "permissions",
         "providers",
         "pubsub",
         "queue_high_water",
         "remote",
+        "streams",
         "subscriptions",
     )
 
@@ -61,11 +79,23 @@ class Session:
         self.closing: tuple[int, str] | None = None
         """(close code, reason) once the connection is condemned: its frames are ignored
         from then on, and the I/O shell closes it after what is already queued."""
+        self.streams: deque[Iterator[dict[str, Any]]] | None = None
+        """Output produced as the connection drains, oldest first; None when there is none."""
+        self.can_take: Callable[[], bool] = _always
+        """Whether the connection can take more now (the shell's flow control)."""
+        self.overflow: Callable[[Session], None] | None = None
+        """Sends a full outbox as a frame at once (the hub's `Hub.flush_session`)."""
 
     def push(self, message: dict[str, Any]) -> None:
-        if not self.outbox:
+        """Queue `message` for the next flush; a full frame's worth goes out at once, unless
+        the session's output is held, so a burst of a hundred thousand pushes is held as
+        bytes in the transport, not as dictionaries."""
+        outbox = self.outbox
+        if not outbox:
             self.dirty[self] = None
-        self.outbox.append(message)
+        outbox.append(message)
+        if len(outbox) >= FRAME_MESSAGES and self.overflow is not None and self in self.dirty:
+            self.overflow(self)
 
     @property
     def sub(self) -> str | None:

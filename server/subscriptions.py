@@ -33,9 +33,22 @@ re-evaluated and the difference is one push: objects that came into range in ``c
 target itself in ``upd`` if it stays held, objects now out of range in ``del``; nothing
 when the set and the target's entry did not change. Without its target it holds nothing.
 
-``ful`` pushes (after ``exe`` and after every ``upd`` of the options) carry the whole held
-set in ``cre``; the client replaces its set with it. Deltas and ``ful`` pushes always carry
-the three maps ``cre``, ``upd`` and ``del``, empty ones included.
+``ful`` pushes (after ``exe`` and after every ``upd`` of the options) carry the held set in
+``cre``; the client replaces its set with it. Deltas and ``ful`` pushes always carry the
+three maps ``cre``, ``upd`` and ``del``, empty ones included.
+
+Initial state of any size
+=========================
+
+A held set of 100,000 objects is tens of megabytes as one message: too much to build per
+subscriber, and more than a client reading at an ordinary pace takes before a send queue
+limit. So the initial state is a *stream* (`SubscriptionIndex.full`): a ``ful`` push with
+the first `FULL_CHUNK` held objects, then ``dta`` pushes with the next ones in ``cre``, each
+rendered from the current state only when the connection can take it. Only the ids to
+send are copied, not the objects. A client that follows the protocol ends with exactly the
+held set: deltas go on as usual meanwhile; an object deleted or no longer matching before
+its turn has had its ``del`` and is skipped; one changed before its turn is sent as it is
+now. A newer ``ful`` (an options update) or the end of the subscription ends the stream.
 
 Options
 =======
@@ -97,6 +110,9 @@ CELL_DEG = 0.01
 """Grid cell size in degrees (about 1.1 km of latitude)."""
 MAX_CELLS = 256
 """Areas touching more cells than this go to the realm-wide list (about 17 km square)."""
+
+FULL_CHUNK = 500
+"""Objects per push of an initial state (see "Initial state of any size")."""
 
 SCOPES = ("rea", "rec", "cir", "pol", "tar")
 _SHAPE_SCOPES = ("rec", "cir", "pol")
@@ -208,6 +224,8 @@ class ObjectSubscription:
     """Listed realm-wide (whole realm, or an area too big for the grid) instead of by cell."""
     held: dict[str, None] = field(default_factory=dict)
     live: bool = True
+    fulls: int = 0
+    """``ful`` streams started: only the newest one goes on."""
 
 
 @dataclass(eq=False, slots=True)
@@ -271,13 +289,30 @@ class SubscriptionIndex:
         self._add_target(index, sub)
         self._settle(index, sub)
 
-    def full(self, sub: ObjectSubscription) -> Message | None:
-        """The ``ful`` push of the held set, or None once the subscription has ended."""
+    def full(self, sub: ObjectSubscription) -> Iterator[Message]:
+        """The held set as a stream of pushes (see "Initial state of any size"); it ends any
+        earlier one of `sub`, and ends itself with the subscription."""
+        sub.fulls += 1
+        return self._full_stream(sub, sub.fulls)
+
+    def _full_stream(self, sub: ObjectSubscription, number: int) -> Iterator[Message]:
         if not sub.live:
-            return None
+            return
         objects = self._realms[sub.realm].realm.objects
-        created = {oid: self._render(sub.realm, objects[oid]) for oid in sub.held}
-        return _object_push(sub.id, "ful", created, {}, {})
+        ids = list(sub.held)
+        kind = "ful"
+        for start in range(0, len(ids) or 1, FULL_CHUNK):
+            if not sub.live or sub.fulls != number:
+                return
+            held = sub.held
+            created = {
+                oid: self._render(sub.realm, objects[oid])
+                for oid in ids[start : start + FULL_CHUNK]
+                if oid in held
+            }
+            if created or kind == "ful":
+                yield _object_push(sub.id, kind, created, {}, {})
+            kind = "dta"
 
     def watch_realms(self, session: Session, sub_id: str) -> RealmSubscription:
         sub = RealmSubscription(session, sub_id, None)

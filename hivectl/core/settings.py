@@ -344,14 +344,27 @@ class PresenceSettings:
 
 
 @dataclass(frozen=True)
+class RateSettings:
+    """The message rate for connections whose token ``sub`` matches `sub` (an id pattern)."""
+
+    sub: str = _setting("", _TEXT)
+    messages_per_second: int = _setting(1000, _count(1))
+    burst: int = _setting(2000, _count(1))
+
+
+@dataclass(frozen=True)
 class LimitsSettings:
     max_message_size: int = _setting(64 * 1024, _SIZE)
     max_messages_per_frame: int = _setting(1000, _count(1))
     messages_per_second: int = _setting(1000, _count(1))
     burst: int = _setting(2000, _count(1))
+    messages_per_object: int = _setting(2, _count(0))
+    rates: tuple[RateSettings, ...] = _setting((), _Spec(from_env=None, item=RateSettings))
     max_subscriptions: int = _setting(1000, _count(0))
     max_pubsub_subscriptions: int = _setting(1000, _count(0))
     send_queue_bytes: int = _setting(4 * 1024 * 1024, _SIZE)
+    send_queue_max_bytes: int = _setting(64 * 1024 * 1024, _SIZE)
+    send_stall_timeout: float = _setting(5.0, _POSITIVE_DURATION)
     auth_timeout: float = _setting(10.0, _POSITIVE_DURATION)
     # A provider that stops answering is declared gone when the pong to the next keepalive
     # ping is ping_timeout late: within 10 + 8 = 18 s, under 30 s even when timers fire late.

@@ -88,15 +88,14 @@ def _own(session: Session, request: Request) -> Subscription:
 
 
 def _push_full_later(hub: Hub, subscription: ObjectSubscription) -> None:
-    """Push the held set as ``ful`` in a frame after the reply (see `FULL_PUSH_DELAY`)."""
+    """Stream the held set, from a ``ful`` push on, in frames after the reply (see
+    `FULL_PUSH_DELAY`)."""
 
     def push() -> None:
         session = subscription.session
         if session.outbox:  # the reply still waits for durability: stay behind it
             hub.schedule(FULL_PUSH_DELAY, push)
             return
-        message = hub.subscriptions.full(subscription)
-        if message is not None:
-            session.push(message)
+        hub.stream(session, hub.subscriptions.full(subscription))
 
     hub.schedule(FULL_PUSH_DELAY, push)

@@ -515,16 +515,17 @@ def test_the_example_parses_and_loads_to_the_defaults() -> None:
     assert loaded.warnings == []
     assert loaded.settings == Settings()
     from_file = {key for key, (source, _) in loaded.sources.items() if source is Source.FILE}
-    assert from_file == set(setting_keys()) - {"auth.secret", "auth.keys"}
+    assert from_file == set(setting_keys()) - {"auth.secret", "auth.keys", "limits.rates"}
 
 
 def test_the_example_leaves_the_secret_out_and_its_rotation_keys_work(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
     assert "HIVECTL_AUTH_SECRET" in text
     assert "# [[auth.keys]]" in text
-    uncommented = re.sub(r"^# (\[\[auth\.keys\]\]|\w+ = .*)$", r"\1", text, flags=re.MULTILINE)
+    uncommented = re.sub(r"^# (\[\[\w+\.\w+\]\]|\w+ = .*)$", r"\1", text, flags=re.MULTILINE)
     loaded = load_settings(config_file=write_toml(tmp_path, uncommented), strict=True)
     assert [key.kid for key in loaded.settings.auth.keys] == ["2026-11"]
+    assert [rate.sub for rate in loaded.settings.limits.rates] == ["bridge-*"]
 
 
 # -- back to TOML ------------------------------------------------------------------------------

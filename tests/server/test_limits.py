@@ -16,7 +16,9 @@ max_connections           HTTP 503 on the upgrade request
 max_connections_per_sub   the Bearer fails (401, text says why), close 1008
 auth_timeout              close 1008
 allowed_origins           HTTP 403 on the upgrade request
-send_queue_bytes          close 4008, after every frame already queued
+send_queue_bytes          and nothing read for send_stall_timeout: close 4008,
+                          after every frame already queued (`test_flow`)
+send_queue_max_bytes      close 4008 at once, after every frame already queued
 ========================  ======================================================
 """
 
@@ -307,7 +309,8 @@ async def plain_subscriber(url: str, token: str, realm: str, event: str) -> Clie
 async def test_a_reader_that_never_reads_is_closed_4008_and_nobody_waits_for_it(
     token: Mint,
 ) -> None:
-    async with running({"limits.send_queue_bytes": 64 * 1024}) as server:
+    limits = {"limits.send_queue_bytes": 64 * 1024, "limits.send_queue_max_bytes": 1024 * 1024}
+    async with running(limits) as server:
         admin = await RawClient.open(server.ws_url, token("admin"))
         await admin.ok({"typ": "rea", "act": "cre", "id": "r"})
         stuck = await RawClient.open(server.ws_url, token("stuck"))

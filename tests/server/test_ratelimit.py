@@ -36,6 +36,26 @@ def test_a_clock_that_runs_backwards_refills_nothing() -> None:
     assert limiter.allow(100.11)
 
 
+def test_a_provider_gets_per_object_rate_and_a_burst_grown_in_proportion() -> None:
+    limiter = RateLimiter(rate=10, burst=20)
+    assert limiter.allow(100.0)
+    limiter.provide(objects=45, per_object=2)
+    assert (limiter.rate, limiter.burst) == (100, 200)
+    assert sum(limiter.allow(100.0) for _ in range(300)) == 199  # the grown bucket, less one
+    assert sum(limiter.allow(101.0) for _ in range(300)) == 100  # then the new rate
+    limiter.provide(objects=0, per_object=2)
+    assert (limiter.rate, limiter.burst) == (10, 20)
+    assert sum(limiter.allow(200.0) for _ in range(300)) == 20
+
+
+def test_rebase_changes_the_base_the_per_object_rate_adds_to() -> None:
+    limiter = RateLimiter(rate=10, burst=20)
+    limiter.rebase(1, 5)
+    assert sum(limiter.allow(100.0) for _ in range(10)) == 5
+    limiter.provide(objects=2, per_object=2)
+    assert (limiter.rate, limiter.burst) == (5, 25)
+
+
 def test_more_than_burst_rejections_within_a_second_give_up_on_the_client() -> None:
     limiter = RateLimiter(rate=1, burst=3)
     assert [limiter.reject(10.0 + n / 10) for n in range(4)] == [False, False, False, True]

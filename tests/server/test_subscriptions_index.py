@@ -12,6 +12,7 @@ from hivectl.core.wire import EMPTY_LOCATION
 from server.records import ObjectRecord, RealmRecord
 from server.session import Session
 from server.subscriptions import (
+    FULL_CHUNK,
     ObjectSubscription,
     Push,
     SubscriptionIndex,
@@ -141,19 +142,86 @@ def test_unreadable_objects_are_never_pushed() -> None:
     assert world.delete("secret/1") == []
 
 
-def test_full_lists_the_held_set_and_none_after_the_end() -> None:
+def test_full_lists_the_held_set_and_nothing_after_the_end() -> None:
     world = World()
     world.put("a", 10, 50)
     world.put("b", 20, 50)
     sub = world.subscribe(sty="cir", sha={"cx": 10, "cy": 50, "r": 100})
-    message = world.index.full(sub)
-    assert message is not None
+    (message,) = list(world.index.full(sub))
     assert message["uty"] == "ful"
     assert list(message["obj"]["cre"]) == ["a"]
     assert message["obj"]["upd"] == message["obj"]["del"] == {}
     world.index.unsubscribe(sub)
-    assert world.index.full(sub) is None
+    assert list(world.index.full(sub)) == []
     assert sub.session.subscriptions == {}
+
+
+def test_an_empty_held_set_is_one_empty_full_push() -> None:
+    world = World()
+    sub = world.subscribe()
+    (message,) = list(world.index.full(sub))
+    assert (message["uty"], message["obj"]["cre"]) == ("ful", {})
+
+
+def test_a_large_full_state_is_a_full_push_then_created_deltas_in_chunks() -> None:
+    world = World()
+    ids = [f"o{n:05}" for n in range(FULL_CHUNK * 2 + 7)]
+    for oid in ids:
+        world.put(oid)
+    messages = list(world.index.full(world.subscribe()))
+    assert [m["uty"] for m in messages] == ["ful", "dta", "dta"]
+    assert [len(m["obj"]["cre"]) for m in messages] == [FULL_CHUNK, FULL_CHUNK, 7]
+    assert [oid for m in messages for oid in m["obj"]["cre"]] == ids
+
+
+def apply_push(client: dict[str, Any], message: dict[str, Any]) -> None:
+    """What a Hivekit client does with an object subscription push."""
+    if message["uty"] == "ful":
+        client.clear()
+    for section in ("cre", "upd"):
+        client.update(message["obj"][section])
+    for oid in message["obj"]["del"]:
+        client.pop(oid, None)
+
+
+def test_changes_while_a_full_state_streams_leave_the_client_with_the_held_set() -> None:
+    """Deltas go on while the stream is drawn from: deleted, moved-away, changed and new
+    objects all end up as the index holds them, whatever the interleaving."""
+    world = World()
+    for n in range(FULL_CHUNK * 3):
+        world.put(f"o{n:05}", 1.0, 1.0)
+    sub = world.subscribe(sty="rec", sha={"x1": 0, "y1": 0, "x2": 2, "y2": 2})
+    client: dict[str, Any] = {}
+    stream = world.index.full(sub)
+    apply_push(client, next(stream))
+    changes = [
+        world.delete("o00010"),  # already sent
+        world.delete(f"o{FULL_CHUNK * 2 + 1:05}"),  # not sent yet
+        world.put(f"o{FULL_CHUNK + 3:05}", 5.0, 5.0),  # moved away before its turn
+        world.put(f"o{FULL_CHUNK + 4:05}", 1.5, 1.5, v=2),  # changed before its turn
+        world.put("new", 1.0, 1.0),  # created meanwhile
+        world.connect("o00001"),
+    ]
+    for pushes in changes:
+        for _, message in pushes:
+            apply_push(client, message)
+    for message in stream:
+        apply_push(client, message)
+    assert set(client) == set(sub.held)
+    for oid, body in client.items():
+        assert body == world.realm.objects[oid].to_wire("con" if oid == "o00001" else "dis")
+
+
+def test_a_newer_full_state_ends_the_stream_before_it() -> None:
+    world = World()
+    for n in range(FULL_CHUNK * 2):
+        world.put(f"o{n:05}")
+    sub = world.subscribe()
+    first = world.index.full(sub)
+    assert next(first)["uty"] == "ful"
+    second = world.index.full(sub)
+    assert list(first) == []
+    assert [m["uty"] for m in second] == ["ful", "dta"]
 
 
 # -- scopes -----------------------------------------------------------------------------
