@@ -283,6 +283,8 @@ class ClusterLog:
         self._background: set[asyncio.Task[None]] = set()
         self._registration: asyncio.Task[None] | None = None
         self._registration_wanted = False
+        self._writable_again = asyncio.Event()
+        """Set when the node follows the stream again: a waiting registration goes at once."""
         self.connected = False
         self._closing = False
 
@@ -412,7 +414,10 @@ class ClusterLog:
         messages tells when the snapshot is done.
         """
         assert self._consumer is not None
+        life = self._life
         while self._applied < last:
+            if life != self._life or self._followed[1] is None:
+                raise _Abandoned  # the consumer turned out to read something else
             if await self._progress(CATCH_UP_CHECK):
                 continue
             try:
@@ -457,8 +462,10 @@ class ClusterLog:
     def _request_check(self) -> None:
         self._check_wanted.set()
 
-    async def _view(self, js: JetStreamContext) -> StreamView | None:
-        """What the stream is now; None when it does not exist."""
+    async def _view(self, js: JetStreamContext, applied: int) -> StreamView | None:
+        """What the stream is now, `applied` being the sequence this node applied last
+        before asking (taken before, so that a message applied meanwhile does not look
+        like one the stream lacks); None when the stream does not exist."""
         stream = self._settings.stream
         try:
             info = await js.stream_info(stream)
@@ -468,9 +475,9 @@ class ClusterLog:
                 epoch, epoch_seq = decode_epoch(message.data or b""), int(message.seq or 0)
             last = int(info.state.last_seq)
             at_applied = None
-            if 0 < self._applied <= last:
+            if 0 < applied <= last:
                 with contextlib.suppress(_MessageMissing):
-                    message = await _message(js.get_msg(stream, seq=self._applied))
+                    message = await _message(js.get_msg(stream, seq=applied))
                     at_applied = (message.headers or {}).get(HIVE_ID)
         except NotFoundError as exc:
             if exc.err_code in (STREAM_NOT_FOUND, None):
@@ -482,7 +489,7 @@ class ClusterLog:
         created, epoch = self._followed
         return Position(created, epoch, self._applied, self._applied_id)
 
-    def _decide(self, view: StreamView | None) -> Action:
+    def _decide(self, view: StreamView | None, position: Position) -> Action:
         now = time.monotonic()
         if view is None or (view.epoch is not None and view.epoch.complete):
             self._incomplete = None
@@ -493,7 +500,7 @@ class ClusterLog:
         since = self._incomplete[1] if self._incomplete is not None else now
         return decide(
             view,
-            self._position(),
+            position,
             self._host.node_id,
             incomplete_for=now - since,
             reseed_timeout=self._settings.reseed_timeout,
@@ -501,8 +508,9 @@ class ClusterLog:
 
     async def _check(self, js: JetStreamContext) -> None:
         """Look at the stream and do what `recovery.decide` says."""
-        view = await self._view(js)
-        action = self._decide(view)
+        position = self._position()
+        view = await self._view(js, position.applied)
+        action = self._decide(view, position)
         if view is None or action is Action.CREATE:
             self._enter(
                 LogState.RECREATING,
@@ -532,6 +540,7 @@ class ClusterLog:
         self._fresh_leases()
         self._enter(LogState.FOLLOWING, f"following it again at sequence {self._applied}")
         self._request_registration()
+        self._writable_again.set()
 
     async def _claim(self, view: StreamView, js: JetStreamContext) -> None:
         """Re-seed the stream if this node is the one to (`recovery.should_claim`)."""
@@ -570,7 +579,7 @@ class ClusterLog:
         except Conflict:
             self._request_check()  # taken over: this node's seeding took too long
             return
-        seeded = await self._view(js)
+        seeded = await self._view(js, 0)
         if seeded is not None:
             await self._follow(seeded, js)
 
@@ -620,7 +629,7 @@ class ClusterLog:
         self._enter(
             LogState.RESYNCING,
             f"reading epoch {epoch.id} (seeded by {epoch.node}) from its snapshot"
-            if self._followed[1] is None
+            if self._followed[1] is None or epoch.node == self._host.node_id
             else f"epoch {epoch.id} (seeded by {epoch.node}) is not the one this node "
             f"followed ({self._followed[1]}): reading it anew; writes get 503 until done",
         )
@@ -645,6 +654,10 @@ class ClusterLog:
             )
             async with asyncio.timeout(RESYNC_TIMEOUT):
                 await self._catch_up(view.last_seq)
+        except _Abandoned:
+            self._seen = None
+            self._request_check()
+            return
         except BaseException:
             self._followed = (None, None)  # read it again from the start next time
             self._seen = None
@@ -664,6 +677,7 @@ class ClusterLog:
             f"{self._applied}; registering this node's providers again",
         )
         self._request_registration()
+        self._writable_again.set()
         self._spawn(self._renew_lease())
 
     async def _drop_consumer(self) -> None:
@@ -677,13 +691,19 @@ class ClusterLog:
         """Whether a recreated consumer still reads the life this node follows."""
         if self._js is None:
             return False
-        try:
-            view = await self._view(self._js)
-        except Exception:
-            view = None
+        position = self._position()
+        while True:
+            try:
+                view = await self._view(self._js, position.applied)
+                break
+            except Exception:
+                # JetStream is still recovering: messages wait meanwhile, none is lost.
+                if life != self._life or self._closing:
+                    return False
+                await asyncio.sleep(RETRY_DELAY)
         if life != self._life:
             return False
-        return self._decide(view) is Action.FOLLOW
+        return self._decide(view, position) is Action.FOLLOW
 
     def _enter(self, state: LogState, doing: str) -> None:
         """Change state, and say so once: what the node sees and what it does about it."""
@@ -785,9 +805,13 @@ class ClusterLog:
                 with contextlib.suppress(TimeoutError):
                     await self.wait_applied(conflict.current)
                 raise
-        async with asyncio.timeout(PUBLISH_TIMEOUT):
-            for proposal in proposals:
-                await self._applied_here(proposal)
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                for proposal in proposals:
+                    await self._applied_here(proposal)
+        except TimeoutError:
+            self._request_check()  # stored but not back: is the consumer on another stream?
+            raise
 
     async def _applied_here(self, proposal: _Proposal) -> None:
         """Return once this node applied the proposal's message (or what replaced it)."""
@@ -968,6 +992,11 @@ class ClusterLog:
         except Exception as exc:
             raise LogUnavailable(f"the cluster log is unavailable: {exc}") from None
         sequence = int(ack.seq)
+        if sequence <= self._applied:
+            # A new message numbered at or below what this node applied: the stream is
+            # not the life this node follows any more (or it lost its tail). The message
+            # itself is not applied here, so nobody is told it is.
+            self._request_check()
         if isinstance(change, RealmRemoved):
             self._spawn(self._purge(subjects.realm_objects_filter(change.realm), sequence))
         return sequence
@@ -1133,11 +1162,13 @@ class ClusterLog:
         timeout = self._settings.lease_interval
         try:
             try:
-                stored = await self._publish(change, subject, expected, timeout)
+                stored = await self._publish(change, subject, expected, timeout, internal=True)
             except Conflict as conflict:
                 if not await self._is_own_renewal(subject, node, conflict.current):
                     return False
-                stored = await self._publish(change, subject, conflict.current, timeout)
+                stored = await self._publish(
+                    change, subject, conflict.current, timeout, internal=True
+                )
         except (Conflict, LogUnavailable):
             return False
         if self._host.node_id == node:
@@ -1198,9 +1229,12 @@ class ClusterLog:
     async def _register_providers(self) -> None:
         while self._registration_wanted:
             self._registration_wanted = False
+            self._writable_again.clear()
             if not await self._reconcile_providers():
                 self._registration_wanted = True
-                await asyncio.sleep(RETRY_DELAY)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_DELAY):
+                        await self._writable_again.wait()
 
     async def _reconcile_providers(self) -> bool:
         """Publish every live local provider again, withdraw the ones that left; True if stored.
@@ -1285,6 +1319,10 @@ class ClusterLog:
     def applied(self) -> int:
         return self._applied
 
+    def applied_on(self, subject: str) -> int:
+        """The sequence of the last message applied on `subject` in the followed life."""
+        return self._last_seq.get(subject, 0)
+
 
 async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str]) -> T:
     """Run a JetStream request again until JetStream is ready for it (the caller bounds it).
@@ -1312,6 +1350,10 @@ def _current_sequence(description: str) -> int:
 
 def _is_tombstone(change: Change) -> bool:
     return isinstance(change, RealmRemoved | ObjectRemoved | ProviderDown)
+
+
+class _Abandoned(Exception):
+    """Reading a stream life stopped: its consumer turned out to read another one."""
 
 
 class _MessageMissing(Exception):
