@@ -114,6 +114,7 @@ from server.cluster.recovery import (
     decide,
     decode_epoch,
     encode_epoch,
+    purges_before_claim,
     seed_changes,
     should_claim,
     stale_changes,
@@ -274,6 +275,10 @@ class ClusterLog:
         self._followed_once = False
         """Whether this node followed the stream yet: what happens before is a start-up."""
         self._incomplete: tuple[str, float] | None = None
+        self._claim_since: float | None = None
+        """When this node first found that someone must re-seed the stream."""
+        self._held: str | None = None
+        """The epoch this node last read whole: the state it holds comes from it."""
         """(epoch id or "", when first seen) while the stream has no complete epoch."""
         self._last_error = ""
         self._check_wanted = asyncio.Event()
@@ -487,7 +492,7 @@ class ClusterLog:
 
     def _position(self) -> Position:
         created, epoch = self._followed
-        return Position(created, epoch, self._applied, self._applied_id)
+        return Position(created, epoch, self._applied, self._applied_id, self._held)
 
     def _decide(self, view: StreamView | None, position: Position) -> Action:
         now = time.monotonic()
@@ -498,13 +503,18 @@ class ClusterLog:
             if self._incomplete is None or self._incomplete[0] != marker:
                 self._incomplete = (marker, now)
         since = self._incomplete[1] if self._incomplete is not None else now
-        return decide(
+        action = decide(
             view,
             position,
             self._host.node_id,
             incomplete_for=now - since,
             reseed_timeout=self._settings.reseed_timeout,
         )
+        if action is not Action.CLAIM:
+            self._claim_since = None
+        elif self._claim_since is None:
+            self._claim_since = now
+        return action
 
     async def _check(self, js: JetStreamContext) -> None:
         """Look at the stream and do what `recovery.decide` says."""
@@ -544,20 +554,27 @@ class ClusterLog:
 
     async def _claim(self, view: StreamView, js: JetStreamContext) -> None:
         """Re-seed the stream if this node is the one to (`recovery.should_claim`)."""
-        reason = _claim_reason(view, self._applied)
-        since = self._incomplete[1] if self._incomplete is not None else time.monotonic()
+        position = self._position()
+        reason = _claim_reason(view, position)
         me = self._candidate()
         others = await self._candidates()
+        expected = sorted(self._leases)
+        since = self._claim_since if self._claim_since is not None else time.monotonic()
         waited = time.monotonic() - since
         timeout = self._settings.reseed_timeout
-        if not should_claim(me, others, waited=waited, reseed_timeout=timeout):
+        if not should_claim(me, others, expected=expected, waited=waited, reseed_timeout=timeout):
+            answered = {other.node for other in others}
+            silent = [node for node in expected if node not in answered]
             self._enter(
                 LogState.WAITING,
-                f"{reason}: another node holds more and re-seeds it; writes get 503 meanwhile",
+                f"{reason}: waiting up to {timeout:g}s for nodes {', '.join(silent)} to "
+                "answer who holds the most; writes get 503 meanwhile"
+                if silent
+                else f"{reason}: another node holds more and re-seeds it; writes get 503 meanwhile",
             )
             return
         holds = me.holds
-        epoch = Epoch(secrets.token_hex(6), self._host.node_id, complete=False)
+        epoch = Epoch(secrets.token_hex(6), self._host.node_id, complete=False, seeded=holds)
         self._enter(
             LogState.SEEDING,
             f"{reason}: re-seeding it from this node's state (epoch {epoch.id}); "
@@ -571,11 +588,13 @@ class ClusterLog:
         except Conflict:
             self._request_check()  # another node claimed first: follow it
             return
-        if holds:
+        if purges_before_claim(view, position):
             await js.purge_stream(self._settings.stream, seq=claimed)
+        if holds:
             await self._seed()
         try:
-            await self._publish_epoch(Epoch(epoch.id, epoch.node, complete=True), claimed)
+            complete = Epoch(epoch.id, epoch.node, complete=True, seeded=holds)
+            await self._publish_epoch(complete, claimed)
         except Conflict:
             self._request_check()  # taken over: this node's seeding took too long
             return
@@ -664,6 +683,7 @@ class ClusterLog:
             raise
         seen_realms, seen_objects = self._seen
         self._seen = None
+        self._held = epoch.id
         stale = stale_changes(
             list(self._host.realms.values()), seen_realms, seen_objects, time.time()
         )
@@ -719,7 +739,9 @@ class ClusterLog:
     def _report(self, exc: BaseException) -> None:
         """Log a failure once per state: the next check retries it anyway."""
         text = f"{type(exc).__name__}: {exc}"
-        if text != self._last_error:
+        if self._state is LogState.DISCONNECTED:
+            log.debug("checking the stream failed while disconnected: %s", text)
+        elif text != self._last_error:
             self._last_error = text
             log.warning(
                 "stream %s on %s: checking it failed (%s); %s, trying again",
@@ -740,8 +762,7 @@ class ClusterLog:
         return f"hive.ctl.{self._settings.stream}.candidates"
 
     def _candidate(self) -> Candidate:
-        holds = self._followed[1] is not None or self._applied > 0
-        return Candidate(self._host.node_id, self._applied, holds)
+        return Candidate(self._host.node_id, self._applied, self._held is not None)
 
     async def _on_query(self, message: Msg) -> None:
         if not message.reply or self._nc is None:
@@ -1370,12 +1391,15 @@ async def _message(request: Awaitable[Any]) -> Any:
         raise _MessageMissing from None
 
 
-def _claim_reason(view: StreamView, applied: int) -> str:
+def _claim_reason(view: StreamView, position: Position) -> str:
     """Why the stream needs a seeder, for the log line that says so."""
-    if view.epoch is None:
+    epoch, applied = view.epoch, position.applied
+    if epoch is None:
         return "holds no epoch (it is new, or was emptied)"
-    if not view.epoch.complete:
-        return f"re-seeding by node {view.epoch.node} did not finish"
+    if not epoch.complete:
+        return f"re-seeding by node {epoch.node} did not finish"
+    if epoch.id != position.epoch:
+        return f"node {epoch.node} started it anew holding nothing (epoch {epoch.id})"
     if view.last_seq < applied:
         return f"ends at {view.last_seq}, before what this node applied ({applied})"
     return f"holds another message at {applied} than the one this node applied"

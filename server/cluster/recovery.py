@@ -23,6 +23,8 @@ exists     incomplete, by another node  -                             WAIT
 exists     incomplete, by this node     -                             CLAIM
            (a seeding that stopped), or
            older than the timeout
+exists     complete, seeded by a node   another epoch than the last   CLAIM
+           that held nothing            one this node read whole
 exists     complete                     another epoch, another        RESYNC
                                         stream creation, or nothing
                                         followed yet
@@ -38,16 +40,22 @@ exists     complete                     the same, and it holds what   FOLLOW
 * CLAIM: the stream holds no state every node agrees on. One node re-seeds it: the
   candidates answer who holds the most (`should_claim`), and the winner writes an
   incomplete epoch with compare-and-set on ``hive.epoch`` (so two claims cannot both
-  land), drops what is older than its claim, writes its state create-only, then
-  completes the epoch. A node that holds nothing (it just started) claims without
-  dropping anything: what the stream holds is then the best state there is.
+  land), writes its state create-only, then completes the epoch. When the stream has
+  no epoch, or is the life the seeder followed (it lost its tail), the seeder first
+  drops what is older than its claim (`purges_before_claim`); over another node's
+  epoch it drops nothing, so what that life holds wins and the seeder only adds what
+  it lacks. A node that holds nothing (it just started) claims without writing
+  anything, and marks its epoch unseeded: a node holding state that comes back later
+  re-seeds over it, so a fresh node starting on an emptied stream before the others
+  reconnect does not erase the cluster.
 * WAIT: another node is seeding: refuse writes until its epoch is complete.
 * RESYNC: read the stream from its snapshot as a new life: what this node holds and the
   stream does not is dropped (`stale_changes`), its providers are registered again.
 
 What wins when nodes disagree: the state of the node that applied the most of the lost
-life (ties: the greater node id). Writes it had not applied are lost: they were
-acknowledged only by nodes that do not take part in the recovery (a write is
+life (ties: the greater node id), among those that answer; it waits up to the re-seed
+timeout for every node whose lease it saw to answer. Writes it had not applied are lost:
+they were acknowledged only by nodes that did not answer in time (a write is
 acknowledged once the acknowledging node applied it).
 """
 
@@ -81,6 +89,8 @@ class Epoch:
     id: str
     node: str
     complete: bool
+    seeded: bool = True
+    """False when its node held nothing: a node holding state re-seeds over it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,8 @@ class Position:
     applied: int
     applied_id: str | None
     """The id of the message at `applied` (None: none, or one without an id)."""
+    held: str | None = None
+    """The epoch this node last read whole (None: it never did, it holds nothing)."""
 
 
 def decide(
@@ -132,6 +144,8 @@ def decide(
             return Action.WAIT
         return Action.CLAIM
     if position.epoch != epoch.id or position.created != view.created:
+        if not epoch.seeded and position.held is not None and position.held != epoch.id:
+            return Action.CLAIM
         return Action.RESYNC
     if view.last_seq < position.applied:
         return Action.CLAIM
@@ -155,18 +169,40 @@ class Candidate:
 
 
 def should_claim(
-    me: Candidate, others: Iterable[Candidate], *, waited: float, reseed_timeout: float
+    me: Candidate,
+    others: Iterable[Candidate],
+    *,
+    expected: Iterable[str] = (),
+    waited: float,
+    reseed_timeout: float,
 ) -> bool:
     """Whether this node re-seeds now.
 
     The node that applied the most of the lost life seeds it, ties going to the greater
-    node id; a node that holds nothing never outranks one that holds something. When the
-    chosen node has not claimed within `reseed_timeout`, any node may.
+    node id; a node that holds nothing never outranks one that holds something. It waits
+    until every `expected` node (those whose lease it saw) answered: one that did not
+    may hold more. After `reseed_timeout` (the chosen node did not claim, or an expected
+    one never answered), any node may.
     """
     if waited >= reseed_timeout:
         return True
+    others = list(others)
+    if not set(expected) <= {other.node for other in others}:
+        return False
     best = max([me, *others], key=lambda c: (c.holds, c.applied, c.node))
     return best.node == me.node
+
+
+def purges_before_claim(view: StreamView, position: Position) -> bool:
+    """Whether a seeder drops what the stream holds before its claim.
+
+    Only what no node may have acknowledged, or what the seeder itself holds newer: a
+    stream with no epoch (writes that landed before anyone seeded it), or the life the
+    seeder read whole (it holds all of it, and more). Never another node's epoch.
+    """
+    if position.held is None:
+        return False
+    return view.epoch is None or view.epoch.id == position.held
 
 
 def seed_changes(
@@ -222,7 +258,15 @@ def stale_changes(
 
 
 def encode_epoch(epoch: Epoch) -> bytes:
-    return orjson.dumps({"k": "epoch", "id": epoch.id, "node": epoch.node, "ok": epoch.complete})
+    return orjson.dumps(
+        {
+            "k": "epoch",
+            "id": epoch.id,
+            "node": epoch.node,
+            "ok": epoch.complete,
+            "seeded": epoch.seeded,
+        }
+    )
 
 
 def decode_epoch(data: bytes) -> Epoch | None:
@@ -231,6 +275,8 @@ def decode_epoch(data: bytes) -> Epoch | None:
         fields = orjson.loads(data)
         if fields.get("k") != "epoch":
             return None
-        return Epoch(str(fields["id"]), str(fields["node"]), bool(fields["ok"]))
+        return Epoch(
+            str(fields["id"]), str(fields["node"]), bool(fields["ok"]), bool(fields["seeded"])
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None

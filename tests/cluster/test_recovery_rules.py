@@ -14,6 +14,7 @@ from server.cluster.recovery import (
     decide,
     decode_epoch,
     encode_epoch,
+    purges_before_claim,
     seed_changes,
     should_claim,
     stale_changes,
@@ -26,7 +27,8 @@ ME = "a#1"
 TIMEOUT = 10.0
 
 COMPLETE = Epoch("e1", "b#1", complete=True)
-FOLLOWING = Position(CREATED, "e1", applied=12, applied_id="x.12")
+FOLLOWING = Position(CREATED, "e1", applied=12, applied_id="x.12", held="e1")
+FRESH = Position(None, None, 0, None)
 
 
 def view(
@@ -66,7 +68,17 @@ def action(
         (view(Epoch("e2", "b#1", complete=True)), FOLLOWING, 0.0, Action.RESYNC),
         (view(created="2026-12-05 09:05:00+00:00"), FOLLOWING, 0.0, Action.RESYNC),
         # A node that follows nothing yet reads the stream.
-        (view(), Position(None, None, 0, None), 0.0, Action.RESYNC),
+        (view(), FRESH, 0.0, Action.RESYNC),
+        # Started anew by a node that held nothing: one that holds state re-seeds over it;
+        # one that holds nothing, or already read that epoch whole, reads it.
+        (view(Epoch("e2", "c#1", complete=True, seeded=False)), FOLLOWING, 0.0, Action.CLAIM),
+        (view(Epoch("e2", "c#1", complete=True, seeded=False)), FRESH, 0.0, Action.RESYNC),
+        (
+            view(Epoch("e2", "c#1", complete=True, seeded=False)),
+            Position(None, None, 0, None, held="e2"),
+            0.0,
+            Action.RESYNC,
+        ),
         # The same life, moved backwards: a sequence this node applied means another
         # message now, or nothing yet; the one that holds the most re-seeds it.
         (view(last=11), FOLLOWING, 0.0, Action.CLAIM),
@@ -102,6 +114,35 @@ def test_messages_without_an_id_cannot_tell_a_reset() -> None:
 def test_should_claim(others: list[Candidate], waited: float, claims: bool) -> None:
     me = Candidate(ME, 12, holds=True)
     assert should_claim(me, others, waited=waited, reseed_timeout=TIMEOUT) is claims
+
+
+def test_should_claim_waits_for_every_node_it_saw_alive() -> None:
+    me = Candidate(ME, 12, holds=True)
+    others = [Candidate("b#1", 3, holds=True)]
+    expected = ["b#1", "c#1"]
+    assert not should_claim(me, others, expected=expected, waited=1.0, reseed_timeout=TIMEOUT)
+    answered = [*others, Candidate("c#1", 5, holds=True)]
+    assert should_claim(me, answered, expected=expected, waited=1.0, reseed_timeout=TIMEOUT)
+    assert should_claim(me, others, expected=expected, waited=TIMEOUT, reseed_timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("seen", "position", "purges"),
+    [
+        # Writes that landed before anyone seeded it: nobody was told they were stored.
+        (view(None), FOLLOWING, True),
+        # The life the seeder read whole lost its tail: the seeder holds all of it.
+        (view(last=11), FOLLOWING, True),
+        # Another node's epoch (started holding nothing, or a seeding that stopped): what
+        # it holds wins, the seeder adds what it lacks.
+        (view(Epoch("e2", "c#1", complete=True, seeded=False)), FOLLOWING, False),
+        (view(Epoch("e2", "b#1", complete=False)), FOLLOWING, False),
+        # A seeder holding nothing drops nothing.
+        (view(None), FRESH, False),
+    ],
+)
+def test_purges_before_claim(seen: StreamView, position: Position, purges: bool) -> None:
+    assert purges_before_claim(seen, position) is purges
 
 
 def test_a_node_holding_nothing_yields_to_one_that_holds_state() -> None:
@@ -145,7 +186,7 @@ def test_stale_drops_what_the_new_life_lacks() -> None:
 
 
 def test_epoch_round_trip() -> None:
-    epoch = Epoch("e1", "a#1", complete=False)
-    assert decode_epoch(encode_epoch(epoch)) == epoch
+    for epoch in (Epoch("e1", "a#1", complete=False), Epoch("e2", "c#1", True, seeded=False)):
+        assert decode_epoch(encode_epoch(epoch)) == epoch
     assert decode_epoch(b"not json") is None
     assert decode_epoch(b'{"k": "lease"}') is None

@@ -366,3 +366,36 @@ async def _applied_everything(cluster: Cluster, nodes: list[HivekitServer]) -> N
         await eventually(done, timeout=RECOVERY_BOUND, interval=0.1)
     finally:
         await nc.close()
+
+
+async def test_a_node_started_on_the_emptied_stream_does_not_win_over_the_ones_holding_state(
+    cluster: Cluster, nats_server: NatsServer
+) -> None:
+    a, b, _ = await _setup(cluster)
+    nats_server.stop()
+    shutil.rmtree(nats_server.store)
+    nats_server.start()
+    # A node that holds nothing starts on the empty stream, maybe before the others are
+    # back: its (empty) state must not win over theirs once they are.
+    c = await cluster.node(**FAST)
+    reader = await cluster.client(c)
+
+    async def restored() -> bool:
+        reply = await reader.request({"typ": "obj", "act": "lis", "rea": REALM})
+        return reply.get("res") == "suc" and sorted(reply["dat"]) == [
+            "o/1",
+            "o/2",
+            "o/3",
+            "w/a",
+            "w/b",
+        ]
+
+    await eventually(restored, timeout=RECOVERY_BOUND, interval=0.1)
+    await until(
+        lambda: all(n.cluster is not None and n.cluster.writable for n in (a, b, c)),
+        "every node takes writes",
+        timeout=RECOVERY_BOUND,
+    )
+    await settle(cluster.url, [a, b, c])
+    views = [_without_since(await _view(await cluster.client(node))) for node in (a, b, c)]
+    assert views[0] == views[1] == views[2]
