@@ -54,7 +54,8 @@ exists     complete                     the same, and it holds what   FOLLOW
 
 What wins when nodes disagree: the state of the node that applied the most of the lost
 life (ties: the greater node id), among those that answer; it waits up to the re-seed
-timeout for every node whose lease it saw to answer. Writes it had not applied are lost:
+timeout for every node whose lease it saw to answer, and any node takes over if the
+chosen one has not seeded after twice that. Writes it had not applied are lost:
 they were acknowledged only by nodes that did not answer in time (a write is
 acknowledged once the acknowledging node applied it).
 """
@@ -176,18 +177,18 @@ def should_claim(
     waited: float,
     reseed_timeout: float,
 ) -> bool:
-    """Whether this node re-seeds now.
+    """Whether this node re-seeds now, `waited` seconds after it found it must be done.
 
     The node that applied the most of the lost life seeds it, ties going to the greater
-    node id; a node that holds nothing never outranks one that holds something. It waits
-    until every `expected` node (those whose lease it saw) answered: one that did not
-    may hold more. After `reseed_timeout` (the chosen node did not claim, or an expected
-    one never answered), any node may.
+    node id; a node that holds nothing never outranks one that holds something. Until
+    `reseed_timeout` it waits for every `expected` node (those whose lease it saw) to
+    answer: one that did not may hold more. Then the best of those that answer seeds;
+    after twice the timeout (the best one answers but does not claim), any node may.
     """
-    if waited >= reseed_timeout:
+    if waited >= 2 * reseed_timeout:
         return True
     others = list(others)
-    if not set(expected) <= {other.node for other in others}:
+    if waited < reseed_timeout and not set(expected) <= {other.node for other in others}:
         return False
     best = max([me, *others], key=lambda c: (c.holds, c.applied, c.node))
     return best.node == me.node

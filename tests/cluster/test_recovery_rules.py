@@ -108,7 +108,8 @@ def test_messages_without_an_id_cannot_tell_a_reset() -> None:
         # A node that holds nothing never outranks one that does.
         ([Candidate("z#1", 99, holds=False)], 0.0, True),
         # The chosen one did not claim in time: anyone may.
-        ([Candidate("b#1", 13, holds=True)], TIMEOUT, True),
+        ([Candidate("b#1", 13, holds=True)], TIMEOUT, False),
+        ([Candidate("b#1", 13, holds=True)], 2 * TIMEOUT, True),
     ],
 )
 def test_should_claim(others: list[Candidate], waited: float, claims: bool) -> None:
@@ -123,7 +124,11 @@ def test_should_claim_waits_for_every_node_it_saw_alive() -> None:
     assert not should_claim(me, others, expected=expected, waited=1.0, reseed_timeout=TIMEOUT)
     answered = [*others, Candidate("c#1", 5, holds=True)]
     assert should_claim(me, answered, expected=expected, waited=1.0, reseed_timeout=TIMEOUT)
+    # A node that never answers is waited for up to the timeout; then the best of the
+    # others seeds.
     assert should_claim(me, others, expected=expected, waited=TIMEOUT, reseed_timeout=TIMEOUT)
+    better = [Candidate("b#1", 20, holds=True)]
+    assert not should_claim(me, better, expected=expected, waited=TIMEOUT, reseed_timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -25,7 +26,7 @@ from nats.js.api import StreamConfig
 
 from server.app import HivekitServer
 from server.cluster.log import LogState
-from tests.cluster.conftest import STREAM, Cluster, settle, statuses
+from tests.cluster.conftest import STREAM, Cluster, serve_node, settle, statuses
 from tests.cluster.test_state_across_nodes import _view
 from tests.conftest import mint
 from tests.natsutil import NatsServer
@@ -131,6 +132,10 @@ async def _setup(cluster: Cluster) -> tuple[HivekitServer, HivekitServer, list[R
     return a, b, watchers
 
 
+def _connected(node: HivekitServer) -> bool:
+    return node.cluster is not None and node.cluster.connected
+
+
 def _succeeded_after(writers: list[_Writer], moment: float) -> bool:
     return all(any(at > moment for at in writer.successes) for writer in writers)
 
@@ -153,7 +158,7 @@ async def _converged(
         await eventually(same, timeout=RECOVERY_BOUND, interval=0.2)
     for index, view in enumerate(views[1:], 1):
         assert view == views[0], (index, _difference(views[0], view))
-    objects = views[0][REALM]["objects"]
+    objects: dict[str, Any] = views[0][REALM]["objects"]
     for writer in writers:
         writer.check(objects)
     assert views[0][REALM]["realm"]["dat"] == {"k": 1}
@@ -193,7 +198,7 @@ async def _reset_under_load(
         if lose_store:
             nats_server.stop()
             shutil.rmtree(nats_server.store)
-            await until(lambda: not a.cluster.connected and not b.cluster.connected, "cut off")
+            await until(lambda: not _connected(a) and not _connected(b), "cut off")
             # Presence moves while NATS is away: one provider leaves, another arrives.
             await leaving.close()
             await cluster.client(b, mint("gw-3", dpv={REALM: ["o/3"]}))
@@ -399,3 +404,32 @@ async def test_a_node_started_on_the_emptied_stream_does_not_win_over_the_ones_h
     await settle(cluster.url, [a, b, c])
     views = [_without_since(await _view(await cluster.client(node))) for node in (a, b, c)]
     assert views[0] == views[1] == views[2]
+
+
+async def test_a_node_killed_with_the_store_leaves_no_ghost(
+    cluster: Cluster, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    killed = serve_node(tmp_path / "x", cluster.url, "x")
+    try:
+        a, b, watchers = await _setup(cluster)
+        await cluster.client(killed.ws_url, mint("gw-x", dpv={REALM: ["o/1"]}))
+        await cluster.client(a, mint("gw-a", dpv={REALM: ["o/2"]}))
+        for watcher in watchers:
+            await watcher.wait_count(is_status(cst="con"), 2)
+        killed.kill()
+        nats_server.stop()
+        shutil.rmtree(nats_server.store)
+        nats_server.start()
+        back = time.monotonic()
+        writer = await cluster.client(b)
+        # The killed node was alive when the stream was lost: the others wait for its
+        # answer up to the re-seed timeout, then re-seed without it and declare it lost.
+        await eventually(lambda: _creates(writer, "after"), timeout=RECOVERY_BOUND)
+        for watcher in watchers:
+            await watcher.wait_for(is_status("o/1", "dis"), timeout=RECOVERY_BOUND)
+        print(f"writes and presence back {time.monotonic() - back:.2f}s after NATS came back")
+        objects = await _converged(cluster, [a, b], [])
+        presence = {oid: objects[oid]["record"]["cst"] for oid in ("o/1", "o/2")}
+        assert presence == {"o/1": "dis", "o/2": "con"}
+    finally:
+        killed.kill()
