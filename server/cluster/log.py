@@ -275,11 +275,11 @@ class ClusterLog:
         self._followed_once = False
         """Whether this node followed the stream yet: what happens before is a start-up."""
         self._incomplete: tuple[str, float] | None = None
+        """(epoch id or "", when first seen) while the stream has no complete epoch."""
         self._claim_since: float | None = None
         """When this node first found that someone must re-seed the stream."""
         self._held: str | None = None
         """The epoch this node last read whole: the state it holds comes from it."""
-        """(epoch id or "", when first seen) while the stream has no complete epoch."""
         self._last_error = ""
         self._check_wanted = asyncio.Event()
         self._publisher_task: asyncio.Task[None] | None = None

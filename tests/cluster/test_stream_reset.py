@@ -52,7 +52,8 @@ class _Writer:
     """Object -> values answered 503 since its last acknowledged write."""
     created: set[str] = field(default_factory=set)
     maybe_created: set[str] = field(default_factory=set)
-    successes: list[float] = field(default_factory=list)
+    successes: list[tuple[float, float]] = field(default_factory=list)
+    """(sent, answered) of each acknowledged write."""
 
     async def run(self, stop: asyncio.Event) -> None:
         own = f"w/{self.name}"
@@ -87,10 +88,11 @@ class _Writer:
 
     async def _send(self, message: dict[str, Any]) -> bool:
         cid = self.client.next_cid()
+        sent = time.monotonic()
         await self.client.send([{**message, "cid": cid}])
         reply = await self.client.reply(cid, timeout=15)
         if reply.get("res") == "suc":
-            self.successes.append(time.monotonic())
+            self.successes.append((sent, time.monotonic()))
             return True
         assert reply.get("erc") == 503, reply
         return False
@@ -137,7 +139,8 @@ def _connected(node: HivekitServer) -> bool:
 
 
 def _succeeded_after(writers: list[_Writer], moment: float) -> bool:
-    return all(any(at > moment for at in writer.successes) for writer in writers)
+    """Whether every writer had a write acknowledged that it sent after `moment`."""
+    return all(any(sent > moment for sent, _ in writer.successes) for writer in writers)
 
 
 async def _converged(
@@ -215,7 +218,7 @@ async def _reset_under_load(
             "writes succeed on every node",
             timeout=RECOVERY_BOUND,
         )
-        recovered = max(min(at for at in w.successes if at > back) for w in writers) - back
+        recovered = max(min(at for sent, at in w.successes if sent > back) for w in writers) - back
     for node in (a, b):
         assert node.cluster is not None and node.cluster.state is LogState.FOLLOWING
     objects = await _converged(cluster, [a, b], writers)
