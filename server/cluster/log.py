@@ -1383,8 +1383,8 @@ async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str])
             if exc.code != UNAVAILABLE:
                 raise LogUnavailable(f"JetStream refused the stream: {exc.description}") from None
             problem[0] = f"JetStream is not ready ({exc.description})"
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            pass
+        except (nats.errors.NoRespondersError, *_TRANSIENT_ERRORS):
+            pass  # NATS restarting or reconnecting meanwhile
         await asyncio.sleep(RETRY_DELAY)
 
 

@@ -37,6 +37,8 @@ RECOVERY_BOUND = 10.0
 on every node."""
 FAST = {"cluster.check_interval": 0.25, "cluster.reseed_timeout": 3}
 REALM = "city"
+WRITE_PACE = 0.005
+"""Seconds between two writes of one writer (at most 200 writes per second)."""
 
 
 @dataclass
@@ -64,6 +66,9 @@ class _Writer:
                 await self._create(f"n/{self.name}/{value}")
             else:
                 await self._update(own, value)
+            # Paced, not flat out: a 503 comes back at once, and a writer looping on it
+            # would only meet the rate limit.
+            await asyncio.sleep(WRITE_PACE)
 
     async def _update(self, object_id: str, value: int) -> None:
         message = {"typ": "obj", "act": "upd", "rea": REALM, "id": object_id, "dat": {"v": value}}
