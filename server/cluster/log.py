@@ -192,6 +192,7 @@ class LogState(enum.Enum):
     STARTING = "starting"
     FOLLOWING = "following"
     DISCONNECTED = "disconnected"
+    UNAVAILABLE = "unavailable"
     RECREATING = "recreating"
     WAITING = "waiting_for_seed"
     SEEDING = "seeding"
@@ -456,7 +457,14 @@ class ClusterLog:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._report(exc)
+                if self._following():
+                    self._enter(
+                        LogState.UNAVAILABLE,
+                        f"does not answer ({type(exc).__name__}: {exc}), a replicated stream "
+                        "may be electing a leader: writes get 503 until it answers",
+                    )
+                else:
+                    self._report(exc)
 
     async def _check_requested(self, within: float) -> None:
         with contextlib.suppress(TimeoutError):
