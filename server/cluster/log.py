@@ -53,7 +53,9 @@ How it keeps every node's state equal (design.md §3, §4):
   its seeder wrote on ``hive.epoch``. It checks both every ``check_interval``, and again
   before applying the first message of a consumer the client recreated (after a
   reconnection or missed heartbeats), so a consumer that resumed on another stream, or
-  past a tail the stream lost, is never trusted. When the stream is gone, empty or
+  past a tail the stream lost, is never trusted; a write stored at a sequence this node
+  already applied, or stored but not back in time, asks for a check at once. When the
+  stream is gone, empty or
   reset, the node that applied the most re-seeds it and the others read it anew; until
   then writes get 503 and ``/readyz`` says not ready.
 * **A write is acknowledged for its own message.** Every message carries an id
