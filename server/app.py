@@ -40,7 +40,7 @@ from hivectl.core.wire import (
     error,
 )
 from server.auth import keyring_from_settings
-from server.cluster.log import ClusterLog, Conflict, LogUnavailable
+from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.http_api import ApiListener
 from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
@@ -126,7 +126,11 @@ class HivekitServer:
             self.cluster = ClusterLog(self.hub, settings.cluster, on_applied=self._after_work)
             self.hub.log = self.cluster
         self._tick_proposed: float | None = None
-        self.metrics = ServerMetrics(self.hub, ready=lambda: self.ready)
+        self.metrics = ServerMetrics(
+            self.hub,
+            ready=lambda: self.taking_writes,
+            cluster_state=None if self.cluster is None else lambda: self.cluster_state,
+        )
         self.ready = False
         self._conn_ids = itertools.count(1)
         self._listener: Listener | None = None
@@ -205,6 +209,16 @@ class HivekitServer:
         await self._stopped.wait()
 
     @property
+    def taking_writes(self) -> bool:
+        """Ready, and in a cluster following the stream: what ``/readyz`` answers."""
+        return self.ready and (self.cluster is None or self.cluster.writable)
+
+    @property
+    def cluster_state(self) -> LogState:
+        assert self.cluster is not None
+        return self.cluster.state
+
+    @property
     def port(self) -> int:
         assert self._listener is not None
         return self._listener.port
@@ -237,7 +251,7 @@ class HivekitServer:
             response.headers["Content-Type"] = content_type
             return response
         if path == "/readyz":
-            if self.ready:
+            if self.taking_writes:
                 return protocol.reject(HTTPStatus.OK, "ready\n")
             return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
         if not self.ready:

@@ -10,6 +10,9 @@ objects on the hot path. Only the two latency histograms are observed as things 
 * ``hivectl_storage_commit_seconds``: how long the shell waited for ``storage.sync()``
   before acknowledging a write.
 
+In a cluster, ``hivectl_cluster_log_state`` says where the node stands with the stream
+(one series per state, 1 for the current one): only ``following`` takes writes.
+
 Each server has its own `CollectorRegistry` (never the global one), so several servers in
 one process (the tests) do not collide. Label cardinality is bounded: connected objects are
 labelled by realm for the `TOP_REALMS` largest realms only, the rest summed as ``other``
@@ -32,6 +35,7 @@ from prometheus_client.metrics_core import (
 )
 
 from hivectl import __version__
+from server.cluster.log import LogState
 from server.hub import Hub
 
 TOP_REALMS = 10
@@ -42,7 +46,12 @@ COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 
 class ServerMetrics:
-    def __init__(self, hub: Hub, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        ready: Callable[[], bool],
+        cluster_state: Callable[[], LogState] | None = None,
+    ) -> None:
         self._hub = hub
         self.registry = CollectorRegistry(auto_describe=False)
         self.presence_latency = Histogram(
@@ -57,7 +66,7 @@ class ServerMetrics:
             buckets=COMMIT_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_HubCollector(hub, ready))
+        self.registry.register(_HubCollector(hub, ready, cluster_state))
 
     def presence_flushed(self, started: list[float]) -> None:
         """At a flush: observe the latency of each unit of work that changed some presence
@@ -76,9 +85,15 @@ class ServerMetrics:
 class _HubCollector:
     """Reads the hub's own counters and state at scrape time."""
 
-    def __init__(self, hub: Hub, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        ready: Callable[[], bool],
+        cluster_state: Callable[[], LogState] | None,
+    ) -> None:
         self._hub = hub
         self._ready = ready
+        self._cluster_state = cluster_state
 
     def collect(self) -> Iterable[Metric]:
         hub = self._hub
@@ -87,9 +102,20 @@ class _HubCollector:
         yield info
         yield GaugeMetricFamily(
             "hivectl_ready",
-            "1 while accepting clients, 0 while starting or draining.",
+            "1 while accepting clients and writes, 0 while starting, draining, or (in a "
+            "cluster) not following the stream.",
             value=1 if self._ready() else 0,
         )
+        if self._cluster_state is not None:
+            current = self._cluster_state()
+            states = GaugeMetricFamily(
+                "hivectl_cluster_log_state",
+                "Where this node stands with the cluster stream: 1 for the current state.",
+                labels=["state"],
+            )
+            for state in LogState:
+                states.add_metric([state.value], 1 if state is current else 0)
+            yield states
         sessions = list(hub.sessions.values())
         yield GaugeMetricFamily(
             "hivectl_connections", "Open WebSocket connections.", value=len(sessions)

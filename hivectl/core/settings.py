@@ -392,6 +392,8 @@ class ClusterSettings:
     replicas: int = _setting(1, _count(1, 5))
     lease_ttl: float = _setting(5.0, _POSITIVE_DURATION)
     lease_interval: float = _setting(1.0, _POSITIVE_DURATION)
+    check_interval: float = _setting(1.0, _POSITIVE_DURATION)
+    reseed_timeout: float = _setting(10.0, _POSITIVE_DURATION)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,21 @@ How it keeps every node's state equal (design.md §3, §4):
   new incarnation, so its old providers stay dropped. A provider change that NATS
   refused at any time triggers the same reconciliation, retried until the log takes it:
   a departure lost to an outage would otherwise leave a ghost.
+* **Stream lives.** A sequence means something only within one life of the stream
+  (`server.cluster.recovery`): a node follows the stream's creation time and the epoch
+  its seeder wrote on ``hive.epoch``. It checks both every ``check_interval``, and again
+  before applying the first message of a consumer the client recreated (after a
+  reconnection or missed heartbeats), so a consumer that resumed on another stream, or
+  past a tail the stream lost, is never trusted; a write stored at a sequence this node
+  already applied, or stored but not back in time, asks for a check at once. When the
+  stream is gone, empty or
+  reset, the node that applied the most re-seeds it and the others read it anew; until
+  then writes get 503 and ``/readyz`` says not ready.
+* **A write is acknowledged for its own message.** Every message carries an id
+  (``Hive-Id``); a proposal is settled once this node applied the message with its id,
+  or, if a later write of the same subject replaced it before it was delivered, once
+  the stream's last message of that subject is one this node applied. A sequence number
+  alone never settles a write: the same number may name a message of another life.
 * **Time.** A grace period ends by a `Tick` that any node appends when its engine's
   deadline has passed; duplicates are harmless, and every node applies the same ticks at
   the same place in the log.
@@ -59,6 +74,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
+import itertools
 import logging
 import re
 import secrets
@@ -88,16 +106,35 @@ from server.changes import (
     encode_change,
 )
 from server.cluster import subjects
+from server.cluster.recovery import (
+    EPOCH_SUBJECT,
+    Action,
+    Candidate,
+    Epoch,
+    Position,
+    StreamView,
+    decide,
+    decode_epoch,
+    encode_epoch,
+    purges_before_claim,
+    seed_changes,
+    should_claim,
+    stale_changes,
+)
 from server.log import Applier
 from server.presence import NodeLost, ProviderDown, ProviderUp, Tick
+from server.records import RealmRecord
 
 log = logging.getLogger("hivectl.cluster")
 
 T = TypeVar("T")
 
 WRONG_LAST_SEQUENCE = 10071
+STREAM_NOT_FOUND = 10059
 UNAVAILABLE = 503
 """The status of JetStream refusals that waiting may cure (no leader yet, no resources)."""
+HIVE_ID = "Hive-Id"
+"""The header naming each message this cluster writes (`ClusterLog.settle` waits for it)."""
 TOMBSTONE_TTL = 3600.0
 """Seconds a deletion marker stays: long enough for every node to apply it."""
 PUBLISH_TIMEOUT = 5.0
@@ -113,8 +150,14 @@ server holding the consumer went away, so this bounds how long events stop flowi
 CATCH_UP_CHECK = 1.0
 """Seconds without progress after which a starting node asks the consumer whether the
 snapshot is done (the message it waits for may have expired or been purged meanwhile)."""
+RESYNC_TIMEOUT = 10.0
+"""Seconds a node may take to read a new stream life before it starts over."""
 RETRY_DELAY = 0.5
 """Seconds between attempts to reconcile providers with the log while it refuses writes."""
+QUERY_WINDOW = 0.3
+"""Seconds a node collects the other nodes' answers before deciding who re-seeds."""
+SEED_BATCH = 256
+"""Seed messages in flight at once."""
 
 _TRANSIENT_ERRORS = (
     OSError,
@@ -145,10 +188,25 @@ class Conflict(Exception):
         """The subject's last sequence in the stream: apply up to it before deciding again."""
 
 
+class LogState(enum.Enum):
+    """Where a node stands with the stream; writes are taken only while FOLLOWING."""
+
+    STARTING = "starting"
+    FOLLOWING = "following"
+    DISCONNECTED = "disconnected"
+    UNAVAILABLE = "unavailable"
+    RECREATING = "recreating"
+    WAITING = "waiting_for_seed"
+    SEEDING = "seeding"
+    RESYNCING = "resyncing"
+    CLOSED = "closed"
+
+
 class ClusterHost(Applier, Protocol):
     """What the log needs from the hub it feeds."""
 
     node_id: str
+    realms: dict[str, RealmRecord]
 
     def provider_sessions(self, now: float) -> list[ProviderUp]: ...
 
@@ -162,9 +220,18 @@ class _Proposal:
     change: Change
     subject: str
     expected: int | None
+    id: str = ""
+    life: int = 0
+    """The stream life (`ClusterLog._life`) the proposal was made in."""
+    seq: int = 0
+    """The sequence JetStream stored it at (0 until then)."""
     done: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    applied: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    """Resolved when this node applies the proposal's own message."""
 
 
 class ClusterLog:
@@ -181,9 +248,17 @@ class ClusterLog:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._consumer: JetStreamContext.PushSubscription | None = None
+        self._consumer_name: str | None = None
+        """The consumer whose messages were checked to belong to the followed life."""
         self._queue: asyncio.Queue[_Proposal] = asyncio.Queue()
         self._unsettled: list[_Proposal] = []
+        self._awaiting: dict[str, dict[str, _Proposal]] = {}
+        """Published proposals whose message is not applied yet: subject -> id -> proposal."""
+        self._ids = itertools.count(1)
+        self._boot = secrets.token_hex(4)
         self._last_seq: dict[str, int] = {}
+        self._last_ids: dict[str, str | None] = {}
+        """The id of the message applied last on each subject."""
         self._leases: dict[str, tuple[int, float]] = {}
         """Other nodes' leases: node -> (sequence of the last renewal, when we saw it)."""
         self._own_lease: tuple[str, int] = ("", 0)
@@ -191,23 +266,44 @@ class ClusterLog:
         self._parked: dict[str, dict[str, ObjectPut]] = {}
         """Objects whose realm life is not applied here: realm -> object id -> last put."""
         self._applied = 0
+        self._applied_id: str | None = None
         self._applied_changed = asyncio.Event()
+        self._life = 0
+        """Counts the stream lives this node followed; a consumer serves only its own."""
+        self._followed: tuple[str | None, str | None] = (None, None)
+        """(stream creation time, epoch id) of the life this node follows."""
+        self._seen: tuple[set[str], set[tuple[str, str]]] | None = None
+        """Realms and objects read while reading a new life (None: not reading one)."""
+        self._state = LogState.STARTING
+        self._followed_once = False
+        """Whether this node followed the stream yet: what happens before is a start-up."""
+        self._incomplete: tuple[str, float] | None = None
+        """(epoch id or "", when first seen) while the stream has no complete epoch."""
+        self._claim_since: float | None = None
+        """When this node first found that someone must re-seed the stream."""
+        self._held: str | None = None
+        """The epoch this node last read whole: the state it holds comes from it."""
+        self._last_error = ""
+        self._check_wanted = asyncio.Event()
         self._publisher_task: asyncio.Task[None] | None = None
         self._leases_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._registration: asyncio.Task[None] | None = None
         self._registration_wanted = False
+        self._writable_again = asyncio.Event()
+        """Set when the node follows the stream again: a waiting registration goes at once."""
         self.connected = False
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, read the current state, and follow the log; returns once caught up.
+        """Connect, find or rebuild the stream life to follow, read it, and follow it.
 
-        Raises `LogUnavailable` when NATS or JetStream is not ready within
-        `CONNECT_TIMEOUT` (a NATS cluster that starts with the nodes elects its leaders
-        first), or refuses the stream (more replicas than servers...).
+        Returns once caught up. Raises `LogUnavailable` when NATS or JetStream is not
+        ready within `CONNECT_TIMEOUT` (a NATS cluster that starts with the nodes elects
+        its leaders first), or refuses the stream (more replicas than servers...).
         """
         servers = [url.strip() for url in self._settings.nats_url.split(",") if url.strip()]
         try:
@@ -229,24 +325,16 @@ class ClusterLog:
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT)
         # Quick attempts while JetStream gets ready: an unanswered one is retried, not awaited.
         js = self._nc.jetstream(timeout=READY_CHECK_TIMEOUT)
-        stream = self._settings.stream
         problem = ["JetStream does not answer (is nats-server running with --jetstream?)"]
         try:
+            await self._nc.subscribe(self._query_subject, cb=self._on_query)
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                info = await _when_ready(lambda: self._ensure_stream(js), problem)
-                self._consumer = await _when_ready(
-                    lambda: js.subscribe(
-                        ">",
-                        stream=stream,
-                        cb=self._on_message,
-                        ordered_consumer=True,
-                        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                        idle_heartbeat=CONSUMER_HEARTBEAT,
-                    ),
-                    problem,
-                )
+                await _when_ready(lambda: self._ensure_stream(js), problem)
+                await _when_ready(lambda: self._check(js), problem)
+                while not self._following():
+                    await self._check_requested(self._settings.check_interval)
+                    await _when_ready(lambda: self._check(js), problem)
             await self._nc.subscribe("hive.pub.>", cb=self._on_pubsub)
-            await self._catch_up(int(info.state.last_seq))
         except TimeoutError:
             await self._nc.close()
             raise LogUnavailable(
@@ -257,20 +345,20 @@ class ClusterLog:
             raise
         self._publisher_task = asyncio.create_task(self._publisher(), name="hive-publisher")
         self._leases_task = asyncio.create_task(self._leases_loop(), name="hive-leases")
+        self._watch_task = asyncio.create_task(self._watch(), name="hive-watch")
         await self._renew_lease()
 
     async def close(self) -> None:
         """Leave: publish what is queued (providers' departures), then this node's loss."""
         self._closing = True
-        others = [self._leases_task, self._registration, *self._background]
+        others = [self._leases_task, self._watch_task, self._registration, *self._background]
         for task in others:
             if task is not None:
                 task.cancel()
-        if self._publisher_task is not None and self.connected:
+        if self._publisher_task is not None and self.writable:
             node = self._host.node_id
-            self._queue.put_nowait(
-                _Proposal(NodeLost(node, time.time()), *self._own_lease_target(node))
-            )
+            subject, expected = self._own_lease_target(node)
+            self._enqueue(NodeLost(node, time.time()), subject, expected)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PUBLISH_TIMEOUT):
                     await self._queue.join()
@@ -279,12 +367,25 @@ class ClusterLog:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._state = LogState.CLOSED
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
 
+    @property
+    def state(self) -> LogState:
+        return self._state
+
+    def _following(self) -> bool:
+        return self._state is LogState.FOLLOWING
+
+    @property
+    def writable(self) -> bool:
+        """Whether this node takes writes now: connected, and following a complete life."""
+        return self.connected and self._state is LogState.FOLLOWING
+
     async def _ensure_stream(self, js: JetStreamContext) -> StreamInfo:
-        """Create the stream if needed; its state says what catching up must reach."""
+        """Create the stream if needed, and let an older one take the epoch subject."""
         name = self._settings.stream
         try:
             info = await js.stream_info(name)
@@ -292,7 +393,7 @@ class ClusterLog:
             return await js.add_stream(
                 StreamConfig(
                     name=name,
-                    subjects=list(subjects.STREAM_SUBJECTS),
+                    subjects=[*subjects.STREAM_SUBJECTS, EPOCH_SUBJECT],
                     max_msgs_per_subject=1,
                     storage=StorageType.FILE,
                     num_replicas=self._settings.replicas,
@@ -308,6 +409,9 @@ class ClusterLog:
                 replicas,
                 self._settings.replicas,
             )
+        stream_subjects = list(info.config.subjects or [])
+        if EPOCH_SUBJECT not in stream_subjects:
+            info = await js.update_stream(info.config, subjects=[*stream_subjects, EPOCH_SUBJECT])
         return info
 
     async def _catch_up(self, last: int) -> None:
@@ -318,7 +422,10 @@ class ClusterLog:
         messages tells when the snapshot is done.
         """
         assert self._consumer is not None
+        life = self._life
         while self._applied < last:
+            if life != self._life or self._followed[1] is None:
+                raise _Abandoned  # the consumer turned out to read something else
             if await self._progress(CATCH_UP_CHECK):
                 continue
             try:
@@ -338,6 +445,361 @@ class ClusterLog:
         except TimeoutError:
             return False
         return True
+
+    # -- following the right stream life ------------------------------------------
+
+    async def _watch(self) -> None:
+        """Check the stream every ``check_interval``, and at once when something hints."""
+        while True:
+            await self._check_requested(self._settings.check_interval)
+            if not self.connected or self._js is None:
+                continue
+            try:
+                await self._check(self._js)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._following():
+                    self._enter(
+                        LogState.UNAVAILABLE,
+                        f"does not answer ({type(exc).__name__}: {exc}), a replicated stream "
+                        "may be electing a leader: writes get 503 until it answers",
+                    )
+                else:
+                    self._report(exc)
+
+    async def _check_requested(self, within: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._check_wanted.wait()
+        self._check_wanted.clear()
+
+    def _request_check(self) -> None:
+        self._check_wanted.set()
+
+    async def _view(self, js: JetStreamContext, applied: int) -> StreamView | None:
+        """What the stream is now, `applied` being the sequence this node applied last
+        before asking (taken before, so that a message applied meanwhile does not look
+        like one the stream lacks); None when the stream does not exist."""
+        stream = self._settings.stream
+        try:
+            info = await js.stream_info(stream)
+            epoch, epoch_seq = None, 0
+            with contextlib.suppress(_MessageMissing):
+                message = await _message(js.get_last_msg(stream, EPOCH_SUBJECT))
+                epoch, epoch_seq = decode_epoch(message.data or b""), int(message.seq or 0)
+            last = int(info.state.last_seq)
+            at_applied = None
+            if 0 < applied <= last:
+                with contextlib.suppress(_MessageMissing):
+                    message = await _message(js.get_msg(stream, seq=applied))
+                    at_applied = (message.headers or {}).get(HIVE_ID)
+        except NotFoundError as exc:
+            if exc.err_code in (STREAM_NOT_FOUND, None):
+                return None
+            raise
+        return StreamView(str(info.created), last, epoch, epoch_seq, at_applied)
+
+    def _position(self) -> Position:
+        created, epoch = self._followed
+        return Position(created, epoch, self._applied, self._applied_id, self._held)
+
+    def _decide(self, view: StreamView | None, position: Position) -> Action:
+        now = time.monotonic()
+        if view is None or (view.epoch is not None and view.epoch.complete):
+            self._incomplete = None
+        else:
+            marker = view.epoch.id if view.epoch is not None else ""
+            if self._incomplete is None or self._incomplete[0] != marker:
+                self._incomplete = (marker, now)
+        since = self._incomplete[1] if self._incomplete is not None else now
+        action = decide(
+            view,
+            position,
+            self._host.node_id,
+            incomplete_for=now - since,
+            reseed_timeout=self._settings.reseed_timeout,
+        )
+        if action is not Action.CLAIM:
+            self._claim_since = None
+        elif self._claim_since is None:
+            self._claim_since = now
+        return action
+
+    async def _check(self, js: JetStreamContext) -> None:
+        """Look at the stream and do what `recovery.decide` says."""
+        position = self._position()
+        view = await self._view(js, position.applied)
+        action = self._decide(view, position)
+        if view is None or action is Action.CREATE:
+            self._enter(
+                LogState.RECREATING,
+                "does not exist: creating it; writes get 503 until it is re-seeded",
+            )
+            await self._ensure_stream(js)
+            self._request_check()
+        elif action is Action.FOLLOW:
+            if self._state is not LogState.FOLLOWING:
+                await self._resume(view)
+        elif action is Action.RESYNC:
+            await self._follow(view, js)
+        elif action is Action.WAIT:
+            assert view.epoch is not None
+            self._enter(
+                LogState.WAITING,
+                f"node {view.epoch.node} is re-seeding it (epoch {view.epoch.id}): "
+                "waiting for it; writes get 503 meanwhile",
+            )
+        else:
+            await self._claim(view, js)
+
+    async def _resume(self, view: StreamView) -> None:
+        """Back on the life this node follows (after a reconnection): catch up, re-register."""
+        with contextlib.suppress(TimeoutError):
+            await self.wait_applied(view.last_seq)
+        self._fresh_leases()
+        self._enter(LogState.FOLLOWING, f"following it again at sequence {self._applied}")
+        self._request_registration()
+        self._writable_again.set()
+
+    async def _claim(self, view: StreamView, js: JetStreamContext) -> None:
+        """Re-seed the stream if this node is the one to (`recovery.should_claim`)."""
+        position = self._position()
+        reason = _claim_reason(view, position)
+        me = self._candidate()
+        others = await self._candidates()
+        expected = sorted(self._leases)
+        since = self._claim_since if self._claim_since is not None else time.monotonic()
+        waited = time.monotonic() - since
+        timeout = self._settings.reseed_timeout
+        if not should_claim(me, others, expected=expected, waited=waited, reseed_timeout=timeout):
+            answered = {other.node for other in others}
+            silent = [node for node in expected if node not in answered]
+            self._enter(
+                LogState.WAITING,
+                f"{reason}: waiting up to {timeout:g}s for nodes {', '.join(silent)} to "
+                "answer who holds the most; writes get 503 meanwhile"
+                if silent
+                else f"{reason}: another node holds more and re-seeds it; writes get 503 meanwhile",
+            )
+            return
+        holds = me.holds
+        epoch = Epoch(secrets.token_hex(6), self._host.node_id, complete=False, seeded=holds)
+        self._enter(
+            LogState.SEEDING,
+            f"{reason}: re-seeding it from this node's state (epoch {epoch.id}); "
+            "writes get 503 until done"
+            if holds
+            else f"{reason}: this node holds nothing, so it takes the stream as it is "
+            f"(epoch {epoch.id})",
+        )
+        try:
+            claimed = await self._publish_epoch(epoch, view.epoch_seq)
+        except Conflict:
+            self._request_check()  # another node claimed first: follow it
+            return
+        if purges_before_claim(view, position):
+            await js.purge_stream(self._settings.stream, seq=claimed)
+        if holds:
+            await self._seed()
+        try:
+            complete = Epoch(epoch.id, epoch.node, complete=True, seeded=holds)
+            await self._publish_epoch(complete, claimed)
+        except Conflict:
+            self._request_check()  # taken over: this node's seeding took too long
+            return
+        seeded = await self._view(js, 0)
+        if seeded is not None:
+            await self._follow(seeded, js)
+
+    async def _seed(self) -> None:
+        """Write this node's state create-only: what the stream already holds wins."""
+        now = time.time()
+        changes = seed_changes(
+            list(self._host.realms.values()), self._host.provider_sessions(now), now
+        )
+        for start in range(0, len(changes), SEED_BATCH):
+            batch = changes[start : start + SEED_BATCH]
+            await asyncio.gather(*(self._seed_one(change) for change in batch))
+
+    async def _seed_one(self, change: Change) -> None:
+        subject, expected = self._target(change)
+        with contextlib.suppress(Conflict):
+            await self._publish(change, subject, 0 if expected is not None else None, internal=True)
+
+    async def _publish_epoch(self, epoch: Epoch, expected: int) -> int:
+        assert self._js is not None
+        try:
+            ack = await self._js.publish(
+                EPOCH_SUBJECT,
+                encode_epoch(epoch),
+                timeout=PUBLISH_TIMEOUT,
+                stream=self._settings.stream,
+                headers={
+                    "Nats-Expected-Last-Subject-Sequence": str(expected),
+                    HIVE_ID: self._new_id(),
+                },
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise Conflict(EPOCH_SUBJECT, _current_sequence(exc.description or "")) from None
+            raise
+        return int(ack.seq)
+
+    async def _follow(self, view: StreamView, js: JetStreamContext) -> None:
+        """Read `view`'s life from its snapshot, drop what it lacks, then follow it.
+
+        Writes waiting for a message of the previous life fail (503): they may never
+        come back. The leases of nodes not seen renewing in this life start from zero, so
+        a node that does not come back is declared lost and its providers dropped.
+        """
+        assert view.epoch is not None
+        epoch = view.epoch
+        self._enter(
+            LogState.RESYNCING,
+            f"reading epoch {epoch.id} (seeded by {epoch.node}) from its snapshot"
+            if self._followed[1] is None or epoch.node == self._host.node_id
+            else f"epoch {epoch.id} (seeded by {epoch.node}) is not the one this node "
+            f"followed ({self._followed[1]}): reading it anew; writes get 503 until done",
+        )
+        await self._drop_consumer()
+        self._life += 1
+        self._fail_awaiting(LogUnavailable("the stream changed before this write was applied"))
+        self._applied, self._applied_id = 0, None
+        self._last_seq, self._last_ids, self._parked = {}, {}, {}
+        self._own_lease = ("", 0)
+        now = time.monotonic()
+        self._leases = {node: (0, now) for node in self._leases}
+        self._followed = (view.created, epoch.id)
+        self._seen = (set(), set())
+        try:
+            self._consumer = await js.subscribe(
+                ">",
+                stream=self._settings.stream,
+                cb=functools.partial(self._on_message, self._life),
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                idle_heartbeat=CONSUMER_HEARTBEAT,
+            )
+            async with asyncio.timeout(RESYNC_TIMEOUT):
+                await self._catch_up(view.last_seq)
+        except _Abandoned:
+            self._seen = None
+            self._request_check()
+            return
+        except BaseException:
+            self._followed = (None, None)  # read it again from the start next time
+            self._seen = None
+            raise
+        seen_realms, seen_objects = self._seen
+        self._seen = None
+        self._held = epoch.id
+        stale = stale_changes(
+            list(self._host.realms.values()), seen_realms, seen_objects, time.time()
+        )
+        for change in stale:
+            self._host.apply(change)
+        if stale:
+            self._on_applied()
+        self._enter(
+            LogState.FOLLOWING,
+            f"following epoch {epoch.id} (seeded by {epoch.node}) from sequence "
+            f"{self._applied}; registering this node's providers again",
+        )
+        self._request_registration()
+        self._writable_again.set()
+        self._spawn(self._renew_lease())
+
+    async def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._consumer_name = None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.unsubscribe()
+
+    async def _verify_consumer(self, life: int) -> bool:
+        """Whether a recreated consumer still reads the life this node follows."""
+        if self._js is None:
+            return False
+        position = self._position()
+        while True:
+            try:
+                view = await self._view(self._js, position.applied)
+                break
+            except Exception:
+                # JetStream is still recovering: messages wait meanwhile, none is lost.
+                if life != self._life or self._closing:
+                    return False
+                await asyncio.sleep(RETRY_DELAY)
+        if life != self._life:
+            return False
+        return self._decide(view, position) is Action.FOLLOW
+
+    def _enter(self, state: LogState, doing: str) -> None:
+        """Change state, and say so once: what the node sees and what it does about it."""
+        if state is self._state:
+            return
+        self._state = state
+        self._last_error = ""
+        level = logging.INFO if not self._followed_once else logging.WARNING
+        if state is LogState.FOLLOWING:
+            self._followed_once, level = True, logging.INFO
+        log.log(level, "stream %s on %s: %s", self._settings.stream, self._server(), doing)
+
+    def _report(self, exc: BaseException) -> None:
+        """Log a failure once per state: the next check retries it anyway."""
+        text = f"{type(exc).__name__}: {exc}"
+        if self._state is LogState.DISCONNECTED:
+            log.debug("checking the stream failed while disconnected: %s", text)
+        elif text != self._last_error:
+            self._last_error = text
+            log.warning(
+                "stream %s on %s: checking it failed (%s); %s, trying again",
+                self._settings.stream,
+                self._server(),
+                text,
+                self._state.value.replace("_", " "),
+            )
+
+    def _server(self) -> str:
+        url = self._nc.connected_url if self._nc is not None else None
+        return f"nats://{url.netloc}" if url is not None else self._settings.nats_url
+
+    # -- choosing who re-seeds -----------------------------------------------------
+
+    @property
+    def _query_subject(self) -> str:
+        return f"hive.ctl.{self._settings.stream}.candidates"
+
+    def _candidate(self) -> Candidate:
+        return Candidate(self._host.node_id, self._applied, self._held is not None)
+
+    async def _on_query(self, message: Msg) -> None:
+        if not message.reply or self._nc is None:
+            return
+        me = self._candidate()
+        body = {"node": me.node, "applied": me.applied, "holds": me.holds}
+        with contextlib.suppress(Exception):
+            await self._nc.publish(message.reply, orjson.dumps(body))
+
+    async def _candidates(self) -> list[Candidate]:
+        """The other nodes that answer within `QUERY_WINDOW` (core NATS, not the stream)."""
+        assert self._nc is not None
+        answers: list[Candidate] = []
+
+        async def collect(message: Msg) -> None:
+            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+                body = orjson.loads(message.data)
+                answers.append(Candidate(str(body["node"]), int(body["applied"]), body["holds"]))
+
+        inbox = self._nc.new_inbox()
+        subscription = await self._nc.subscribe(inbox, cb=collect)
+        try:
+            await self._nc.publish(self._query_subject, b"", reply=inbox)
+            await asyncio.sleep(QUERY_WINDOW)
+        finally:
+            await subscription.unsubscribe()
+        return [answer for answer in answers if answer.node != self._host.node_id]
 
     # -- the Log protocol (called by the hub, synchronously) --------------------
 
@@ -360,21 +822,57 @@ class ClusterLog:
         return taken
 
     async def settle(self, proposals: list[_Proposal]) -> None:
-        """Wait until these proposals are stored and applied here.
+        """Wait until these proposals are stored and their own messages applied here.
 
         Raises `Conflict` when the stream refused one because another writer stored the
         entity first (once this node has applied that write, so deciding again sees it),
-        `LogUnavailable` when NATS could not take it.
+        `LogUnavailable` when NATS could not take it or the stream changed before this
+        node applied it, `TimeoutError` when it was not applied in time.
         """
-        highest = 0
         for proposal in proposals:
             try:
-                highest = max(highest, await proposal.done)
+                await proposal.done
             except Conflict as conflict:
                 with contextlib.suppress(TimeoutError):
                     await self.wait_applied(conflict.current)
                 raise
-        await self.wait_applied(highest)
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                for proposal in proposals:
+                    await self._applied_here(proposal)
+        except TimeoutError:
+            self._request_check()  # stored but not back: is the consumer on another stream?
+            raise
+
+    async def _applied_here(self, proposal: _Proposal) -> None:
+        """Return once this node applied the proposal's message (or what replaced it)."""
+        while not proposal.applied.done():
+            if proposal.life != self._life:
+                raise LogUnavailable("the stream changed before this write was applied")
+            if self._last_seq.get(proposal.subject, 0) > proposal.seq and await self._replaced(
+                proposal
+            ):
+                return
+            if not proposal.applied.done():
+                await self._progress(PUBLISH_TIMEOUT)
+        proposal.applied.result()
+
+    async def _replaced(self, proposal: _Proposal) -> bool:
+        """Whether a later write replaced the proposal's message in the stream, and this
+        node applied that write: the stream's last message on the subject is the one this
+        node applied last there (same sequence, same id), so it is of this node's life."""
+        if self._js is None:
+            return False
+        subject = proposal.subject
+        try:
+            message = await self._js.get_last_msg(self._settings.stream, subject)
+        except Exception:
+            return False
+        if proposal.life != self._life:
+            return False
+        return message.seq == self._last_seq.get(subject) and (message.headers or {}).get(
+            HIVE_ID
+        ) == self._last_ids.get(subject)
 
     async def wait_applied(self, sequence: int) -> None:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
@@ -382,9 +880,15 @@ class ClusterLog:
                 await self._progress(PUBLISH_TIMEOUT)
 
     def _propose(self, change: Change) -> _Proposal:
-        proposal = _Proposal(change, *self._target(change))
+        return self._enqueue(change, *self._target(change))
+
+    def _enqueue(self, change: Change, subject: str, expected: int | None) -> _Proposal:
+        proposal = _Proposal(change, subject, expected, self._new_id(), self._life)
         self._queue.put_nowait(proposal)
         return proposal
+
+    def _new_id(self) -> str:
+        return f"{self._boot}.{next(self._ids)}"
 
     def _target(self, change: Change) -> tuple[str, int | None]:
         """The subject a change goes to, and the last sequence expected there (None: any)."""
@@ -427,7 +931,14 @@ class ClusterLog:
         while True:
             proposal = await self._queue.get()
             try:
-                sequence = await self._publish(proposal.change, proposal.subject, proposal.expected)
+                if proposal.life != self._life:
+                    raise LogUnavailable("the stream changed before this write was published")
+                waiting = self._awaiting.setdefault(proposal.subject, {})
+                waiting[proposal.id] = proposal
+                sequence = await self._publish(
+                    proposal.change, proposal.subject, proposal.expected, proposal_id=proposal.id
+                )
+                proposal.seq = sequence
                 proposal.done.set_result(sequence)
             except (Conflict, LogUnavailable) as exc:
                 self._fail(proposal, exc)
@@ -438,14 +949,32 @@ class ClusterLog:
                 self._queue.task_done()
 
     def _fail(self, proposal: _Proposal, exc: Exception) -> None:
-        proposal.done.set_exception(exc)
-        # Nobody waits for closes and ticks: mark the exception retrieved so that asyncio
-        # does not report it when the future is collected.
-        proposal.done.exception()
+        self._forget(proposal)
+        for future in (proposal.done, proposal.applied):
+            if not future.done():
+                future.set_exception(exc)
+                # Nobody waits for closes and ticks: mark the exception retrieved so that
+                # asyncio does not report it when the future is collected.
+                future.exception()
         log.debug("proposal to %s failed: %s", proposal.subject, exc)
         lost_provider_change = isinstance(proposal.change, ProviderUp | ProviderDown)
         if isinstance(exc, LogUnavailable) and lost_provider_change:
             self._request_registration()
+
+    def _forget(self, proposal: _Proposal) -> None:
+        waiting = self._awaiting.get(proposal.subject)
+        if waiting is not None:
+            waiting.pop(proposal.id, None)
+            if not waiting:
+                del self._awaiting[proposal.subject]
+
+    def _fail_awaiting(self, exc: Exception) -> None:
+        awaiting, self._awaiting = self._awaiting, {}
+        for waiting in awaiting.values():
+            for proposal in waiting.values():
+                if not proposal.applied.done():
+                    proposal.applied.set_exception(exc)
+                    proposal.applied.exception()
 
     async def _publish(
         self,
@@ -453,11 +982,20 @@ class ClusterLog:
         subject: str,
         expected: int | None,
         wait: float = PUBLISH_TIMEOUT,
+        *,
+        proposal_id: str | None = None,
+        internal: bool = False,
     ) -> int:
-        """Store one change, waiting `wait` seconds at most for JetStream; its sequence."""
+        """Store one change, waiting `wait` seconds at most for JetStream; its sequence.
+
+        Only a node following a complete stream life writes, except for its own seeding
+        (`internal`).
+        """
         if self._js is None or not self.connected:
             raise LogUnavailable("the cluster log is unavailable")
-        headers: dict[str, str] = {}
+        if not internal and self._state is not LogState.FOLLOWING:
+            raise LogUnavailable(f"the cluster log is {self._state.value.replace('_', ' ')}")
+        headers = {HIVE_ID: proposal_id or self._new_id()}
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
         ttl = TOMBSTONE_TTL if _is_tombstone(change) else None
@@ -467,7 +1005,7 @@ class ClusterLog:
                 encode_change(change),
                 timeout=wait,
                 stream=self._settings.stream,
-                headers=headers or None,
+                headers=headers,
                 msg_ttl=ttl,
             )
         except APIError as exc:
@@ -485,6 +1023,11 @@ class ClusterLog:
         except Exception as exc:
             raise LogUnavailable(f"the cluster log is unavailable: {exc}") from None
         sequence = int(ack.seq)
+        if sequence <= self._applied:
+            # A new message numbered at or below what this node applied: the stream is
+            # not the life this node follows any more (or it lost its tail). The message
+            # itself is not applied here, so nobody is told it is.
+            self._request_check()
         if isinstance(change, RealmRemoved):
             self._spawn(self._purge(subjects.realm_objects_filter(change.realm), sequence))
         return sequence
@@ -503,21 +1046,61 @@ class ClusterLog:
 
     # -- applying ----------------------------------------------------------------
 
-    async def _on_message(self, message: Msg) -> None:
+    async def _on_message(self, life: int, message: Msg) -> None:
+        if life != self._life:
+            return  # a consumer of a life this node no longer follows
+        consumer = message.metadata.consumer
+        if consumer != self._consumer_name:
+            # A consumer the client created after a reconnection or missed heartbeats: it
+            # resumed after the last delivered sequence, which is right only if the stream
+            # is still the one this node follows and still holds what it applied.
+            if not await self._verify_consumer(life):
+                if life == self._life:
+                    self._followed = (None, None)  # read the stream anew: nothing skipped
+                    self._request_check()
+                return
+            self._consumer_name = consumer
         sequence = int(message.metadata.sequence.stream)
         if sequence <= self._applied:
             return  # delivered again by a consumer recreated after a reconnection
+        message_id = (message.headers or {}).get(HIVE_ID)
+        if message.subject == EPOCH_SUBJECT:
+            self._on_epoch(decode_epoch(message.data))
+            self._advance(message.subject, sequence, message_id)
+            return
         try:
             change = decode_change(message.data)
         except ValueError:
             log.warning("skipping a message that is not a change on %s", message.subject)
-            self._advance(message.subject, sequence)
+            self._advance(message.subject, sequence, message_id)
             return
-        self._apply(message.subject, sequence, change)
+        self._apply(message.subject, sequence, message_id, change)
         self._on_applied()
 
-    def _apply(self, subject: str, sequence: int, change: Change) -> None:
-        self._advance(subject, sequence)
+    def _on_epoch(self, epoch: Epoch | None) -> None:
+        """An epoch in the stream: a node re-seeds it (or completed doing so)."""
+        if epoch is None or epoch.id == self._followed[1] or epoch.node == self._host.node_id:
+            return
+        if self._state is LogState.FOLLOWING:
+            self._enter(
+                LogState.WAITING,
+                f"node {epoch.node} started epoch {epoch.id}: waiting for it; "
+                "writes get 503 meanwhile",
+            )
+        self._request_check()
+
+    def _apply(self, subject: str, sequence: int, message_id: str | None, change: Change) -> None:
+        self._advance(subject, sequence, message_id)
+        if self._seen is not None:
+            match change:
+                case RealmPut() | RealmRemoved():
+                    self._seen[0].add(change.realm)
+                case ObjectPut() | ObjectRemoved():
+                    self._seen[1].add((change.realm, change.id))
+                case _:
+                    pass
+            if self._holds_already(change):
+                return  # read again from a new life: subscribers saw it the first time
         match change:
             case LeaseRenewed():
                 if change.node != self._host.node_id:
@@ -545,6 +1128,29 @@ class ClusterLog:
             case _:
                 self._host.apply(change)
 
+    def _holds_already(self, change: Change) -> bool:
+        """Whether applying this realm or object would change nothing here."""
+        match change:
+            case RealmPut():
+                realm = self._host.realms.get(change.realm)
+                return realm is not None and (realm.incarnation, realm.lab, realm.dat) == (
+                    change.incarnation,
+                    change.lab,
+                    change.dat,
+                )
+            case ObjectPut():
+                realm = self._host.realms.get(change.realm)
+                record = None if realm is None else realm.objects.get(change.id)
+                return (
+                    realm is not None
+                    and record is not None
+                    and realm.incarnation == change.realm_incarnation
+                    and (record.lab, record.loc, record.dat, record.tds, record.updated_at)
+                    == (change.lab, change.loc, change.dat, change.tds, change.at)
+                )
+            case _:
+                return False
+
     def _adopt(self, realm: RealmPut) -> None:
         """Apply the parked objects of the realm life just applied."""
         parked = self._parked.get(realm.realm)
@@ -556,9 +1162,22 @@ class ClusterLog:
         if not parked:
             del self._parked[realm.realm]
 
-    def _advance(self, subject: str, sequence: int) -> None:
+    def _advance(self, subject: str, sequence: int, message_id: str | None) -> None:
         self._last_seq[subject] = sequence
+        self._last_ids[subject] = message_id
         self._applied = max(self._applied, sequence)
+        self._applied_id = message_id
+        waiting = self._awaiting.get(subject)
+        if waiting is not None:
+            own = waiting.pop(message_id, None) if message_id is not None else None
+            if own is not None and not own.applied.done():
+                own.applied.set_result(None)
+            # Proposals stored before this message were replaced by it: a settle still
+            # waiting for one checks that itself (`_replaced`); nobody else needs them.
+            for stale in [p for p in waiting.values() if 0 < p.seq < sequence]:
+                del waiting[stale.id]
+            if not waiting:
+                del self._awaiting[subject]
         self._applied_changed.set()
 
     # -- leases and node loss ----------------------------------------------------
@@ -599,11 +1218,13 @@ class ClusterLog:
         timeout = self._settings.lease_interval
         try:
             try:
-                stored = await self._publish(change, subject, expected, timeout)
+                stored = await self._publish(change, subject, expected, timeout, internal=True)
             except Conflict as conflict:
                 if not await self._is_own_renewal(subject, node, conflict.current):
                     return False
-                stored = await self._publish(change, subject, conflict.current, timeout)
+                stored = await self._publish(
+                    change, subject, conflict.current, timeout, internal=True
+                )
         except (Conflict, LogUnavailable):
             return False
         if self._host.node_id == node:
@@ -664,9 +1285,12 @@ class ClusterLog:
     async def _register_providers(self) -> None:
         while self._registration_wanted:
             self._registration_wanted = False
+            self._writable_again.clear()
             if not await self._reconcile_providers():
                 self._registration_wanted = True
-                await asyncio.sleep(RETRY_DELAY)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_DELAY):
+                        await self._writable_again.wait()
 
     async def _reconcile_providers(self) -> bool:
         """Publish every live local provider again, withdraw the ones that left; True if stored.
@@ -695,49 +1319,43 @@ class ClusterLog:
     # -- NATS connection events --------------------------------------------------
 
     async def _on_error(self, exc: Exception) -> None:
-        if isinstance(exc, _TRANSIENT_ERRORS):
+        if isinstance(exc, NotFoundError):
+            # The client could not recreate the log consumer: the stream is gone. Said
+            # once by the check it triggers, not on every attempt.
+            log.debug("NATS: %r", exc)
+            self._request_check()
+        elif isinstance(exc, _TRANSIENT_ERRORS):
             log.debug("NATS: %r", exc)
         else:
-            log.error("NATS: %r", exc)
+            text = repr(exc)
+            if text != self._last_error:
+                self._last_error = text
+                log.error(
+                    "stream %s on %s: NATS reports %s; %s",
+                    self._settings.stream,
+                    self._server(),
+                    text,
+                    self._state.value.replace("_", " "),
+                )
 
     async def _on_disconnected(self) -> None:
         self.connected = False
         if not self._closing:
-            log.warning("lost the connection to NATS: writes are refused until it is back")
+            self._enter(
+                LogState.DISCONNECTED,
+                "lost the connection to NATS: writes get 503 and reads use the last "
+                "applied state until it is back",
+            )
 
     async def _on_reconnected(self) -> None:
-        self.connected = True
-        log.info("reconnected to NATS")
-        self._spawn(self._resync())
-
-    async def _resync(self) -> None:
-        """Apply what others wrote meanwhile, then reconcile this node's providers.
+        """Check the stream at once: the check catches up, or recovers, then re-registers.
 
         Catching up first lets a node that was declared lost learn it (and take a new
         identity) before it publishes its providers again.
         """
-        assert self._js is not None
-        while True:
-            if not self.connected:
-                return  # lost again: the next reconnection starts over
-            try:
-                info = await self._js.stream_info(self._settings.stream)
-                break
-            except Exception:
-                await asyncio.sleep(RETRY_DELAY)  # JetStream still recovering
-        last = int(info.state.last_seq)
-        if last < self._applied:
-            log.error(
-                "stream %s ends at %d, before what this node applied (%d): it was reset "
-                "or lost data; restart every node",
-                self._settings.stream,
-                last,
-                self._applied,
-            )
-        with contextlib.suppress(TimeoutError):
-            await self.wait_applied(last)
-        self._fresh_leases()
-        self._request_registration()
+        self.connected = True
+        log.debug("reconnected to NATS at %s", self._server())
+        self._request_check()
 
     async def _on_pubsub(self, message: Msg) -> None:
         try:
@@ -757,6 +1375,10 @@ class ClusterLog:
     def applied(self) -> int:
         return self._applied
 
+    def applied_on(self, subject: str) -> int:
+        """The sequence of the last message applied on `subject` in the followed life."""
+        return self._last_seq.get(subject, 0)
+
 
 async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str]) -> T:
     """Run a JetStream request again until JetStream is ready for it (the caller bounds it).
@@ -771,8 +1393,8 @@ async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str])
             if exc.code != UNAVAILABLE:
                 raise LogUnavailable(f"JetStream refused the stream: {exc.description}") from None
             problem[0] = f"JetStream is not ready ({exc.description})"
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            pass
+        except (nats.errors.NoRespondersError, *_TRANSIENT_ERRORS):
+            pass  # NATS restarting or reconnecting meanwhile
         await asyncio.sleep(RETRY_DELAY)
 
 
@@ -784,3 +1406,35 @@ def _current_sequence(description: str) -> int:
 
 def _is_tombstone(change: Change) -> bool:
     return isinstance(change, RealmRemoved | ObjectRemoved | ProviderDown)
+
+
+class _Abandoned(Exception):
+    """Reading a stream life stopped: its consumer turned out to read another one."""
+
+
+class _MessageMissing(Exception):
+    """The stream holds no message there (the stream itself exists)."""
+
+
+async def _message(request: Awaitable[Any]) -> Any:
+    """A message asked of the stream, or `_MessageMissing` when there is none."""
+    try:
+        return await request
+    except NotFoundError as exc:
+        if exc.err_code == STREAM_NOT_FOUND:
+            raise
+        raise _MessageMissing from None
+
+
+def _claim_reason(view: StreamView, position: Position) -> str:
+    """Why the stream needs a seeder, for the log line that says so."""
+    epoch, applied = view.epoch, position.applied
+    if epoch is None:
+        return "holds no epoch (it is new, or was emptied)"
+    if not epoch.complete:
+        return f"re-seeding by node {epoch.node} did not finish"
+    if epoch.id != position.epoch:
+        return f"node {epoch.node} started it anew holding nothing (epoch {epoch.id})"
+    if view.last_seq < applied:
+        return f"ends at {view.last_seq}, before what this node applied ({applied})"
+    return f"holds another message at {applied} than the one this node applied"
