@@ -5,46 +5,21 @@ that held resets the schedule."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
 
 from hivectl.client import CloseInfo, HivekitClient
 from hivectl.client.connection import Connection
+from tests.client.closing import ClosingServer, closing_server
 from tests.server.wsutil import until
-
-AUTH_OK = '[{"typ":"sys","act":"aut","res":"suc","dat":{"version":"t","buildDate":"t"}}]'
-
-
-@dataclass
-class ClosingServer:
-    """Accepts, authenticates, closes with 4008 after `hold` seconds; records accept times."""
-
-    hold: float = 0.0
-    accepted: list[float] = field(default_factory=list)
-    url: str = ""
-
-    async def handler(self, ws: ServerConnection) -> None:
-        self.accepted.append(time.monotonic())
-        await ws.recv()  # the Bearer frame
-        await ws.send(AUTH_OK)
-        if self.hold:
-            await asyncio.sleep(self.hold)
-        await ws.close(4008, "slow consumer")
 
 
 @pytest.fixture
 async def closing() -> AsyncIterator[ClosingServer]:
-    server = ClosingServer()
-    async with serve(server.handler, "127.0.0.1", 0) as running:
-        port = running.sockets[0].getsockname()[1]
-        server.url = f"ws://127.0.0.1:{port}/ws"
+    async with closing_server() as server:
         yield server
 
 
