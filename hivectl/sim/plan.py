@@ -4,7 +4,9 @@ Everything here is a pure function of `PlanParams`: the same seed gives the same
 same routes and the same churn schedule, so a run that showed a problem can be run again.
 Each rider and each connection draws from its own `random.Random` seeded with a string
 (``"<seed>:route:<rider number>"``); string seeds hash with SHA-512, independent of
-``PYTHONHASHSEED``, and adding riders does not change the existing riders' routes.
+``PYTHONHASHSEED``, and adding riders does not change the existing riders' routes. A
+rider's route is drawn when first asked for, not with the plan: at 100,000 riders drawing
+every route takes seconds, which the plan would spend before the run could say anything.
 
 Routes
 ======
@@ -38,6 +40,7 @@ import math
 import random
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import accumulate
 from typing import Literal
 
@@ -285,7 +288,13 @@ class RiderPlan:
     name: str
     label: str
     gateway: int | None
-    route: Route
+    route_seed: str
+    area: Area
+    speed_kmh: tuple[float, float]
+
+    @cached_property
+    def route(self) -> Route:
+        return make_route(random.Random(self.route_seed), self.area, self.speed_kmh)
 
 
 @dataclass(frozen=True)
@@ -335,9 +344,17 @@ def build_plan(params: PlanParams) -> Plan:
         gateway = index % params.gateways if params.gateways else None
         number = f"{index:0{width}d}"
         name = f"g{gateway}-{number}" if gateway is not None else f"r{number}"
-        rng = random.Random(f"{params.seed}:route:{index}")
-        route = make_route(rng, params.area, params.speed_kmh)
-        riders.append(RiderPlan(f"{OBJECT_PREFIX}{name}", name, f"Rider {number}", gateway, route))
+        riders.append(
+            RiderPlan(
+                f"{OBJECT_PREFIX}{name}",
+                name,
+                f"Rider {number}",
+                gateway,
+                f"{params.seed}:route:{index}",
+                params.area,
+                params.speed_kmh,
+            )
+        )
 
     # (key, draw key, kind, sub, provides, objects); draws are keyed by rider number, not by
     # the padded name, so that adding riders leaves the others' draws alone
@@ -346,8 +363,12 @@ def build_plan(params: PlanParams) -> Plan:
         for device in range(params.devices_per_rider):
             key, draw = f"{rider.name}.d{device}", f"{index}.d{device}"
             pending.append((key, draw, "device", rider.name, rider.object_id, (rider.object_id,)))
+    behind: list[list[str]] = [[] for _ in range(params.gateways)]
+    for rider in riders:
+        if rider.gateway is not None:
+            behind[rider.gateway].append(rider.object_id)
     for gateway in range(params.gateways):
-        objects = tuple(r.object_id for r in riders if r.gateway == gateway)
+        objects = tuple(behind[gateway])
         name = f"g{gateway}"
         pending.append((name, name, "gateway", name, f"{OBJECT_PREFIX}{name}-*", objects))
 
