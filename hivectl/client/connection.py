@@ -28,7 +28,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +227,32 @@ class Connection:
             raise ConnectionLost("connection lost while sending") from None
         finally:
             self._pending.pop(cid, None)
+
+    async def request_batch(self, messages: Sequence[dict[str, Any]]) -> list[Any]:
+        """Send requests in one frame and wait for every reply. Each entry of the result is
+        that request's reply ``dat``, or the `HivekitError` it failed with: returned, not
+        raised, so that one refused message (a 429) does not hide what became of the others.
+        The server handles a frame's messages in order, so this is also how a gateway sends
+        many objects' updates at the cost of one frame. Raises `ConnectionLost` when the
+        frame cannot be sent and TimeoutError when the replies do not all come in time."""
+        ws = self._require_ws()
+        loop = asyncio.get_running_loop()
+        cids = [f"c{next(self._cids)}" for _ in messages]
+        futures: list[asyncio.Future[Any]] = []
+        for cid in cids:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._pending[cid] = future
+            futures.append(future)
+        frame = [{**message, "cid": cid} for message, cid in zip(messages, cids, strict=True)]
+        try:
+            await ws.send(orjson.dumps(frame).decode())
+            async with asyncio.timeout(self.request_timeout):
+                return await asyncio.gather(*futures, return_exceptions=True)
+        except ConnectionClosed:
+            raise ConnectionLost("connection lost while sending") from None
+        finally:
+            for cid in cids:
+                self._pending.pop(cid, None)
 
     async def send(self, messages: list[dict[str, Any]]) -> None:
         """Send messages that get no reply (``set``) in one frame."""
