@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 
 from hivectl.sim.budget import (
+    CID_BYTES,
     MAX_SETUP_LINKS,
     SPARE_DESCRIPTORS,
     Pacer,
     allowed_rate,
-    chunks,
     descriptors_needed,
     open_file_problem,
     setup_links,
+    split_frames,
 )
 
 
@@ -65,5 +66,14 @@ def test_the_pacer_spaces_frames_to_the_rate() -> None:
 def test_setup_spreads_objects_over_a_bounded_number_of_connections() -> None:
     assert setup_links(0) == 1 and setup_links(300) == 1 and setup_links(5_001) == 2
     assert setup_links(100_000) == MAX_SETUP_LINKS == 16
-    assert chunks(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
-    assert chunks([], 500) == []
+
+
+def test_frames_stay_under_the_message_and_byte_limits() -> None:
+    assert split_frames([]) == []
+    assert split_frames([10] * 7, max_messages=3, max_bytes=10_000) == [3, 3, 1]
+    per = 100 + CID_BYTES
+    assert split_frames([100] * 10, max_messages=500, max_bytes=3 * per) == [3, 3, 3, 1]
+    assert split_frames([5000, 10], max_messages=500, max_bytes=1000) == [1, 1]
+    creations = split_frames([200] * 500)  # 500 creations are about 100 KB
+    assert sum(creations) == 500 and len(creations) == 3
+    assert all((200 + CID_BYTES) * n <= 48 * 1024 for n in creations)
