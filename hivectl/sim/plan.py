@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
@@ -129,15 +131,36 @@ class Leg:
     heading_deg: float
 
 
+LEG_FIELDS = 7
+
+
 @dataclass(frozen=True)
 class Route:
-    """Grid legs ridden out and back: `position` is defined for every time."""
+    """Grid legs ridden out and back: `position` is defined for every time.
 
-    legs: tuple[Leg, ...]
-    _ends: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    The legs are kept as one flat array of doubles, `LEG_FIELDS` per leg in `Leg`'s order:
+    a rider's route is about 1.5 KB that way instead of 6 KB of float objects, which is
+    the difference between 150 MB and 600 MB at 100,000 riders.
+    """
+
+    data: array[float]
+    _ends: array[float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_ends", tuple(accumulate(leg.seconds for leg in self.legs)))
+        seconds = self.data[Leg.__match_args__.index("seconds") :: LEG_FIELDS]
+        object.__setattr__(self, "_ends", array("d", accumulate(seconds)))
+
+    @classmethod
+    def of(cls, legs: Iterable[Leg]) -> Route:
+        data = array("d")
+        for leg in legs:
+            data.extend(getattr(leg, name) for name in Leg.__match_args__)
+        return cls(data)
+
+    @property
+    def legs(self) -> tuple[Leg, ...]:
+        data = self.data
+        return tuple(Leg(*data[i : i + LEG_FIELDS]) for i in range(0, len(data), LEG_FIELDS))
 
     @property
     def one_way_seconds(self) -> float:
@@ -150,15 +173,17 @@ class Route:
         back = t >= one_way
         if back:
             t = 2 * one_way - t
-        index = min(bisect_right(self._ends, t), len(self.legs) - 1)
-        leg = self.legs[index]
-        begun = self._ends[index] - leg.seconds
-        share = min(1.0, max(0.0, (t - begun) / leg.seconds))
-        heading = (leg.heading_deg + 180.0) % 360.0 if back else leg.heading_deg
+        index = min(bisect_right(self._ends, t), len(self._ends) - 1)
+        start = index * LEG_FIELDS
+        lat, lon, d_lat, d_lon, speed, seconds, heading = self.data[start : start + LEG_FIELDS]
+        begun = self._ends[index] - seconds
+        share = min(1.0, max(0.0, (t - begun) / seconds))
+        if back:
+            heading = (heading + 180.0) % 360.0
         return Fix(
-            lat=leg.lat + leg.d_lat * share,
-            lon=leg.lon + leg.d_lon * share,
-            speed_mps=leg.speed_mps,
+            lat=lat + d_lat * share,
+            lon=lon + d_lon * share,
+            speed_mps=speed,
             heading_deg=heading,
         )
 
@@ -192,7 +217,7 @@ def make_route(rng: random.Random, area: Area, speed_kmh: tuple[float, float]) -
         legs.append(Leg(lat, lon, d_lat, d_lon, speed, max(metres / speed, 1e-3), heading))
         lat, lon = lat + d_lat, lon + d_lon
         north_south = not north_south
-    return Route(tuple(legs))
+    return Route.of(legs)
 
 
 def _reflect(start: float, delta: float, low: float, high: float) -> float:
