@@ -38,10 +38,10 @@ from hivectl.cli.common import (
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    err_console,
     fail,
     secret_file_flags,
     settings_from,
-    warn,
 )
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def watch_realm(
     if json_output or not console.is_terminal:
 
         def on_close(info: CloseInfo) -> None:
-            warn(f"watch connection {info}")
+            _warn_line(f"watch connection {info}")
 
     if json_output:
         printer = _line_printer(lambda event: event_json(event, realm), gone)
@@ -157,11 +157,20 @@ def watch_realm(
     state = watcher.state
     if state.closes:
         times = "once" if state.closes == 1 else f"{state.closes} times"
-        warn(f"the server closed this watch {times} (last: {state.last_close})")
+        _warn_line(f"the server closed this watch {times} (last: {state.last_close})")
     if ended == "timeout" and count is not None:
         fail(
             f"{watcher.state.total_events} of {count} events before the timeout", EXIT_CHECK_FAILED
         )
+
+
+def _warn_line(message: str) -> None:
+    """A ``warning:`` on stderr as one line however long, so a script can read it by lines."""
+    from rich.markup import escape
+
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def _line_printer(
