@@ -227,6 +227,7 @@ class Connection:
             raise ConnectionLost("connection lost while sending") from None
         finally:
             self._pending.pop(cid, None)
+            _settle(future)
 
     async def request_batch(self, messages: Sequence[dict[str, Any]]) -> list[Any]:
         """Send requests in one frame and wait for every reply. Each entry of the result is
@@ -251,8 +252,9 @@ class Connection:
         except ConnectionClosed:
             raise ConnectionLost("connection lost while sending") from None
         finally:
-            for cid in cids:
+            for cid, future in zip(cids, futures, strict=True):
                 self._pending.pop(cid, None)
+                _settle(future)
 
     async def send(self, messages: list[dict[str, Any]]) -> None:
         """Send messages that get no reply (``set``) in one frame."""
@@ -408,6 +410,16 @@ def _messages(frame: str | bytes) -> list[dict[str, Any]]:
     if isinstance(value, list):
         return [item for item in value if isinstance(item, dict)]
     return []
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Leave no outcome of a future unread: when the frame could not be sent, the loss of
+    the connection may already have failed its futures, and asyncio would log each
+    unread one ("Future exception was never retrieved"), thousands for one batch."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _dial_failure(exc: BaseException) -> tuple[int | None, str, None]:
