@@ -540,22 +540,26 @@ class Simulation:
         try:
             results = await link.client.connection.request_batch(messages)
         except (HivekitError, TimeoutError) as exc:
-            if link.closing and isinstance(exc, ConnectionLost):
-                self.stats.updates_interrupted += len(messages)
-            else:
-                self.stats.update_failures[failure_reason(exc)] += len(messages)
-            return
+            results = [exc] * len(messages)
         now = time.monotonic()
         for result, due in zip(results, dues, strict=True):
             if isinstance(result, BaseException):
-                if link.closing and isinstance(result, ConnectionLost):
-                    self.stats.updates_interrupted += 1
-                else:
-                    self.stats.update_failures[failure_reason(result)] += 1
+                self._update_failed(result, link)
                 continue
             self.stats.updates_acked += 1
             self.stats.latency["update_rtt"].record(now - due)
             self._recent["update_rtt"].record(now - due, now)
+
+    def _update_failed(self, exc: BaseException, link: _Link) -> None:
+        """Count an update that got no acknowledgement: cut off by our own close, or failed
+        (a connection the server closed counts by its close code and reason)."""
+        if isinstance(exc, ConnectionLost):
+            if link.closing:
+                self.stats.updates_interrupted += 1
+                return
+            self.stats.update_failures[lost_reason(link.client)] += 1
+        else:
+            self.stats.update_failures[failure_reason(exc)] += 1
 
     async def _update(
         self, realm: Realm, object_id: str, location: dict[str, float], due: float, link: _Link
@@ -564,10 +568,7 @@ class Simulation:
         try:
             await realm.object.update(object_id, location=location)
         except (HivekitError, TimeoutError) as exc:
-            if link.closing and isinstance(exc, ConnectionLost):
-                self.stats.updates_interrupted += 1
-            else:
-                self.stats.update_failures[failure_reason(exc)] += 1
+            self._update_failed(exc, link)
             return
         now = time.monotonic()
         self.stats.updates_acked += 1

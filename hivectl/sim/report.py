@@ -275,9 +275,17 @@ def shortfalls(report: dict[str, Any]) -> list[str]:
             parts.append(f"{updates['missed']} missed (the senders fell a whole interval behind)")
         if updates["failed"]:
             parts.append(f"{updates['failed']} failed{_reasons(updates['failures'])}")
+        advice = ""
+        if any("rate limited" in reason for reason in updates["failures"]):
+            advice = (
+                "; the server rate-limited them: lower --rate-per-connection or "
+                "--rate-per-object (0 for servers without a per-object allowance), or "
+                "lengthen --update-interval"
+            )
         found.append(
             f"{undelivered} of {updates['due']} location updates were not delivered: "
             + ", ".join(parts)
+            + advice
         )
     cleanup = report.get("cleanup")
     if cleanup is not None and cleanup["failed"]:

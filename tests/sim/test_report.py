@@ -180,6 +180,10 @@ def test_a_few_missed_updates_are_tolerated_many_are_not() -> None:
         "11 of 1000 location updates were not delivered: 11 missed "
         "(the senders fell a whole interval behind)"
     ]
+    report["updates"].update(missed=0, failed=20, failures={"error 429: rate limited": 20})
+    (line,) = shortfalls(report)
+    assert line.startswith("20 of 1000 location updates were not delivered: 20 failed (error 429")
+    assert line.endswith("or lengthen --update-interval")
 
 
 def test_setup_progress_line_and_bar() -> None:
