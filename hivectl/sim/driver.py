@@ -31,8 +31,11 @@ Choices that make the numbers honest:
 * Objects are created before the riders connect: creating an object publishes nothing, so
   every connect and disconnect afterwards is a clean transition to measure.
 * Connects are bounded by a semaphore (``concurrency``) and spread over the ramp-up. A failed
-  connect is counted by reason and retried after `RETRY_S`, as Hivekit's clients do. A
-  connection the server drops is counted (by close code) and reconnected the same way.
+  connect is counted by reason and retried, and a connection the server drops is counted
+  (by close code) and reconnected, both after the client's jittered backoff
+  (`hivectl.client.backoff`, from `RETRY_S` up to `MAX_RETRY_S`, reset only by a
+  connection that held): a server that refuses or drops a fleet is not redialled by all
+  of it every second.
 * Stopping (the duration is over, or `Simulation.interrupt`) closes every connection
   cleanly, then waits up to ``drain_s`` for outstanding presence events.
 """
@@ -42,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import re
 import time
 from collections.abc import Callable
@@ -52,6 +56,7 @@ import orjson
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from hivectl.client import AuthenticationError, HivekitClient, HivekitError, Realm
+from hivectl.client.backoff import Backoff
 from hivectl.client.errors import ConnectionLost
 from hivectl.core.tokens import SigningKey, mint_token
 from hivectl.sim.budget import (
@@ -78,6 +83,8 @@ from hivectl.sim.report import (
 
 LATE_AFTER_S = 0.1
 RETRY_S = 1.0
+MAX_RETRY_S = 30.0
+HELD_AFTER_S = 10.0
 CLEAN_CLOSE_WAIT_S = 1.0
 """How long a clean close waits for updates still in flight (a polite client does)."""
 TOKEN_MARGIN_S = 3600.0
@@ -122,6 +129,8 @@ class _Link:
     """One live connection of a planned connection."""
 
     client: HivekitClient
+    up_at: float
+    """When it authenticated (monotonic): how long it held decides the retry backoff."""
     closing: bool = False
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
     dropped_at: float = 0.0
@@ -357,21 +366,32 @@ class Simulation:
     async def _provider(self, conn: ConnectionPlan) -> None:
         claims = conn.claims(self.config.realm)
         token = mint_token(claims, self._key, now=time.time(), ttl=self._token_ttl)
+        retries = Backoff(RETRY_S, MAX_RETRY_S, HELD_AFTER_S)
+        jitter = random.Random(f"{self.config.params.seed}:retry:{conn.key}").random
         for session in conn.sessions:
             if not await self._sleep_until(self._t0 + session.start):
                 return
-            await self._online(conn, token, session)
+            await self._online(conn, token, session, retries, jitter)
             if self._stop.is_set():
                 return
 
-    async def _online(self, conn: ConnectionPlan, token: str, session: Session) -> None:
+    async def _online(
+        self,
+        conn: ConnectionPlan,
+        token: str,
+        session: Session,
+        retries: Backoff,
+        jitter: Callable[[], float],
+    ) -> None:
         """Be connected from now until the session ends (reconnecting after failures)."""
         end_at = self._t0 + session.end
         while not self._stop.is_set() and time.monotonic() < end_at:
             await self._settle(conn)
             link = await self._connect(conn, token, end_at)
             if link is None or await self._ride(conn, link, end_at):
-                await self._sleep_until(min(end_at, time.monotonic() + RETRY_S))
+                retries.connection_lost(None if link is None else link.dropped_at - link.up_at)
+                delay = retries.next_delay(jitter())
+                await self._sleep_until(min(end_at, time.monotonic() + delay))
                 continue
             aborting = session.ending == "abort" and not self._stop.is_set()
             await self._drop(conn, link, "abort" if aborting else "close")
@@ -403,7 +423,7 @@ class Simulation:
         self.stats.latency["auth"].record(timings.authenticated - timings.opened)
         self.stats.opened()
         self._opened.add(conn.key)
-        link = _Link(client)
+        link = _Link(client, timings.authenticated)
         client.on_connection_status(link.on_status)
         self._record(self.ledger.provider_up(conn.key, conn.objects, timings.opened))
         return link

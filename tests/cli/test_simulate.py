@@ -174,6 +174,27 @@ async def test_three_hundred_riders_over_three_gateways_then_cleaned_up(
     assert statuses == {"depots/x": "dis", "riders/g0-000": "dis"}
 
 
+async def test_a_rider_the_server_refuses_is_retried_with_backoff_and_reported() -> None:
+    """Room for the watcher and one rider: the other is refused (HTTP 503) at every try.
+    With a fixed 1 s retry it would try 9 times in 8 s; the backoff (0.5-1 s, then 1-2,
+    2-4, 4-8) allows at most 5, and the run says the rider never connected."""
+    settings = make_settings(**{"limits.max_connections": 2})
+    running = HivekitServer(settings)
+    await running.start()
+    try:
+        params = PlanParams(riders=2, seed=2, duration_s=8.0, ramp_up_s=0.5, churn_per_min=0.0)
+        report = await Simulation(SimConfig(running.ws_url, "full", params), KEY).run()
+    finally:
+        await running.close()
+    connections = report["connections"]
+    assert connections["opened"] == 1 and connections["never_connected"] == 1
+    assert connections["failures"] == {"http 503": connections["attempts"] - 1}
+    assert 3 <= connections["attempts"] <= 1 + 5
+    assert report["shortfalls"] == [
+        f"1 of 2 planned connections never connected (http 503: {connections['failed']})"
+    ]
+
+
 def test_a_plan_past_the_open_file_limit_exits_2_before_connecting() -> None:
     env = {"HIVECTL_AUTH_SECRET": SECRET}
     nowhere = ("--url", "ws://127.0.0.1:9/ws", "--open-file-limit", "200")
