@@ -270,8 +270,8 @@ class Simulation:
 
     async def _bulk(self, act: str, object_ids: list[str], stats: BulkStats) -> None:
         """Create (``cre``) or delete (``del``) objects over a few setup connections, each
-        sending frames of `MAX_FRAME_MESSAGES` paced under the server's rate limit. A setup
-        connection that cannot open, or is lost, counts its share as failed."""
+        sending frames under the server's per-frame limits, paced under its rate limit. A
+        setup connection that cannot open, or is lost, counts what it had left as failed."""
         started = time.monotonic()
         stats.total = len(object_ids)
         self._setup_progress(stats, act, started)
