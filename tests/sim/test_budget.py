@@ -64,7 +64,7 @@ def test_the_pacer_spaces_frames_to_the_rate() -> None:
 
 
 def test_setup_spreads_objects_over_a_bounded_number_of_connections() -> None:
-    assert setup_links(0) == 1 and setup_links(300) == 1 and setup_links(5_001) == 2
+    assert setup_links(0) == 1 and setup_links(300) == 1 and setup_links(1_001) == 2
     assert setup_links(100_000) == MAX_SETUP_LINKS == 16
 
 
