@@ -1,22 +1,30 @@
 """`hivectl simulate riders`: a fleet of simulated delivery riders against a server.
 
-Thin: options -> `hivectl.sim.driver.SimConfig`, a Rich live panel on stderr while it runs,
-the report at the end (Rich on stdout, or ``--json``). The plan, the measuring and the
-report are `hivectl.sim`'s.
+Thin: options -> `hivectl.sim.driver.SimConfig`, progress on stderr while it runs (a Rich
+bar and live panel on a terminal, a plain line every few seconds otherwise), the report at
+the end (Rich on stdout, or ``--json``). The plan, the measuring and the report are
+`hivectl.sim`'s.
+
+Before connecting, the plan's need for file descriptors is checked against the open-file
+limit (`hivectl.sim.budget`): a plan this machine cannot hold is refused with what to change.
 
 Exit codes: 0 the run completed; 1 it could not start (server unreachable, realm refused);
-2 bad options or no signing key; 3 a ``--max-*`` threshold was crossed; 130 interrupted by
-Ctrl-C -- after the report, which covers the run so far: a script can tell a cut-short run
-from a complete one, and a person still gets the numbers. A second Ctrl-C quits at once.
+2 bad options, no signing key, or too low an open-file limit; 3 a ``--max-*`` threshold was
+crossed, or the run could not carry out its plan (objects not created, connections never
+made, updates not delivered, objects not cleaned up: one stderr line per reason); 130
+interrupted by Ctrl-C -- after the report, which covers the run so far: a script can tell
+a cut-short run from a complete one, and a person still gets the numbers. A second Ctrl-C
+quits at once.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from hivectl.cli.common import (
     CONFIG_OPTION,
@@ -33,10 +41,16 @@ from hivectl.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hivectl.core.tokens import SigningKey
     from hivectl.sim.driver import SimConfig
+    from hivectl.sim.report import LiveSnapshot, SetupSnapshot
 
 EXIT_INTERRUPTED = 130
+Snap = TypeVar("Snap")
+PLAIN_SETUP_EVERY_S = 2.0
+PLAIN_PROGRESS_EVERY_S = 10.0
 
 app = typer.Typer(help="Simulated fleets: load and presence checks.", no_args_is_help=True)
 
@@ -45,7 +59,8 @@ app = typer.Typer(help="Simulated fleets: load and presence checks.", no_args_is
     epilog="Examples:\n\n"
     "  hivectl simulate riders --realm london --riders 50 --duration 60s\n\n"
     "  hivectl simulate riders --riders 1000 --ramp-up 30s --churn 0.2 --seed 7 --json\n\n"
-    "  hivectl simulate riders --gateways 4 --devices-per-rider 0 --max-p99-ms 250 --max-lost 0"
+    "  hivectl simulate riders --gateways 4 --devices-per-rider 0 --max-p99-ms 250 --max-lost 0\n\n"
+    "  hivectl simulate riders --riders 100000 --gateways 10 --update-interval 15s --cleanup"
 )
 def riders(
     url: str | None = typer.Option(
@@ -53,11 +68,16 @@ def riders(
     ),
     realm: str = typer.Option("london", "--realm", help="Realm to ride in (created if missing)."),
     riders: int = typer.Option(100, "--riders", "-n", help="Number of riders."),
-    devices_per_rider: int = typer.Option(
-        1, "--devices-per-rider", help="Connections per rider, all providing its object."
+    devices_per_rider: int | None = typer.Option(
+        None,
+        "--devices-per-rider",
+        help="Connections per rider, all providing its object (default: 1, or 0 with --gateways).",
     ),
     gateways: int = typer.Option(
-        0, "--gateways", help="Gateway connections, each providing riders/g<k>-* (its riders)."
+        0,
+        "--gateways",
+        help="Spread the riders over this many gateway connections, each providing "
+        "riders/g<k>-* and sending its riders' updates in frames.",
     ),
     duration: str = typer.Option("60s", "--duration", help="How long to ride: 30s, 5m."),
     ramp_up: str = typer.Option("10s", "--ramp-up", help="Spread the first connects over this."),
@@ -93,8 +113,28 @@ def riders(
     max_lost: int | None = typer.Option(
         None, "--max-lost", help="Exit 3 when more presence events than this are lost."
     ),
+    cleanup: bool = typer.Option(
+        False, "--cleanup", help="Delete the rider objects this run created when it ends."
+    ),
+    rate_per_connection: float = typer.Option(
+        800.0,
+        "--rate-per-connection",
+        help="Messages/s each connection may send (keep under the server's "
+        "limits.messages_per_second).",
+    ),
+    rate_per_object: float = typer.Option(
+        1.5,
+        "--rate-per-object",
+        help="Extra messages/s per object a connection provides (under the server's "
+        "limits.messages_per_object; 0 for servers without it).",
+    ),
+    open_file_limit: int | None = typer.Option(
+        None, "--open-file-limit", hidden=True, help="Check against this limit (tests)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No live panel on stderr."),
+    no_progress: bool = typer.Option(
+        False, "--no-progress", help="No progress on stderr (bar, live panel or lines)."
+    ),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
 ) -> None:
@@ -104,6 +144,7 @@ def riders(
 
     from hivectl.cli.credentials import signing_key_or_exit
     from hivectl.core.settings import parse_duration
+    from hivectl.sim.budget import descriptors_needed, open_file_problem
     from hivectl.sim.driver import SimConfig
     from hivectl.sim.plan import Area, PlanParams, parse_range
 
@@ -111,6 +152,8 @@ def riders(
         config, {"client.url": url, **secret_file_flags(secret_file)}, SECRET_FILE_LABELS
     )
     try:
+        if devices_per_rider is None:
+            devices_per_rider = 0 if gateways else 1
         params = PlanParams(
             riders=riders,
             devices_per_rider=devices_per_rider,
@@ -134,6 +177,9 @@ def riders(
             abort_deadline_s=parse_duration(abort_deadline),
             max_p99_ms=max_p99_ms,
             max_lost=max_lost,
+            cleanup=cleanup,
+            rate_per_connection=rate_per_connection,
+            rate_per_object=rate_per_object,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -142,8 +188,17 @@ def riders(
         for problem in problems:
             error(problem)
         raise typer.Exit(EXIT_USAGE)
+    connections = params.riders * params.devices_per_rider + params.gateways
+    needed = descriptors_needed(connections)
+    soft, hard = _open_file_limits(open_file_limit)
+    too_few = open_file_problem(
+        needed, soft, hard, connections=connections, gateways=params.gateways
+    )
+    if too_few is not None:
+        fail(too_few, EXIT_USAGE)
     key = signing_key_or_exit(loaded.settings, "simulate riders")
-    report = _run(sim_config, key, progress=not no_progress and err_console.is_terminal)
+    mode = "off" if no_progress else "live" if err_console.is_terminal else "lines"
+    report = _run(sim_config, key, mode)
     if json_output:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -154,16 +209,34 @@ def riders(
         Console().print(render_report(report))
     for violation in report["thresholds"]["violations"]:
         err_console.print(f"[red]threshold crossed:[/red] {violation}", highlight=False)
+    for shortfall in report["shortfalls"]:
+        err_console.print(
+            f"[red]plan not carried out:[/red] {escape(shortfall)}", highlight=False, soft_wrap=True
+        )
     if report["interrupted"]:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if report["thresholds"]["violations"]:
+    if report["thresholds"]["violations"] or report["shortfalls"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _open_file_limits(assumed: int | None) -> tuple[int, int | None]:
+    """(soft, hard) RLIMIT_NOFILE, hard None when unlimited; `assumed` stands for both."""
+    if assumed is not None:
+        return assumed, assumed
+    try:
+        import resource
+    except ImportError:  # no such limit on this platform
+        return 0, None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, None if hard == resource.RLIM_INFINITY else hard
 
 
 def _config_problems(config: SimConfig) -> list[str]:
     problems = []
     if not 1 <= config.concurrency <= 10_000:
         problems.append("--concurrency must be from 1 to 10000")
+    if not 1 <= config.rate_per_connection <= 1_000_000 or not 0 <= config.rate_per_object <= 1000:
+        problems.append("--rate-per-connection must be 1 to 1000000, --rate-per-object 0 to 1000")
     if config.drain_s > 600 or config.abort_deadline_s > 3600:
         problems.append("--drain is at most 10m and --abort-deadline at most 1h")
     if config.max_p99_ms is not None and config.max_p99_ms < 0:
@@ -173,8 +246,10 @@ def _config_problems(config: SimConfig) -> list[str]:
     return problems
 
 
-def _run(config: SimConfig, key: SigningKey, *, progress: bool) -> dict[str, Any]:
-    """Run the simulation in its own event loop, with Ctrl-C as a clean stop."""
+def _run(config: SimConfig, key: SigningKey, mode: str) -> dict[str, Any]:
+    """Run the simulation in its own event loop, with Ctrl-C as a clean stop. `mode` says
+    how progress shows on stderr: ``live`` (a Rich bar, then the live panel), ``lines``
+    (a plain line every few seconds) or ``off``."""
     import asyncio
     import contextlib
     import signal
@@ -182,16 +257,22 @@ def _run(config: SimConfig, key: SigningKey, *, progress: bool) -> dict[str, Any
     from rich.live import Live
 
     from hivectl.sim.driver import SetupError, Simulation
-    from hivectl.sim.render import render_progress
+    from hivectl.sim.render import progress_line, render_progress, render_setup
 
-    live = Live(console=err_console, refresh_per_second=4, transient=True) if progress else None
+    live = (
+        Live(console=err_console, refresh_per_second=4, transient=True) if mode == "live" else None
+    )
+    on_progress: Callable[[LiveSnapshot], None] | None = None
+    on_setup: Callable[[SetupSnapshot], None] | None = None
+    if live is not None:
+        on_progress = lambda snap: live.update(render_progress(snap))  # noqa: E731
+        on_setup = lambda snap: live.update(render_setup(snap))  # noqa: E731
+    elif mode == "lines":
+        on_progress = _every(PLAIN_PROGRESS_EVERY_S, progress_line, lambda snap: snap.stopping)
+        on_setup = _every(PLAIN_SETUP_EVERY_S, lambda snap: snap.line(), lambda s: s.finished)
 
     async def main() -> dict[str, Any]:
-        simulation = Simulation(
-            config,
-            key,
-            on_progress=(lambda snap: live.update(render_progress(snap))) if live else None,
-        )
+        simulation = Simulation(config, key, on_progress=on_progress, on_setup=on_setup)
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
 
@@ -214,3 +295,25 @@ def _run(config: SimConfig, key: SigningKey, *, progress: bool) -> dict[str, Any
         fail(str(exc), EXIT_FAILURE)
     except (KeyboardInterrupt, asyncio.CancelledError):
         fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _every(
+    seconds: float, line: Callable[[Snap], str], final: Callable[[Snap], bool]
+) -> Callable[[Snap], None]:
+    """A progress callback that prints `line` on stderr at most every `seconds`, and when a
+    snapshot turns `final` (a phase finished, the run stopping), so a log shows where the
+    run is without repeating itself."""
+    import time
+
+    last = [-float("inf")]
+    was_final = [False]
+
+    def emit(snap: Snap) -> None:
+        now = time.monotonic()
+        is_final = final(snap)
+        if (is_final and not was_final[0]) or (not is_final and now - last[0] >= seconds):
+            last[0] = now
+            err_console.print(line(snap), highlight=False, markup=False, soft_wrap=True)
+        was_final[0] = is_final
+
+    return emit

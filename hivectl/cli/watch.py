@@ -8,6 +8,12 @@ per line, flushed at once (for ``jq`` and scripts); otherwise one plain line per
 (seconds it had been in the previous status, ``null`` when this watch has not seen it
 change before).
 
+When the server closes the watch (a slow consumer is closed with 4008, for one), the client
+reconnects with a growing, jittered backoff (`hivectl.client.backoff`) and the watch says so:
+in the live view's caption on a terminal (close code, reason, when the next try is), else one
+``warning:`` line per close on stderr, so ``--json`` output stays clean. A watch that was
+closed says how often when it ends.
+
 The token: ``--token``/``$HIVECTL_TOKEN``, else ``[client] token``/``token_file``, else one
 minted from the server's own key with read rights on the realm (``REALM:*=R``), re-minted at
 every reconnect.
@@ -32,6 +38,7 @@ from hivectl.cli.common import (
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    err_console,
     fail,
     secret_file_flags,
     settings_from,
@@ -40,6 +47,7 @@ from hivectl.cli.common import (
 if TYPE_CHECKING:
     from rich.live import Live
 
+    from hivectl.client import CloseInfo
     from hivectl.watch.driver import RealmWatcher
     from hivectl.watch.state import WatchEvent
 
@@ -78,6 +86,7 @@ def watch_realm(
     secret_file: Path | None = SECRET_FILE_OPTION,
 ) -> None:
     """Tail connectionStatusChanged events with the realm's online count."""
+    import logging
     import time
 
     from rich.console import Console
@@ -116,8 +125,17 @@ def watch_realm(
     def gone() -> None:
         watcher.stop()
 
+    # The watch reports closes itself (below); the client's own log line would repeat them
+    # on stderr through logging's last-resort handler, or tear through the live view.
+    logging.getLogger("hivectl.client").addHandler(logging.NullHandler())
     console = Console()
     live = None
+    on_close: Callable[[CloseInfo], None] | None = None
+    if json_output or not console.is_terminal:
+
+        def on_close(info: CloseInfo) -> None:
+            _warn_line(f"watch connection {info}")
+
     if json_output:
         printer = _line_printer(lambda event: event_json(event, realm), gone)
     elif console.is_terminal:
@@ -133,11 +151,26 @@ def watch_realm(
         count=count,
         on_event=printer,
         fresh_token=fresh_token,
+        on_close=on_close,
     )
-    if _run(watcher, live, seconds) == "timeout" and count is not None:
+    ended = _run(watcher, live, seconds)
+    state = watcher.state
+    if state.closes:
+        times = "once" if state.closes == 1 else f"{state.closes} times"
+        _warn_line(f"the server closed this watch {times} (last: {state.last_close})")
+    if ended == "timeout" and count is not None:
         fail(
             f"{watcher.state.total_events} of {count} events before the timeout", EXIT_CHECK_FAILED
         )
+
+
+def _warn_line(message: str) -> None:
+    """A ``warning:`` on stderr as one line however long, so a script can read it by lines."""
+    from rich.markup import escape
+
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def _line_printer(

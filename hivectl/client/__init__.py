@@ -14,12 +14,14 @@ async with HivekitClient("ws://127.0.0.1:8765/ws", token) as client:
 """
 
 from hivectl.client.api import HivekitClient, Realm
+from hivectl.client.connection import CloseInfo
 from hivectl.client.errors import AuthenticationError, ConnectionLost, HivekitError
 from hivectl.client.objects import HiveObject
 from hivectl.client.subscriptions import ObjectSubscription, RealmSubscription, SubscriptionChange
 
 __all__ = [
     "AuthenticationError",
+    "CloseInfo",
     "ConnectionLost",
     "HiveObject",
     "HivekitClient",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from hivectl.client.connection import Connection, call_soon
+from hivectl.client.connection import CloseInfo, Connection, call_soon
 from hivectl.client.objects import HiveObject
 from hivectl.client.subscriptions import (
     ChangeCallback,
@@ -40,13 +40,20 @@ class HivekitClient:
         *,
         reconnect: bool = True,
         reconnect_delay: float = 1.0,
+        max_reconnect_delay: float = 30.0,
+        stable_after: float = 10.0,
         request_timeout: float = 10.0,
     ) -> None:
+        """Reconnects wait a jittered, doubling delay from `reconnect_delay` up to
+        `max_reconnect_delay`, reset only by a connection that held `stable_after` seconds
+        (`hivectl.client.backoff` says why)."""
         self.connection = Connection(
             url,
             token,
             reconnect=reconnect,
             reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            stable_after=stable_after,
             request_timeout=request_timeout,
         )
         self.realm = RealmApi(self.connection)
@@ -81,6 +88,16 @@ class HivekitClient:
     def on_connection_status(self, callback: Callable[[str], Any]) -> None:
         """Called with "connected", "reconnecting" or "disconnected" on every change."""
         self.connection.on_status(callback)
+
+    @property
+    def last_close(self) -> CloseInfo | None:
+        """The last loss the client did not ask for: close code, reason, next attempt."""
+        return self.connection.last_close
+
+    def on_close(self, callback: Callable[[CloseInfo], Any]) -> None:
+        """Called with a `CloseInfo` on every loss the client did not ask for (a close by
+        the server, a dead socket, a failed reconnect), before the wait for the next try."""
+        self.connection.on_close(callback)
 
 
 class RealmApi:

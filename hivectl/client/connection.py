@@ -5,10 +5,18 @@ frames and wait for the reply with their ``cid``; pushes (pub/sub events,
 subscription updates) go to the handlers registered by the higher layers.
 
 When the socket closes unexpectedly and ``reconnect`` is on, the connection dials
-again with exponential backoff, re-sends ``Bearer`` and then calls every
-registered restore hook (the pub/sub and subscription layers re-create their
-subscriptions there, with the same ids). Requests in flight when the socket dropped
-fail with `ConnectionLost`; callers decide whether to retry.
+again after a jittered exponential backoff (`hivectl.client.backoff`: it grows with every
+attempt and is reset only by a connection that held for ``stable_after`` seconds, so a
+server that closes a client right after accepting it is not redialled in a tight loop),
+re-sends ``Bearer`` and then calls every registered restore hook (the pub/sub and
+subscription layers re-create their subscriptions there, with the same ids). Requests in
+flight when the socket dropped fail with `ConnectionLost`; callers decide whether to retry.
+
+Every loss (a close by the server, a socket that died, a reconnect dial that failed) is
+told: `Connection.last_close` holds it as a `CloseInfo` (the close code and reason, how
+long the connection had been up, the wait before the next attempt), callbacks registered
+with `Connection.on_close` get it, and it is logged -- a warning when a reconnect follows,
+so a close loop is never silent.
 """
 
 from __future__ import annotations
@@ -18,15 +26,17 @@ import contextlib
 import inspect
 import itertools
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from hivectl.client.backoff import Backoff
 from hivectl.client.errors import AuthenticationError, ConnectionLost, HivekitError
 
 log = logging.getLogger("hivectl.client")
@@ -34,6 +44,7 @@ log = logging.getLogger("hivectl.client")
 PushHandler = Callable[[dict[str, Any]], None]
 RestoreHook = Callable[[], Awaitable[None]]
 StatusCallback = Callable[[str], Any]
+CloseCallback = Callable[["CloseInfo"], Any]
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,42 @@ class DialTimings:
     authenticated: float
 
 
+@dataclass(frozen=True)
+class CloseInfo:
+    """Why the link went down, and what happens next.
+
+    ``code`` and ``reason`` are the server's close frame (``code`` None when there was
+    none: the socket died, or a dial failed before a WebSocket existed, and ``reason``
+    then says what failed). ``uptime_s`` is how long the connection had been
+    authenticated (None when a reconnect dial failed). ``retry_in_s`` is the wait before
+    the next attempt, ``attempt`` that attempt's number since the last connection that
+    held (None and 0 when no reconnect follows).
+    """
+
+    code: int | None
+    reason: str
+    uptime_s: float | None
+    retry_in_s: float | None
+    attempt: int
+
+    @property
+    def cause(self) -> str:
+        """``4008 slow consumer``, ``1006 (no reason)`` or what failed."""
+        if self.code is None:
+            return self.reason or "connection lost"
+        return f"{self.code} {self.reason or '(no reason)'}"
+
+    def __str__(self) -> str:
+        text = f"closed: {self.cause}"
+        if self.uptime_s is None:
+            text = f"reconnect failed: {self.cause}"
+        else:
+            text += f" after {self.uptime_s:.1f}s"
+        if self.retry_in_s is not None:
+            text += f"; reconnect {self.attempt} in {self.retry_in_s:.1f}s"
+        return text
+
+
 class Connection:
     def __init__(
         self,
@@ -56,15 +103,20 @@ class Connection:
         reconnect: bool = True,
         reconnect_delay: float = 1.0,
         max_reconnect_delay: float = 30.0,
+        stable_after: float = 10.0,
+        jitter: Callable[[], float] = random.random,
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
         max_size: int = 16 * 1024 * 1024,
     ) -> None:
+        """`reconnect_delay` and `max_reconnect_delay` are the backoff's base and cap,
+        `stable_after` how long a connection must hold to reset it; `jitter` draws the
+        uniform [0, 1) numbers that spread the waits (a seeded one makes them repeatable)."""
         self.url = url
         self.token = token
         self.reconnect = reconnect
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
+        self.backoff = Backoff(reconnect_delay, max_reconnect_delay, stable_after)
+        self._jitter = jitter
         self.request_timeout = request_timeout
         self.open_timeout = open_timeout
         self.max_size = max_size
@@ -73,6 +125,7 @@ class Connection:
         self.reconnects = 0
         self.close_code: int | None = None
         self.close_reason = ""
+        self.last_close: CloseInfo | None = None
         self.dial_timings: DialTimings | None = None
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -83,6 +136,7 @@ class Connection:
         self._push_handlers: dict[str, PushHandler] = {}
         self._restore_hooks: list[RestoreHook] = []
         self._status_callbacks: list[StatusCallback] = []
+        self._close_callbacks: list[CloseCallback] = []
         self._closing = False
         self._connected = asyncio.Event()
 
@@ -173,6 +227,34 @@ class Connection:
             raise ConnectionLost("connection lost while sending") from None
         finally:
             self._pending.pop(cid, None)
+            _settle(future)
+
+    async def request_batch(self, messages: Sequence[dict[str, Any]]) -> list[Any]:
+        """Send requests in one frame and wait for every reply. Each entry of the result is
+        that request's reply ``dat``, or the `HivekitError` it failed with: returned, not
+        raised, so that one refused message (a 429) does not hide what became of the others.
+        The server handles a frame's messages in order, so this is also how a gateway sends
+        many objects' updates at the cost of one frame. Raises `ConnectionLost` when the
+        frame cannot be sent and TimeoutError when the replies do not all come in time."""
+        ws = self._require_ws()
+        loop = asyncio.get_running_loop()
+        cids = [f"c{next(self._cids)}" for _ in messages]
+        futures: list[asyncio.Future[Any]] = []
+        for cid in cids:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._pending[cid] = future
+            futures.append(future)
+        frame = [{**message, "cid": cid} for message, cid in zip(messages, cids, strict=True)]
+        try:
+            await ws.send(orjson.dumps(frame).decode())
+            async with asyncio.timeout(self.request_timeout):
+                return await asyncio.gather(*futures, return_exceptions=True)
+        except ConnectionClosed:
+            raise ConnectionLost("connection lost while sending") from None
+        finally:
+            for cid, future in zip(cids, futures, strict=True):
+                self._pending.pop(cid, None)
+                _settle(future)
 
     async def send(self, messages: list[dict[str, Any]]) -> None:
         """Send messages that get no reply (``set``) in one frame."""
@@ -203,6 +285,10 @@ class Connection:
     def on_status(self, callback: StatusCallback) -> None:
         self._status_callbacks.append(callback)
 
+    def on_close(self, callback: CloseCallback) -> None:
+        """Called with a `CloseInfo` for every loss the client did not ask for."""
+        self._close_callbacks.append(callback)
+
     def _set_status(self, status: str) -> None:
         if status == self.status:
             return
@@ -229,10 +315,16 @@ class Connection:
         if not self._closing:
             self._set_status("disconnected")
             self._fail_pending(ConnectionLost(f"connection closed ({self.close_code})"))
+            timings = self.dial_timings
+            uptime = time.monotonic() - timings.authenticated if timings is not None else 0.0
+            self.backoff.connection_lost(uptime)
             if self.reconnect:
                 self._reconnect_task = asyncio.create_task(
-                    self._reconnect_loop(), name="hivekit-reconnect"
+                    self._reconnect_loop(self.close_code, self.close_reason, uptime),
+                    name="hivekit-reconnect",
                 )
+            else:
+                self._report(CloseInfo(self.close_code, self.close_reason, uptime, None, 0))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         cid = message.get("cid")
@@ -265,9 +357,10 @@ class Connection:
             except Exception:
                 log.exception("push handler failed")
 
-    async def _reconnect_loop(self) -> None:
-        delay = self.reconnect_delay
+    async def _reconnect_loop(self, code: int | None, reason: str, uptime: float | None) -> None:
         while not self._closing:
+            delay = self.backoff.next_delay(self._jitter())
+            self._report(CloseInfo(code, reason, uptime, delay, self.backoff.attempt))
             self._set_status("reconnecting")
             await asyncio.sleep(delay)
             if self._closing:
@@ -279,8 +372,8 @@ class Connection:
                 self._set_status("disconnected")
                 return
             except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
-                log.info("reconnect failed: %s", exc)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                code, reason, uptime = _dial_failure(exc)
+                self.backoff.connection_lost(None)
                 continue
             self.reconnects += 1
             for hook in list(self._restore_hooks):
@@ -289,6 +382,15 @@ class Connection:
                 except HivekitError:
                     log.exception("restoring a subscription failed")
             return
+
+    def _report(self, info: CloseInfo) -> None:
+        self.last_close = info
+        if info.retry_in_s is None:
+            log.info("%s %s", self.url, info)
+        else:
+            log.warning("%s %s", self.url, info)
+        for callback in list(self._close_callbacks):
+            call_soon(callback, info)
 
     def _fail_pending(self, exc: Exception) -> None:
         pending, self._pending = self._pending, {}
@@ -308,6 +410,29 @@ def _messages(frame: str | bytes) -> list[dict[str, Any]]:
     if isinstance(value, list):
         return [item for item in value if isinstance(item, dict)]
     return []
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Leave no outcome of a future unread: when the frame could not be sent, the loss of
+    the connection may already have failed its futures, and asyncio would log each
+    unread one ("Future exception was never retrieved"), thousands for one batch."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
+def _dial_failure(exc: BaseException) -> tuple[int | None, str, None]:
+    """A failed dial as (close code, reason, no uptime) for its `CloseInfo`."""
+    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason, None
+    if isinstance(exc, InvalidStatus):
+        return None, f"HTTP {exc.response.status_code}", None
+    if isinstance(exc, OSError):
+        return None, exc.strerror or str(exc) or type(exc).__name__, None
+    if isinstance(exc, TimeoutError):
+        return None, "timed out", None
+    return None, str(exc) or type(exc).__name__, None
 
 
 def _auth_result(message: dict[str, Any]) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hivectl.sim.report import LATENCIES, LiveSnapshot
+from hivectl.sim.report import LATENCIES, LiveSnapshot, SetupSnapshot
 
 LATENCY_LABELS = {
     "connect": "connect (TCP + WebSocket)",
@@ -61,6 +62,26 @@ def render_progress(snap: LiveSnapshot) -> RenderableType:
     if snap.stopping:
         title += "  stopping…"
     return Panel(grid, title=title, title_align="left")
+
+
+def progress_line(snap: LiveSnapshot) -> str:
+    """The live panel as one plain line, for a stderr that is not a terminal."""
+    return (
+        f"{_clock(snap.elapsed_s)}/{_clock(snap.duration_s)} "
+        f"connections {snap.open_connections}/{snap.planned_connections} open, "
+        f"objects online {snap.objects_online}/{snap.objects}, "
+        f"updates {snap.updates_per_s:.0f}/s (failed {snap.updates_failed}), "
+        f"presence seen {snap.presence_matched}/{snap.presence_expected}"
+        + (", stopping" if snap.stopping else "")
+    )
+
+
+def render_setup(snap: SetupSnapshot) -> RenderableType:
+    """Creating or deleting the rider objects: a bar and the counts."""
+    bar = ProgressBar(total=max(snap.total, 1), completed=snap.done + snap.failed, width=40)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(Text(snap.phase, style="bold"), bar, Text(snap.line().partition(": ")[2]))
+    return grid
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
@@ -114,6 +135,14 @@ def render_report(report: dict[str, Any]) -> RenderableType:
         f"{presence['objects_connected_once']}/{presence['objects']} seen connected, "
         f"{_dash(presence['connected_at_end'])} still connected at the end",
     )
+    for name, bulk in (("setup", report.get("setup")), ("cleanup", report.get("cleanup"))):
+        if bulk is not None:
+            verb = "created" if name == "setup" else "deleted"
+            counts.add_row(
+                name,
+                f"{verb} {bulk['done']}/{bulk['objects']}  failed {bulk['failed']}  "
+                f"in {bulk['seconds']:.1f}s",
+            )
 
     latency = Table(title="latency (ms)", title_justify="left", box=None, padding=(0, 1))
     latency.add_column("")
@@ -135,6 +164,8 @@ def render_report(report: dict[str, Any]) -> RenderableType:
                 parts.append(Text(f"✗ {line}", style="red"))
         else:
             parts.append(Text("✓ thresholds hold", style="green"))
+    for line in report.get("shortfalls", ()):
+        parts.append(Text(f"✗ {line}", style="red"))
     note = report["open_files"]["note"]
     if note:
         parts.append(Text(f"note: {note}", style="yellow"))

@@ -1,10 +1,11 @@
 """The run's counters and the end-of-run report built from them.
 
-`RunStats` is what the driver counts while running; `build_report` turns it, the ledger's
-summary and the plan into one JSON-ready dictionary (the schema of ``--json``, documented in
-the README); `threshold_violations` says which ``--max-*`` limits the report crosses;
-`LiveSnapshot` is what the live panel shows while running. All pure: the driver owns the
-clock and passes elapsed times in.
+`RunStats` is what the driver counts while running, `BulkStats` what it counts while
+creating and deleting the rider objects; `build_report` turns them, the ledger's summary and
+the plan into one JSON-ready dictionary (the schema of ``--json``, documented in the README);
+`threshold_violations` says which ``--max-*`` limits the report crosses, `shortfalls` where
+the run did not carry out its plan; `LiveSnapshot` and `SetupSnapshot` are what the progress
+displays show. All pure: the driver owns the clock and passes elapsed times in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 from hivectl.sim.ledger import LedgerSummary
 from hivectl.sim.plan import Plan
 from hivectl.sim.recorder import LatencyRecorder
+
+UPDATE_SHORTFALL_TOLERANCE = 0.01
+"""Share of due updates that may go unsent or fail before the run counts as not carried
+out: a momentary stall of a busy machine skips a few, a plan the server or this process
+cannot keep up with misses many."""
 
 LATENCIES = ("connect", "auth", "update_rtt", "presence", "presence_abort")
 """connect: TCP + WebSocket handshake; auth: Bearer sent -> reply; update_rtt: update due ->
@@ -77,6 +83,61 @@ class LiveSnapshot:
     stopping: bool
 
 
+@dataclass
+class BulkStats:
+    """Creating (or deleting) the rider objects: how many, how far, what failed and why."""
+
+    total: int
+    existing: int = 0
+    """Rider objects that were there before the run (not created, never deleted)."""
+    done: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def fail(self, reason: str, count: int) -> None:
+        self.failures[reason] += count
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def snapshot(self, phase: str, elapsed_s: float) -> SetupSnapshot:
+        return SetupSnapshot(phase, self.done, self.failed, self.total, elapsed_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "objects": self.total,
+            "existing": self.existing,
+            "done": self.done,
+            "failed": self.failed,
+            "failures": dict(sorted(self.failures.items())),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SetupSnapshot:
+    """Progress of creating or deleting the rider objects."""
+
+    phase: str
+    done: int
+    failed: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def finished(self) -> bool:
+        return self.done + self.failed >= self.total
+
+    def line(self) -> str:
+        """The plain progress line (stderr that is not a terminal)."""
+        rate = self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        text = f"{self.phase}: {self.done}/{self.total} ({rate:.0f}/s"
+        if self.failed:
+            text += f", {self.failed} failed"
+        return text + (", done)" if self.finished else ")")
+
+
 @dataclass(frozen=True)
 class OpenFiles:
     """The RLIMIT_NOFILE outcome: what we have, what the run needs, and why if too little."""
@@ -102,6 +163,9 @@ def build_report(
     connected_at_start: int,
     connected_at_end: int | None,
     open_files: OpenFiles,
+    setup: BulkStats | None = None,
+    cleanup: BulkStats | None = None,
+    never_connected: int = 0,
     max_p99_ms: float | None = None,
     max_lost: int | None = None,
 ) -> dict[str, Any]:
@@ -136,6 +200,7 @@ def build_report(
             "aborted": stats.aborts,
             "dropped_by_server": dict(sorted(stats.dropped_by_server.items())),
             "peak_open": stats.peak_open,
+            "never_connected": never_connected,
         },
         "updates": {
             "due": stats.updates_due,
@@ -157,12 +222,15 @@ def build_report(
         },
         "latency_ms": {name: stats.latency[name].summary_ms() for name in LATENCIES},
         "open_files": open_files.as_dict(),
+        "setup": None if setup is None else setup.as_dict(),
+        "cleanup": None if cleanup is None else cleanup.as_dict(),
     }
     report["thresholds"] = {
         "max_p99_ms": max_p99_ms,
         "max_lost": max_lost,
         "violations": threshold_violations(report, max_p99_ms=max_p99_ms, max_lost=max_lost),
     }
+    report["shortfalls"] = shortfalls(report)
     return report
 
 
@@ -180,3 +248,55 @@ def threshold_violations(
     if max_lost is not None and report["presence"]["lost"] > max_lost:
         violations.append(f"lost presence events {report['presence']['lost']} > {max_lost}")
     return violations
+
+
+def shortfalls(report: dict[str, Any]) -> list[str]:
+    """One line per way the run did not carry out its plan: rider objects not created,
+    planned connections that tried and never connected, location updates not delivered
+    (beyond `UPDATE_SHORTFALL_TOLERANCE`), created objects not deleted by ``--cleanup``."""
+    found = []
+    setup = report.get("setup")
+    if setup is not None and setup["failed"]:
+        found.append(
+            f"{setup['failed']} of {setup['objects']} rider objects were not created"
+            f"{_reasons(setup['failures'])}"
+        )
+    conns = report["connections"]
+    if conns["never_connected"]:
+        found.append(
+            f"{conns['never_connected']} of {report['plan']['connections']} planned "
+            f"connections never connected{_reasons(conns['failures'])}"
+        )
+    updates = report["updates"]
+    undelivered = updates["missed"] + updates["failed"]
+    if undelivered > UPDATE_SHORTFALL_TOLERANCE * max(updates["due"], 1):
+        parts = []
+        if updates["missed"]:
+            parts.append(f"{updates['missed']} missed (the senders fell a whole interval behind)")
+        if updates["failed"]:
+            parts.append(f"{updates['failed']} failed{_reasons(updates['failures'])}")
+        advice = ""
+        if any("rate limited" in reason for reason in updates["failures"]):
+            advice = (
+                "; the server rate-limited them: lower --rate-per-connection or "
+                "--rate-per-object (0 for servers without a per-object allowance), or "
+                "lengthen --update-interval"
+            )
+        found.append(
+            f"{undelivered} of {updates['due']} location updates were not delivered: "
+            + ", ".join(parts)
+            + advice
+        )
+    cleanup = report.get("cleanup")
+    if cleanup is not None and cleanup["failed"]:
+        found.append(
+            f"{cleanup['failed']} of {cleanup['objects']} objects created by the run were "
+            f"not deleted{_reasons(cleanup['failures'])}"
+        )
+    return found
+
+
+def _reasons(failures: dict[str, int]) -> str:
+    if not failures:
+        return ""
+    return " (" + ", ".join(f"{reason}: {count}" for reason, count in failures.items()) + ")"

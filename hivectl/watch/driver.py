@@ -12,6 +12,8 @@ A realm that does not exist yet is waited for (a realm-list subscription announc
 server restart and re-creates both subscriptions with the same ids (the fresh ``ful`` push
 replaces the set); events published while it was away are not replayed. When the token was
 minted here, a fresh one is minted for every reconnect, so a long watch outlives any token.
+Every loss of the link (with the server's close code and reason, and when the next dial is)
+goes into the state and to ``on_close``, so the CLI can say it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hivectl.client import (
+    CloseInfo,
     HivekitClient,
     HivekitError,
     ObjectSubscription,
@@ -47,6 +50,7 @@ class RealmWatcher:
         count: int | None = None,
         on_event: Callable[[WatchEvent], None] | None = None,
         fresh_token: Callable[[], str] | None = None,
+        on_close: Callable[[CloseInfo], None] | None = None,
     ) -> None:
         self.state = WatchState(realm, pattern=pattern, limit=limit)
         self.client = HivekitClient(url, token)
@@ -56,6 +60,7 @@ class RealmWatcher:
         self._stopped = asyncio.Event()
         self._on_event = on_event
         self._fresh_token = fresh_token
+        self._on_close = on_close
 
     def stop(self) -> None:
         """End the watch (Ctrl-C, a reader that went away); callable from any callback."""
@@ -66,6 +71,7 @@ class RealmWatcher:
         with ``asyncio.timeout`` for a ``--timeout``."""
         await self.client.connect()
         self.client.on_connection_status(self._on_link)
+        self.client.on_close(self._on_lost)
         try:
             if await self._subscribe():
                 await _first(self._stopped, self.counted)
@@ -133,6 +139,13 @@ class RealmWatcher:
             self.state.update_objects(
                 {oid: (obj.lab, obj.cst) for oid, obj in changed.items()}, change.deleted
             )
+
+    def _on_lost(self, info: CloseInfo) -> None:
+        retry_at = None if info.retry_in_s is None else time.time() + info.retry_in_s
+        cause = info.cause if info.uptime_s is None else f"{info.cause} after {info.uptime_s:.1f}s"
+        self.state.record_close(cause, retry_at)
+        if self._on_close is not None:
+            self._on_close(info)
 
     def _on_link(self, status: str) -> None:
         if status == "reconnecting" and self._fresh_token is not None:

@@ -37,8 +37,20 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at).strftime("%H:%M:%S")
 
 
+def close_caption(state: WatchState, now: float) -> str | None:
+    """``closed 3 times, last: 4008 slow consumer; retry in 2.1s`` (None before any close)."""
+    if state.last_close is None:
+        return None
+    times = "once" if state.closes == 1 else f"{state.closes} times"
+    text = f"closed {times}, last: {state.last_close}"
+    if state.link == "reconnecting" and state.retry_at is not None:
+        text += f"; retry in {max(0.0, state.retry_at - now):.1f}s"
+    return text
+
+
 def render_watch(state: WatchState, now: float) -> RenderableType:
-    """Header (realm, online/total, event rate, link) over the newest events, newest first."""
+    """Header (realm, online/total, event rate, link), the last close if the link was ever
+    lost, then the newest events, newest first."""
     header = Text.assemble(
         (state.realm, "bold"),
         f"  online {state.online}/{state.total}",
@@ -46,6 +58,7 @@ def render_watch(state: WatchState, now: float) -> RenderableType:
     )
     if state.link != "connected":
         header.append(f"  {state.link}…", style="yellow")
+    caption = close_caption(state, now)
     table = Table(box=None, padding=(0, 1), header_style="bold")
     table.add_column("TIME")
     table.add_column("OBJECT")
@@ -60,7 +73,9 @@ def render_watch(state: WatchState, now: float) -> RenderableType:
             Text(event.label or ""),
             format_for(event.previous_for),
         )
-    return Group(header, table)
+    if caption is None:
+        return Group(header, table)
+    return Group(header, Text(caption, style="yellow"), table)
 
 
 def event_line(event: WatchEvent) -> str:

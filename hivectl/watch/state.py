@@ -1,7 +1,8 @@
 """What `hivectl watch realm` knows: recent presence events, the realm's objects, the link.
 
 Pure: fed by the driver (events from the ``connectionStatusChanged`` pub/sub subscription,
-sets from the object subscription, connection status changes), with time passed in. The
+sets from the object subscription, connection status changes and closes), with time passed
+in. The
 renderers read it; nothing here prints.
 
 ``previousFor`` -- how long the object had been in the state it just left -- is known from
@@ -64,6 +65,12 @@ class WatchState:
         self.total_events = 0
         self.link = "connecting"
         """``connecting``, ``waiting for realm``, ``connected`` or ``reconnecting``."""
+        self.closes = 0
+        """Times the link was lost without the watcher asking: kept in view, because a
+        server that closes the watch over and over (4008 slow consumer) otherwise looks
+        like a quiet realm."""
+        self.last_close: str | None = None
+        self.retry_at: float | None = None
         self._labels: dict[str, str] = {}
         self._statuses: dict[str, str] = {}
         self._changed_at: dict[str, float] = {}
@@ -109,6 +116,15 @@ class WatchState:
             self._recent.popleft()
         self._recent.append(at)
         return event
+
+    # -- fed by the client's close reports ------------------------------------------
+
+    def record_close(self, cause: str, retry_at: float | None) -> None:
+        """The link was lost for `cause` (``4008 slow consumer``); the next dial is at
+        `retry_at` (seconds since the epoch; None when none follows)."""
+        self.closes += 1
+        self.last_close = cause
+        self.retry_at = retry_at
 
     # -- read by the renderers -----------------------------------------------------
 

@@ -1,6 +1,7 @@
 """`hivectl simulate riders` against real servers: the report's counts add up, presence
-events seen equal those expected, every rider ends disconnected, thresholds exit 3, Ctrl-C
-still reports.
+events seen equal those expected, every rider ends disconnected, gateways carry many riders
+and ``--cleanup`` removes them, thresholds and a plan the server does not let through exit
+3, a plan past the open-file limit exits 2 before connecting, Ctrl-C still reports.
 
 The presence checks run the simulator's async entry point against an in-process server
 with short ping settings; the exit-code checks run the CLI as its own process against a
@@ -24,7 +25,7 @@ from hivectl.core.tokens import SigningKey
 from hivectl.sim.driver import SimConfig, Simulation
 from hivectl.sim.plan import PlanParams, build_plan
 from server.app import HivekitServer
-from tests.cli.conftest import ServeProcess, clean_env, invoke
+from tests.cli.conftest import ServeProcess, clean_env, invoke, words
 from tests.conftest import SECRET, make_settings, mint
 from tests.server.wsutil import eventually
 
@@ -120,6 +121,94 @@ async def test_devices_and_gateways_share_objects(server: HivekitServer) -> None
     assert set(statuses.values()) == {"dis"}
 
 
+async def test_three_hundred_riders_over_three_gateways_then_cleaned_up(
+    server: HivekitServer,
+) -> None:
+    params = PlanParams(
+        riders=300,
+        devices_per_rider=0,
+        gateways=3,
+        seed=5,
+        duration_s=3.0,
+        ramp_up_s=0.3,
+        update_interval_s=1.0,
+        churn_per_min=0.0,
+    )
+    async with HivekitClient(server.ws_url, mint("admin"), reconnect=False) as admin:
+        realm = await admin.realm.create("fleet")
+        await realm.object.create("depots/x")  # not the run's: cleanup leaves it alone
+        await realm.object.create("riders/g0-000", label="there before")
+    setups = []
+    simulation = Simulation(
+        SimConfig(server.ws_url, "fleet", params, drain_s=3.0, cleanup=True),
+        KEY,
+        on_setup=setups.append,
+    )
+    report = await simulation.run()
+
+    assert report["shortfalls"] == []
+    assert report["setup"] == {
+        "objects": 299,
+        "existing": 1,
+        "done": 299,
+        "failed": 0,
+        "failures": {},
+        "seconds": report["setup"]["seconds"],
+    }
+    lines = {snap.phase: snap.line() for snap in setups}  # the last line of each phase
+    assert lines["creating objects"].startswith("creating objects: 299/299 (")
+    assert lines["deleting objects"].startswith("deleting objects: 299/299 (")
+    assert all(line.endswith(", done)") for line in lines.values())
+    connections = report["connections"]
+    assert connections["opened"] == connections["attempts"] == 3
+    assert connections["never_connected"] == 0 and connections["dropped_by_server"] == {}
+    updates = report["updates"]
+    assert updates["failed"] == updates["missed"] == 0
+    assert updates["acknowledged"] + updates["interrupted"] == updates["sent"] > 600
+    assert_presence_consistent(report, riders=300)
+    assert report["presence"]["expected"] == 600
+    assert report["cleanup"]["done"] == 299 and report["cleanup"]["failed"] == 0
+    assert simulation.cleanup is not None
+
+    statuses = await final_statuses(server, "fleet")
+    assert statuses == {"depots/x": "dis", "riders/g0-000": "dis"}
+
+
+async def test_a_rider_the_server_refuses_is_retried_with_backoff_and_reported() -> None:
+    """Room for the watcher and one rider: the other is refused (HTTP 503) at every try.
+    With a fixed 1 s retry it would try 9 times in 8 s; the backoff (0.5-1 s, then 1-2,
+    2-4, 4-8) allows at most 5, and the run says the rider never connected."""
+    settings = make_settings(**{"limits.max_connections": 2})
+    running = HivekitServer(settings)
+    await running.start()
+    try:
+        params = PlanParams(riders=2, seed=2, duration_s=8.0, ramp_up_s=0.5, churn_per_min=0.0)
+        report = await Simulation(SimConfig(running.ws_url, "full", params), KEY).run()
+    finally:
+        await running.close()
+    connections = report["connections"]
+    assert connections["opened"] == 1 and connections["never_connected"] == 1
+    assert connections["failures"] == {"http 503": connections["attempts"] - 1}
+    assert 3 <= connections["attempts"] <= 1 + 5
+    assert report["shortfalls"] == [
+        f"1 of 2 planned connections never connected (http 503: {connections['failed']})"
+    ]
+
+
+def test_a_plan_past_the_open_file_limit_exits_2_before_connecting() -> None:
+    env = {"HIVECTL_AUTH_SECRET": SECRET}
+    nowhere = ("--url", "ws://127.0.0.1:9/ws", "--open-file-limit", "200")
+    result = invoke("simulate", "riders", "-n", "500", *nowhere, env=env)
+    assert result.exit_code == 2
+    said = words(result.stderr)
+    assert "needs 565 open files (500 rider connections, 65 spare)" in said
+    assert "the limit is 200" in said and "ulimit -n 565" in said and "--gateways" in said
+
+    result = invoke("simulate", "riders", "-n", "500", "--gateways", "5", *nowhere, env=env)
+    assert result.exit_code == 1  # past the check: the server is not there
+    assert "cannot connect" in result.stderr
+
+
 def test_bad_options_exit_2() -> None:
     result = invoke("simulate", "riders", "--riders", "0", "--abort-ratio", "2")
     assert result.exit_code == 2
@@ -134,10 +223,25 @@ def serve(tmp_path: Path, serve_process: list[ServeProcess]) -> ServeProcess:
 
 
 async def simulate(
-    cwd: Path, *args: str, interrupt_when: Awaitable[None] | None = None
+    cwd: Path,
+    *args: str,
+    interrupt_when: Awaitable[None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """`hivectl simulate riders` as its own process: (exit code, stdout); SIGINT once
     `interrupt_when` is done."""
+    code, out, _ = await simulate_with_stderr(
+        cwd, "--no-progress", *args, interrupt_when=interrupt_when, env=env
+    )
+    return code, out
+
+
+async def simulate_with_stderr(
+    cwd: Path,
+    *args: str,
+    interrupt_when: Awaitable[None] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -145,10 +249,9 @@ async def simulate(
         "simulate",
         "riders",
         "--json",
-        "--no-progress",
         *args,
         cwd=cwd,
-        env=clean_env(HIVECTL_AUTH_SECRET=SECRET),
+        env=env or clean_env(HIVECTL_AUTH_SECRET=SECRET),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -158,7 +261,35 @@ async def simulate(
     async with asyncio.timeout(60):
         out, err = await proc.communicate()
     assert proc.returncode is not None, err
-    return proc.returncode, out.decode()
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_plan_the_server_does_not_let_through_exits_3_and_says_why(
+    tmp_path: Path, serve_process: list[ServeProcess]
+) -> None:
+    strict = clean_env(
+        HIVECTL_AUTH_SECRET=SECRET,
+        HIVECTL_LIMITS_MESSAGES_PER_SECOND="100",
+        HIVECTL_LIMITS_BURST="100",
+    )
+    serve = ServeProcess(tmp_path, strict, "--storage", "memory")
+    serve_process.append(serve)
+    code, out, err = await simulate_with_stderr(
+        tmp_path,
+        *("--url", serve.ws_url, "-n", "300", "--gateways", "3", "--duration", "2s"),
+        *("--ramp-up", "200ms", "--churn", "0", "--cleanup", "--rate-per-object", "0"),
+    )
+    assert code == 3, err
+    report = json.loads(out)
+    assert report["setup"]["failed"] > 0
+    assert "error 429: rate limited" in report["setup"]["failures"]
+    lines = err.splitlines()
+    assert any(line.startswith("creating objects: ") for line in lines)
+    assert any(line.startswith("deleting objects: ") for line in lines)
+    reasons = [line for line in lines if line.startswith("plan not carried out: ")]
+    assert reasons == [f"plan not carried out: {line}" for line in report["shortfalls"]]
+    assert "rider objects were not created (" in reasons[0]
+    assert "error 429: rate limited: " in reasons[0]
 
 
 async def test_an_impossible_threshold_exits_3_after_the_report(

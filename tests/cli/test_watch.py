@@ -1,5 +1,6 @@
 """`hivectl watch realm`: JSON lines against a real server, exit codes, surviving a server
-restart, and the live table rendered by a pure function into a recording console."""
+restart, saying when the server keeps closing the watch, and the live table rendered by a
+pure function into a recording console."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from rich.console import Console
 
 from hivectl.client import HivekitClient
 from hivectl.watch.driver import RealmWatcher
-from hivectl.watch.render import event_json, format_for, render_watch
+from hivectl.watch.render import close_caption, event_json, format_for, render_watch
 from hivectl.watch.state import WatchEvent, WatchState
 from server.app import HivekitServer
-from tests.cli.conftest import ServeProcess, clean_env
+from tests.cli.conftest import ServeProcess, clean_env, words
+from tests.client.closing import closing_server
 from tests.conftest import SECRET, make_settings, mint
 from tests.server.wsutil import eventually, until
 
@@ -165,6 +167,36 @@ async def test_watch_waits_for_the_realm_and_survives_a_server_restart(tmp_path:
         await second.close()
 
 
+async def test_a_watch_the_server_keeps_closing_says_so_on_stderr(tmp_path: Path) -> None:
+    async with closing_server(after_subscribing=True) as closing:
+        proc = await watch(tmp_path, closing.url, "--json", "--token", "t", "--timeout", "3s")
+        async with asyncio.timeout(LINE_TIMEOUT):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0
+    assert out == b""
+    lines = err.decode().splitlines()
+    closes = [line for line in lines if line.startswith("warning: watch connection closed: ")]
+    assert len(closes) >= 2 and len(closes) == len(closing.accepted) == len(lines) - 1
+    assert "closed: 4008 slow consumer after 0.0s; reconnect 1 in " in closes[0]
+    assert "closed: 4008 slow consumer after 0.0s; reconnect 2 in " in closes[1]
+    assert lines[-1] == (
+        f"warning: the server closed this watch {len(closes)} times "
+        "(last: 4008 slow consumer after 0.0s)"
+    )
+
+
+async def test_the_live_view_shows_the_close_and_the_next_try() -> None:
+    async with closing_server(after_subscribing=True) as closing:
+        watcher = RealmWatcher(closing.url, "t", "london")
+        running = asyncio.create_task(watcher.run())
+        await until_line(lambda: watcher.state.closes >= 1 and watcher.state.link == "reconnecting")
+        text = _text(render_watch(watcher.state, time.time()))
+        watcher.stop()
+        assert await running == "stopped"
+    assert "reconnecting…" in text
+    assert "closed once, last: 4008 slow consumer after 0.0s; retry in" in words(text)
+
+
 async def until_line(condition: Callable[[], bool]) -> None:
     await until(condition, timeout=LINE_TIMEOUT, interval=0.02)
 
@@ -212,7 +244,20 @@ def test_table_shows_counts_and_the_newest_events_first() -> None:
         ["riders/a", "disconnected", "Ann", "1m05s"],
         ["riders/c", "connected", "Cy", "-"],
     ]
-    assert "reconnecting" not in text
+    assert "reconnecting" not in text and "closed" not in text
+
+
+def test_the_close_caption_counts_closes_and_counts_down_to_the_next_try() -> None:
+    state = a_state()
+    state.link = "reconnecting"
+    state.record_close("4008 slow consumer after 0.2s", retry_at=105.0)
+    state.record_close("4008 slow consumer after 0.1s", retry_at=110.0)
+    assert close_caption(state, now=107.5) == (
+        "closed 2 times, last: 4008 slow consumer after 0.1s; retry in 2.5s"
+    )
+    state.link = "connected"
+    assert close_caption(state, now=111.0) == "closed 2 times, last: 4008 slow consumer after 0.1s"
+    assert "closed 2 times" in _text(render_watch(state, now=111.0))
 
 
 def test_status_colours_and_the_link_in_the_header() -> None:

@@ -9,13 +9,16 @@ from rich.console import Console
 
 from hivectl.sim.ledger import PresenceLedger
 from hivectl.sim.plan import PlanParams, build_plan
-from hivectl.sim.render import render_progress, render_report
+from hivectl.sim.render import progress_line, render_progress, render_report, render_setup
 from hivectl.sim.report import (
     LATENCIES,
+    BulkStats,
     LiveSnapshot,
     OpenFiles,
     RunStats,
+    SetupSnapshot,
     build_report,
+    shortfalls,
     threshold_violations,
 )
 
@@ -66,7 +69,10 @@ def test_report_schema_is_plain_json() -> None:
         "presence",
         "latency_ms",
         "open_files",
+        "setup",
+        "cleanup",
         "thresholds",
+        "shortfalls",
     }
     assert report["connections"]["failures"] == {"refused": 1}
     assert report["updates"]["sent_per_s"] == 2.0
@@ -142,3 +148,54 @@ def test_progress_panel() -> None:
     assert "96.5/s" in text and "late 3" in text
     assert "seen 238/240" in text and "pending 2" in text
     assert "update 3.2 ms" in text and "presence -" in text
+    assert progress_line(snap) == (
+        "1:15/5:00 connections 97/100 open, objects online 95/100, updates 96/s (failed 1), "
+        "presence seen 238/240, stopping"
+    )
+
+
+def test_shortfalls_say_what_of_the_plan_was_not_carried_out() -> None:
+    setup = BulkStats(2)
+    setup.done = 1
+    setup.fail("error 429: rate limited", 1)
+    cleanup = BulkStats(1)
+    cleanup.fail("connection lost", 1)
+    report = a_report(setup=setup, cleanup=cleanup, never_connected=1)
+    assert report["setup"]["failures"] == {"error 429: rate limited": 1}
+    assert report["shortfalls"] == [
+        "1 of 2 rider objects were not created (error 429: rate limited: 1)",
+        "1 of 2 planned connections never connected (refused: 1)",
+        "1 of 20 location updates were not delivered: 1 failed (timeout: 1)",
+        "1 of 1 objects created by the run were not deleted (connection lost: 1)",
+    ]
+    assert "✗ 1 of 2 rider objects were not created" in words_of(render_report(report))
+
+
+def test_a_few_missed_updates_are_tolerated_many_are_not() -> None:
+    report = a_report()
+    report["updates"].update(due=1000, missed=10, failed=0, failures={})
+    assert shortfalls(report) == []
+    report["updates"]["missed"] = 11
+    assert shortfalls(report) == [
+        "11 of 1000 location updates were not delivered: 11 missed "
+        "(the senders fell a whole interval behind)"
+    ]
+    report["updates"].update(missed=0, failed=20, failures={"error 429: rate limited": 20})
+    (line,) = shortfalls(report)
+    assert line.startswith("20 of 1000 location updates were not delivered: 20 failed (error 429")
+    assert line.endswith("or lengthen --update-interval")
+
+
+def test_setup_progress_line_and_bar() -> None:
+    snap = SetupSnapshot("creating objects", done=4000, failed=0, total=10000, elapsed_s=2.0)
+    assert snap.line() == "creating objects: 4000/10000 (2000/s)"
+    done = SetupSnapshot("deleting objects", done=9990, failed=10, total=10000, elapsed_s=5.0)
+    assert done.finished and done.line() == "deleting objects: 9990/10000 (1998/s, 10 failed, done)"
+    assert "creating objects" in words_of(render_setup(snap))
+    assert "4000/10000 (2000/s)" in words_of(render_setup(snap))
+
+
+def words_of(renderable: object) -> str:
+    console = Console(record=True, width=160)
+    console.print(renderable)
+    return " ".join(console.export_text().split())
