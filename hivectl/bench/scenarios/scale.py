@@ -1,0 +1,646 @@
+"""scale: one realm of N objects on a server with its default limits (issue 13, fleet scale).
+
+A fleet is many objects in few realms, and what a small bench never shows is what grows
+with the realm: memory, the full state a realm-wide subscriber is sent, a presence count,
+and a gateway that provides for half the fleet going away at once. The phases, in order,
+on one fresh server (the runner starts one per size and storage backend):
+
+1. **setup**: the server's RSS empty, then the realm and its N objects, created with
+   ``cre`` requests in frames from `setup_connections` connections, each paced under the
+   default per-connection rate limit (a 429 is retried after a pause). Its time is reported
+   apart: it is not a figure of the issue.
+2. **memory**: the RSS again once `SETTLE_S` has passed; (loaded - empty) / N.
+3. **presence count**: `PRE_QUERIES` ``pre`` counts over the realm, one after the other.
+4. **full state**: one subscriber with ``exe``, then `scale_subscribers` at once. A subscriber
+   holds the full state when the ids in its ``ful`` push and any ``dta`` ``cre`` pushes that
+   follow (a server may send a large state in chunks) number N. A close (4008, slow
+   consumer) ends its wait and is counted.
+5. **updates**: one gateway connection whose ``dpv`` covers the realm sends ``set`` location
+   updates, as many per frame as the limits allow, for ``scale_update_seconds``; then a
+   ``sta`` on the same connection, answered only after everything before it was handled.
+   Applied = what the server counted in (``messagesIn``) minus what it rejected (429s).
+6. **transitions**: a second gateway covers M = min(``scale_gateway_objects``, N/2) objects;
+   `scale_subscribers` subscribers each hold a ``connectionStatusChanged`` pub/sub
+   subscription (pattern ``*``) and a realm-wide object subscription. The gateway closes;
+   a subscriber is done when it has seen M ``dis`` events and M ``upd`` pushes with
+   ``cst: dis``. What it has not seen once the wait is over is lost.
+
+Every wait is bounded by ``scale_wait_s``: what has not come by then is reported, and the
+run goes on. Each measured phase carries its own CPU window (`CpuWindow`), so the report can
+tell when the load generator rather than the server set a figure. Pushes are parsed with
+orjson and only the keys counted are looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from hivectl.bench.flavors import PRESENCE_EVENT, Hivectl, SetupError, open_ws
+from hivectl.bench.plan import REALM, BenchPlan
+from hivectl.bench.procstat import CpuWindow, rss_bytes
+from hivectl.bench.scenarios.common import REPLY_TIMEOUT_S, Context, percentiles
+from hivectl.core.settings import LimitsSettings
+from hivectl.core.tokens import SigningKey, mint_token
+from hivectl.sim.recorder import LatencyRecorder
+
+SETTLE_S = 1.0
+"""Between the last create and the loaded RSS: work the creates caused has finished."""
+PRE_QUERIES = 5
+SETUP_TARGET_S = 5.0
+"""Setup opens enough connections to create the realm in about this long under the default
+rate limit (at most `MAX_SETUP_CONNECTIONS`)."""
+MAX_SETUP_CONNECTIONS = 32
+PACE_SHARE = 0.9
+"""Setup paces itself at this share of the rate limit: clocks differ, 429s cost a retry."""
+FRAME_SHARE = 0.5
+"""A frame is at most this share of ``limits.max_message_size``."""
+POLL_S = 0.05
+"""How often a presence count is asked while waiting for presence to settle."""
+TOKEN_TTL_S = 3600.0
+SUBSCRIPTION = "scale"
+GATEWAY_PREFIX = "g/"
+"""Objects the disconnecting gateway covers are named ``g/<i>``, the others ``o/<i>``."""
+NO_CLOSE_CODE = 1006
+LINGER_S = 0.5
+BARRIER = "scale-barrier"
+"""The cid of the ``sta`` that ends the gateway's updates: its reply comes after them all."""
+
+
+def object_ids(objects: int, gateway_objects: int) -> list[str]:
+    """The realm's object ids: the first `gateway_objects` match ``g/*``, the rest do not."""
+    return [f"{GATEWAY_PREFIX if i < gateway_objects else 'o/'}{i}" for i in range(objects)]
+
+
+def frame_size(message_bytes: int, limits: LimitsSettings) -> int:
+    """Messages per frame: under the frame limit and well under the message size limit."""
+    by_size = int(limits.max_message_size * FRAME_SHARE) // max(message_bytes, 1)
+    return max(1, min(limits.max_messages_per_frame, by_size))
+
+
+def setup_connections(objects: int, limits: LimitsSettings) -> int:
+    """Connections that create `objects` in about `SETUP_TARGET_S` at the paced rate."""
+    per_connection = limits.messages_per_second * PACE_SHARE * SETUP_TARGET_S
+    return max(1, min(MAX_SETUP_CONNECTIONS, math.ceil(objects / per_connection)))
+
+
+def close_code(exc: ConnectionClosed) -> int:
+    """The code the server closed with (1006 when no close frame came)."""
+    return exc.rcvd.code if exc.rcvd is not None else NO_CLOSE_CODE
+
+
+async def closed_after(sessions: Sequence[_Session], codes: list[int | None]) -> list[int | None]:
+    """`codes` (one per session, None: not seen closed), completed with the close frames the
+    server sent after what a subscriber waited for. A server may queue a close (4008) right
+    behind the frame that completes a subscriber's state: the subscriber holds everything and
+    is dropped all the same, so each still open gets `LINGER_S` for its close to show."""
+    if any(code is None for code in codes):
+        await asyncio.sleep(LINGER_S)
+    completed = []
+    for session, code in zip(sessions, codes, strict=True):
+        received = session.ws.protocol.close_rcvd
+        completed.append(code if code is not None or received is None else received.code)
+    return completed
+
+
+class _Session:
+    """One authenticated connection: requests by cid, pushes handed to whoever reads."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._cids = itertools.count(1)
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> _Session:
+        ws = await open_ws(url)
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                await ws.send(f"Bearer {token}")
+                (reply,) = orjson.loads(await ws.recv())
+        except BaseException:
+            await ws.close()
+            raise
+        if reply.get("res") != "suc":
+            await ws.close()
+            raise SetupError(f"the server refused the bench's token: {reply.get('err')}")
+        return cls(ws)
+
+    async def send(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Send one frame; the cids given to its messages."""
+        cids = []
+        for message in messages:
+            message["cid"] = cid = next(self._cids)
+            cids.append(cid)
+        await self.ws.send(orjson.dumps(messages).decode())
+        return cids
+
+    async def call(self, messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Send one frame of requests; their replies by cid (pushes in between are dropped)."""
+        waiting = set(await self.send(messages))
+        replies = {}
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            while waiting:
+                for message in orjson.loads(await self.ws.recv()):
+                    cid = message.get("cid")
+                    if cid in waiting:
+                        waiting.discard(cid)
+                        replies[cid] = message
+        return replies
+
+    async def one(self, message: dict[str, Any]) -> dict[str, Any]:
+        (reply,) = (await self.call([message])).values()
+        if reply.get("res") != "suc":
+            raise SetupError(f"{message['typ']}/{message['act']} failed: {reply.get('err')}")
+        return reply
+
+    async def count(self, realm: str) -> tuple[int, int]:
+        """(connected, disconnected) over the realm, from one ``pre`` count."""
+        reply = await self.one({"typ": "sys", "act": "pre", "rea": realm, "dat": {"idp": "*"}})
+        return int(reply["dat"]["connected"]), int(reply["dat"]["disconnected"])
+
+    async def messages_in(self) -> int:
+        reply = await self.one({"typ": "sys", "act": "sta"})
+        return int(reply["dat"]["messagesIn"])
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    if not isinstance(ctx.flavor, Hivectl):
+        raise SetupError("scale runs against hivectl only: the baseline has no realms")
+    key, plan, url = ctx.flavor.key, ctx.plan, ctx.url
+    (objects,) = plan.scale_sizes  # the runner gives each load process one size
+    gateway_objects = min(plan.scale_gateway_objects, objects // 2)
+    limits = LimitsSettings()
+
+    def token(claims: dict[str, Any]) -> str:
+        return mint_token(claims, key, now=time.time(), ttl=TOKEN_TTL_S)
+
+    admin_token = token({"sub": "bench-admin"})
+    ids = object_ids(objects, gateway_objects)
+    rss_empty = rss_bytes(ctx.server_pid) if ctx.server_pid else None
+    setup = await _create(url, admin_token, REALM, ids, limits)
+    await asyncio.sleep(SETTLE_S)
+    rss_loaded = rss_bytes(ctx.server_pid) if ctx.server_pid else None
+    per_object = None
+    if rss_empty is not None and rss_loaded is not None:
+        per_object = round((rss_loaded - rss_empty) / objects, 1)
+    admin = await _Session.open(url, admin_token)
+    try:
+        counted = await _presence_count(admin, REALM, ctx.server_pid)
+        one = await _full_state(url, admin_token, REALM, objects, 1, plan, ctx.server_pid)
+        many = await _full_state(
+            url, admin_token, REALM, objects, plan.scale_subscribers, plan, ctx.server_pid
+        )
+        gateway = token({"sub": "bench-gateway", "dpv": {REALM: ["*"]}})
+        updates = await _updates(url, gateway, admin, ids, limits, plan, ctx.server_pid)
+        partial = token({"sub": "bench-gateway-half", "dpv": {REALM: [f"{GATEWAY_PREFIX}*"]}})
+        transitions = await _transitions(
+            url, admin_token, partial, admin, gateway_objects, plan, ctx.server_pid
+        )
+    finally:
+        await admin.ws.close()
+    return {
+        "objects": objects,
+        "gateway_objects": gateway_objects,
+        "subscribers": plan.scale_subscribers,
+        "setup": setup,
+        "rss_empty_bytes": rss_empty,
+        "rss_loaded_bytes": rss_loaded,
+        "bytes_per_object": per_object,
+        "presence_count": counted,
+        "full_state_one": one,
+        "full_state_many": many,
+        "updates": updates,
+        "transitions": transitions,
+    }
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def _create_message(realm: str, object_id: str, index: int) -> dict[str, Any]:
+    """A fleet object as a gateway would create it: a position and a little data."""
+    return {
+        "typ": "obj",
+        "act": "cre",
+        "rea": realm,
+        "id": object_id,
+        "loc": {"lon": -0.1 + (index % 1000) / 1e4, "lat": 51.5 + (index // 1000) / 1e4},
+        "dat": {"battery": index % 100},
+    }
+
+
+async def _create(
+    url: str, token: str, realm: str, ids: Sequence[str], limits: LimitsSettings
+) -> dict[str, Any]:
+    """The realm and its objects, from several paced connections; how long it took."""
+    started = time.monotonic()
+    admin = await _Session.open(url, token)
+    try:
+        (reply,) = (await admin.call([{"typ": "rea", "act": "cre", "id": realm}])).values()
+        if reply.get("res") != "suc" and reply.get("erc") != 409:
+            raise SetupError(f"cannot create realm {realm}: {reply.get('err')}")
+    finally:
+        await admin.ws.close()
+    sample = orjson.dumps({**_create_message(realm, ids[-1], len(ids)), "cid": 10**9})
+    per_frame = frame_size(len(sample), limits)
+    connections = setup_connections(len(ids), limits)
+    retried = await asyncio.gather(
+        *(
+            _create_shard(
+                url, token, realm, ids[offset::connections], offset, connections, per_frame, limits
+            )
+            for offset in range(connections)
+        )
+    )
+    return {
+        "seconds": round(time.monotonic() - started, 3),
+        "connections": connections,
+        "per_frame": per_frame,
+        "retried": sum(retried),
+    }
+
+
+async def _create_shard(
+    url: str,
+    token: str,
+    realm: str,
+    shard: Sequence[str],
+    offset: int,
+    stride: int,
+    per_frame: int,
+    limits: LimitsSettings,
+) -> int:
+    """Create every object of `shard` (ids ``offset``, ``offset + stride``, ...) in frames,
+    keeping under the rate limit with a client-side token bucket; the 429s it retried."""
+    rate = limits.messages_per_second * PACE_SHARE
+    burst = min(limits.burst * PACE_SHARE, float(limits.burst - per_frame))
+    per_frame = min(per_frame, max(1, int(burst)))
+    session = await _Session.open(url, token)
+    retried = 0
+    credit, stamp = burst, time.monotonic()
+    todo = [(offset + i * stride, object_id) for i, object_id in enumerate(shard)]
+    try:
+        while todo:
+            batch, todo = todo[:per_frame], todo[per_frame:]
+            now = time.monotonic()
+            credit = min(burst, credit + (now - stamp) * rate)
+            stamp = now
+            if credit < len(batch):
+                await asyncio.sleep((len(batch) - credit) / rate)
+                credit, stamp = float(len(batch)), time.monotonic()
+            credit -= len(batch)
+            messages = [_create_message(realm, object_id, index) for index, object_id in batch]
+            replies = await session.call(messages)
+            failed = []
+            for (index, object_id), message in zip(batch, messages, strict=True):
+                reply = replies[message["cid"]]
+                if reply.get("erc") == 429:
+                    failed.append((index, object_id))
+                elif reply.get("res") != "suc":
+                    raise SetupError(f"cannot create {object_id}: {reply.get('err')}")
+            if failed:
+                retried += len(failed)
+                todo = failed + todo
+                await asyncio.sleep(len(failed) / rate)
+    finally:
+        await session.ws.close()
+    return retried
+
+
+# -- presence count ----------------------------------------------------------------------------
+
+
+async def _presence_count(admin: _Session, realm: str, server_pid: int | None) -> dict[str, Any]:
+    latency = LatencyRecorder()
+    window = CpuWindow(server_pid)
+    window.start()
+    connected = disconnected = 0
+    for _ in range(PRE_QUERIES):
+        started = time.monotonic()
+        connected, disconnected = await admin.count(realm)
+        latency.record(time.monotonic() - started)
+    return {
+        "latency_ms": percentiles(latency),
+        "connected": connected,
+        "disconnected": disconnected,
+        "cpu": window.stop(),
+    }
+
+
+async def _settle(admin: _Session, realm: str, connected: int, wait_s: float) -> float | None:
+    """Wait until the realm counts `connected` connected objects; how long, None if never."""
+    started = time.monotonic()
+    deadline = started + wait_s
+    while time.monotonic() < deadline:
+        if (await admin.count(realm))[0] == connected:
+            return round(time.monotonic() - started, 3)
+        await asyncio.sleep(POLL_S)
+    return None
+
+
+# -- full state --------------------------------------------------------------------------------
+
+
+async def _full_state(
+    url: str,
+    token: str,
+    realm: str,
+    objects: int,
+    count: int,
+    plan: BenchPlan,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """`count` subscribers with ``exe`` at once: how long until each holds every object."""
+    sessions = await asyncio.gather(*(_Session.open(url, token) for _ in range(count)))
+    window = CpuWindow(server_pid)
+    window.start()
+    started = time.monotonic()
+    try:
+        outcomes = await asyncio.gather(
+            *(_hold(s, realm, objects, started, plan.scale_wait_s) for s in sessions)
+        )
+        measured = window.stop()
+        codes = await closed_after(sessions, [outcome[2] for outcome in outcomes])
+    finally:
+        await asyncio.gather(*(s.ws.close() for s in sessions))
+    done = [outcome[0] for outcome in outcomes if outcome[0] is not None]
+    closes = Counter(str(code) for code in codes if code is not None)
+    return {
+        "subscribers": count,
+        "complete": len(done),
+        "slowest_s": max(done) if len(done) == count else None,
+        "fastest_s": min(done) if done else None,
+        "fewest_held": min(outcome[1] for outcome in outcomes),
+        "closed": sum(closes.values()),
+        "close_codes": dict(closes),
+        "cpu": measured,
+    }
+
+
+async def _hold(
+    session: _Session, realm: str, objects: int, started: float, wait_s: float
+) -> tuple[float | None, int, int | None]:
+    """Subscribe with ``exe``; (seconds until N ids held or None, ids held, close code)."""
+    request = {
+        "typ": "sub",
+        "act": "cre",
+        "id": SUBSCRIPTION,
+        "rea": realm,
+        "dat": {"typ": "obj", "sty": "rea", "exe": True},
+    }
+    held: set[str] = set()
+    try:
+        async with asyncio.timeout(wait_s):
+            (cid,) = await session.send([request])
+            while True:
+                for message in orjson.loads(await session.ws.recv()):
+                    if message.get("cid") == cid and message.get("res") != "suc":
+                        raise SetupError(f"cannot subscribe: {message.get('err')}")
+                    if message.get("typ") == "sub" and message.get("id") == SUBSCRIPTION:
+                        held.update(message.get("obj", {}).get("cre", ()))
+                if len(held) >= objects:
+                    return round(time.monotonic() - started, 3), len(held), None
+    except TimeoutError:
+        return None, len(held), None
+    except ConnectionClosed as exc:
+        return None, len(held), close_code(exc)
+
+
+# -- one gateway's updates ---------------------------------------------------------------------
+
+
+def _set_message(realm: str, object_id: str, step: int) -> dict[str, Any]:
+    return {
+        "typ": "obj",
+        "act": "set",
+        "rea": realm,
+        "id": object_id,
+        "loc": {"lon": -0.1 + (step % 1000) / 1e4, "lat": 51.5},
+    }
+
+
+async def _updates(
+    url: str,
+    token: str,
+    admin: _Session,
+    ids: Sequence[str],
+    limits: LimitsSettings,
+    plan: BenchPlan,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """One gateway connection sends updates for the realm's objects as fast as it may.
+
+    Sending is not paced: the socket's backpressure is the only brake, so what the server
+    applies is its capacity or its limit, whichever is lower. A gateway the server closes
+    (4029) has applied nothing after its close: the rate is taken over the whole period.
+    """
+    gateway = await _Session.open(url, token)
+    connected_after_s = await _settle(admin, REALM, len(ids), plan.scale_wait_s)
+    per_frame = frame_size(len(orjson.dumps(_set_message(REALM, ids[-1], 999))), limits)
+    rejected = 0
+    closed_at: float | None = None
+    barrier: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def read() -> None:
+        nonlocal rejected, closed_at
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in gateway.ws:
+                for message in orjson.loads(frame):
+                    if message.get("erc") == 429:
+                        rejected += 1
+                    elif message.get("cid") == BARRIER:
+                        barrier.set_result(time.monotonic())
+        closed_at = time.monotonic()
+
+    before = await admin.messages_in()
+    reader = asyncio.create_task(read())
+    window = CpuWindow(server_pid)
+    window.start()
+    started = time.monotonic()
+    stop_at = started + plan.scale_update_seconds
+    sent = step = 0
+    with contextlib.suppress(ConnectionClosed):
+        while time.monotonic() < stop_at and closed_at is None:
+            frame = []
+            for _ in range(per_frame):
+                frame.append(_set_message(REALM, ids[step % len(ids)], step))
+                step += 1
+            await gateway.ws.send(orjson.dumps(frame).decode())
+            sent += len(frame)
+            await asyncio.sleep(0)  # let the reader see 429s and a close
+        await gateway.ws.send(orjson.dumps([{"typ": "sys", "act": "sta", "cid": BARRIER}]))
+    await asyncio.wait((barrier, reader), timeout=plan.scale_wait_s, return_when="FIRST_COMPLETED")
+    measured = window.stop()
+    ended = barrier.result() if barrier.done() else closed_at
+    closed = gateway.ws.close_code if closed_at is not None else None
+    after = await admin.messages_in()
+    handled = after - before - 1 - (1 if barrier.done() else 0)  # less the two sta requests
+    applied = max(0, handled - rejected)
+    seconds = max((ended or time.monotonic()) - started, plan.scale_update_seconds)
+    await gateway.ws.close()
+    await reader
+    disconnected_after_s = await _settle(admin, REALM, 0, plan.scale_wait_s)
+    return {
+        "per_frame": per_frame,
+        "sent": sent,
+        "handled": handled,
+        "applied": applied,
+        "rejected": rejected,
+        "updates_per_s": round(applied / seconds, 1),
+        "seconds": round(seconds, 3),
+        "closed": closed,
+        "connected_after_s": connected_after_s,
+        "disconnected_after_s": disconnected_after_s,
+        "cpu": measured,
+    }
+
+
+# -- a gateway goes: the transitions -----------------------------------------------------------
+
+
+async def _transitions(
+    url: str,
+    subscriber_token: str,
+    gateway_token: str,
+    admin: _Session,
+    expected: int,
+    plan: BenchPlan,
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """A gateway covering `expected` objects closes; each subscriber must see every one go."""
+    gateway = await _Session.open(url, gateway_token)
+    connected_after_s = await _settle(admin, REALM, expected, plan.scale_wait_s)
+    sessions = await asyncio.gather(
+        *(_Session.open(url, subscriber_token) for _ in range(plan.scale_subscribers))
+    )
+    try:
+        await asyncio.gather(*(_subscribe_both(s) for s in sessions))
+        window = CpuWindow(server_pid)
+        window.start()
+        started = time.monotonic()
+        watching = [
+            asyncio.create_task(_see_transitions(s, expected, started, plan.scale_wait_s))
+            for s in sessions
+        ]
+        await gateway.ws.close()
+        outcomes = await asyncio.gather(*watching)
+        measured = window.stop()
+        codes = await closed_after(sessions, [outcome[3] for outcome in outcomes])
+    finally:
+        await asyncio.gather(*(s.ws.close() for s in sessions))
+    done = [outcome[0] for outcome in outcomes if outcome[0] is not None]
+    closes = Counter(str(code) for code in codes if code is not None)
+    return {
+        "transitions": expected,
+        "subscribers": len(sessions),
+        "connected_after_s": connected_after_s,
+        "complete": len(done),
+        "slowest_s": max(done) if len(done) == len(sessions) else None,
+        "lost_events": sum(expected - outcome[1] for outcome in outcomes),
+        "lost_updates": sum(expected - outcome[2] for outcome in outcomes),
+        "closed": sum(closes.values()),
+        "close_codes": dict(closes),
+        "cpu": measured,
+    }
+
+
+async def _subscribe_both(session: _Session) -> None:
+    """The presence events of the whole realm, and an object subscription over it."""
+    replies = await session.call(
+        [
+            {"typ": "rea", "act": "sub", "id": REALM, "dat": {"eve": PRESENCE_EVENT, "idp": "*"}},
+            {
+                "typ": "sub",
+                "act": "cre",
+                "id": SUBSCRIPTION,
+                "rea": REALM,
+                "dat": {"typ": "obj", "sty": "rea"},
+            },
+        ]
+    )
+    for reply in replies.values():
+        if reply.get("res") != "suc":
+            raise SetupError(f"cannot subscribe: {reply.get('err')}")
+
+
+async def _see_transitions(
+    session: _Session, expected: int, started: float, wait_s: float
+) -> tuple[float | None, int, int, int | None]:
+    """(seconds until every ``dis`` event and update was seen or None, events seen,
+    updates seen, close code)."""
+    events: set[str] = set()
+    updates: set[str] = set()
+    try:
+        async with asyncio.timeout(wait_s):
+            while len(events) < expected or len(updates) < expected:
+                for message in orjson.loads(await session.ws.recv()):
+                    typ = message.get("typ")
+                    if typ == "rea" and message.get("act") == "pub":
+                        event = message["dat"]
+                        if event.get("eve") == PRESENCE_EVENT and event["dat"]["cst"] == "dis":
+                            events.add(event["idp"])
+                    elif typ == "sub":
+                        for object_id, entry in message.get("obj", {}).get("upd", {}).items():
+                            if entry.get("cst") == "dis":
+                                updates.add(object_id)
+        return round(time.monotonic() - started, 3), len(events), len(updates), None
+    except TimeoutError:
+        return None, len(events), len(updates), None
+    except ConnectionClosed as exc:
+        return None, len(events), len(updates), close_code(exc)
+
+
+# -- a restart on the populated database (run by the runner, which restarts the server) --------
+
+
+async def restarted(url: str, key: SigningKey, objects: int, started: float) -> dict[str, Any]:
+    """Seconds from `started` (the restart, on this process's monotonic clock) until
+    ``/readyz`` says ready and until the realm answers with all its objects, and how many
+    it counted."""
+    split = urlsplit(url)
+    host, port = split.hostname or "127.0.0.1", split.port or 80
+    give_up = time.monotonic() + REPLY_TIMEOUT_S
+    while not await _ready(host, port):
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"{url} was not ready {REPLY_TIMEOUT_S:g} s after its start")
+        await asyncio.sleep(POLL_S)
+    ready = time.monotonic()
+    token = mint_token({"sub": "bench-admin"}, key, now=time.time(), ttl=TOKEN_TTL_S)
+    session = await _Session.open(url, token)
+    try:
+        await session.one({"typ": "rea", "act": "rea", "id": REALM})
+        connected, disconnected = await session.count(REALM)
+    finally:
+        await session.ws.close()
+    readable = time.monotonic()
+    return {
+        "ready_s": round(ready - started, 3),
+        "readable_s": round(readable - started, 3),
+        "objects_loaded": connected + disconnected,
+        "objects": objects,
+    }
+
+
+async def _ready(host: str, port: int) -> bool:
+    """Whether ``GET /readyz`` answers 200 (a refused connection is not ready yet)."""
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    try:
+        writer.write(f"GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        status = await reader.readline()
+    finally:
+        writer.close()
+    return status.split()[1:2] == [b"200"]
