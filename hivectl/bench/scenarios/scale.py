@@ -74,8 +74,8 @@ GATEWAY_PREFIX = "g/"
 """Objects the disconnecting gateway covers are named ``g/<i>``, the others ``o/<i>``."""
 NO_CLOSE_CODE = 1006
 LINGER_S = 0.5
-BARRIER = "scale-barrier"
-"""The cid of the ``sta`` that ends the gateway's updates: its reply comes after them all."""
+WINDOW_FRAMES = 4
+"""Frames of updates between two ``sta`` requests of the updating gateway (its window)."""
 
 
 def object_ids(objects: int, gateway_objects: int) -> list[str]:
@@ -441,27 +441,38 @@ async def _updates(
 ) -> dict[str, Any]:
     """One gateway connection sends updates for the realm's objects as fast as it may.
 
-    Sending is not paced: the socket's backpressure is the only brake, so what the server
-    applies is its capacity or its limit, whichever is lower. A gateway the server closes
-    (4029) has applied nothing after its close: the rate is taken over the whole period.
+    Closed loop with a window: after every `WINDOW_FRAMES` frames a ``sta`` request, whose
+    reply comes once the server has handled everything before it; the gateway sends on
+    while one window is unanswered and waits at two. A gateway that sent blindly would
+    pile megabytes up in the server's socket, with the server's keepalive pings behind
+    them. A gateway the server closes (4029) has applied nothing after its close: the rate
+    is taken over the whole period.
     """
     gateway = await _Session.open(url, token)
     connected_after_s = await _settle(admin, REALM, len(ids), plan.scale_wait_s)
     per_frame = frame_size(len(orjson.dumps(_set_message(REALM, ids[-1], 999))), limits)
-    rejected = 0
+    rejected = answered = 0
+    answer = asyncio.Event()
+    answered_at: float | None = None
     closed_at: float | None = None
-    barrier: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def read() -> None:
-        nonlocal rejected, closed_at
+        nonlocal rejected, answered, answered_at, closed_at
         with contextlib.suppress(ConnectionClosed):
             async for frame in gateway.ws:
                 for message in orjson.loads(frame):
-                    if message.get("erc") == 429:
+                    if message.get("cid") == answered + 1:  # handled, if only with a 429
+                        answered, answered_at = answered + 1, time.monotonic()
+                        answer.set()
+                    elif message.get("erc") == 429:
                         rejected += 1
-                    elif message.get("cid") == BARRIER:
-                        barrier.set_result(time.monotonic())
         closed_at = time.monotonic()
+        answer.set()
+
+    async def answered_up_to(windows: int) -> None:
+        while answered < windows and closed_at is None:
+            answer.clear()
+            await answer.wait()
 
     before = await admin.messages_in()
     reader = asyncio.create_task(read())
@@ -469,23 +480,27 @@ async def _updates(
     window.start()
     started = time.monotonic()
     stop_at = started + plan.scale_update_seconds
-    sent = step = 0
-    with contextlib.suppress(ConnectionClosed):
-        while time.monotonic() < stop_at and closed_at is None:
-            frame = []
-            for _ in range(per_frame):
-                frame.append(_set_message(REALM, ids[step % len(ids)], step))
-                step += 1
-            await gateway.ws.send(orjson.dumps(frame).decode())
-            sent += len(frame)
-            await asyncio.sleep(0)  # let the reader see 429s and a close
-        await gateway.ws.send(orjson.dumps([{"typ": "sys", "act": "sta", "cid": BARRIER}]))
-    await asyncio.wait((barrier, reader), timeout=plan.scale_wait_s, return_when="FIRST_COMPLETED")
+    sent = step = windows = 0
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        async with asyncio.timeout(plan.scale_update_seconds + plan.scale_wait_s):
+            while time.monotonic() < stop_at and closed_at is None:
+                for _ in range(WINDOW_FRAMES):
+                    frame = []
+                    for _ in range(per_frame):
+                        frame.append(_set_message(REALM, ids[step % len(ids)], step))
+                        step += 1
+                    await gateway.ws.send(orjson.dumps(frame).decode())
+                    sent += len(frame)
+                windows += 1
+                stats = [{"typ": "sys", "act": "sta", "cid": windows}]
+                await gateway.ws.send(orjson.dumps(stats).decode())
+                await answered_up_to(windows - 1)
+            await answered_up_to(windows)
     measured = window.stop()
-    ended = barrier.result() if barrier.done() else closed_at
+    ended = answered_at if closed_at is None else closed_at
     closed = gateway.ws.close_code if closed_at is not None else None
     after = await admin.messages_in()
-    handled = after - before - 1 - (1 if barrier.done() else 0)  # less the two sta requests
+    handled = after - before - 1 - answered  # less the admin's sta and the gateway's
     applied = max(0, handled - rejected)
     seconds = max((ended or time.monotonic()) - started, plan.scale_update_seconds)
     await gateway.ws.close()
