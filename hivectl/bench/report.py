@@ -389,8 +389,10 @@ def _scale_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
         yield SCALE_NOTE
     for run in made:
         for phase, name in SCALE_PHASES.items():
-            measured = (run["result"].get(phase) or {}).get("cpu") or {}
-            if (measured.get("seconds") or 0.0) < MIN_WINDOW_S:
+            figures = run["result"].get(phase) or {}
+            measured = figures.get("cpu") or {}
+            seconds = measured.get("seconds") or 0.0
+            if seconds < MIN_WINDOW_S:
                 continue
             shares = _bound_window(measured)
             if shares is not None:
@@ -398,6 +400,15 @@ def _scale_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
                 yield (
                     f"{run['label']}, {name}: the load generator used {shares[0]:.0%} of a"
                     f" core, the server {server} -- the load generator was the bottleneck"
+                )
+            together = (figures.get("subscriber_cpu_s") or 0.0) / seconds
+            if together >= LOAD_BOUND_SHARE:
+                server_cpu = measured.get("server_cpu_s")
+                server = "?" if server_cpu is None else f"{server_cpu / seconds:.0%}"
+                yield (
+                    f"{run['label']}, {name}: the subscriber processes used {together:.0%} of"
+                    f" a core together, the server {server}: on a machine of few cores they"
+                    " competed with the server for CPU"
                 )
 
 

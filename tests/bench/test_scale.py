@@ -71,6 +71,7 @@ def test_the_counts_add_up(report: dict[str, Any]) -> None:
             held = result[group]
             assert (held["subscribers"], held["complete"], held["closed"]) == (size, size, 0)
             assert held["fewest_held"] == OBJECTS
+            assert held["subscriber_cpu_max_s"] <= held["subscriber_cpu_s"]
         updates = result["updates"]
         assert updates["closed"] is None and updates["rejected"] == 0
         assert updates["applied"] == updates["handled"] == updates["sent"] > 0
@@ -183,3 +184,25 @@ def test_setup_stays_under_the_limits() -> None:
     assert setup_connections(10**7, limits) == 32
     ids = object_ids(10, 4)
     assert ids[:4] == ["g/0", "g/1", "g/2", "g/3"] and ids[4:6] == ["o/4", "o/5"]
+
+
+def test_busy_subscriber_processes_are_noted() -> None:
+    busy = {"seconds": 8.0, "load_cpu_s": 0.01, "server_cpu_s": 3.2}
+    gone = {"transitions": 5, "subscribers": 10, "closed": 0, "slowest_s": 8.0}
+    result = {
+        "full_state_one": {"subscribers": 1, "complete": 1, "slowest_s": 0.1, "closed": 0},
+        "full_state_many": {"cpu": busy, "subscriber_cpu_s": 8.8, "subscribers": 10},
+        "updates": {"updates_per_s": 0.0, "rejected": 0, "closed": None},
+        "transitions": {**gone, "lost_events": 0, "lost_updates": 0, "cpu": busy},
+    }
+    result["full_state_many"].update(complete=10, slowest_s=8.0, closed=0, close_codes={})
+    result["full_state_one"]["close_codes"] = {}
+    run = {"scenario": "scale", "label": "scale 9 memory", "target": "hivectl", "size": 9}
+    run["storage"] = "memory"
+    raw = {"machine": {}, "versions": {}, "plan": {}, "runs": [{**run, "result": result}]}
+    notes = build_report(raw)["notes"]
+    assert notes[1:] == [
+        "scale 9 memory, full state, subscribers at once: the subscriber processes used 110% of"
+        " a core together, the server 40%: on a machine of few cores they competed with the"
+        " server for CPU"
+    ]

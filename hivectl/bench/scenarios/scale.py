@@ -16,8 +16,8 @@ on one fresh server (the runner starts one per size and storage backend):
    follow (a server may send a large state in chunks) number N. A close (4008, slow
    consumer) ends its wait and is counted.
 5. **updates**: one gateway connection whose ``dpv`` covers the realm sends ``set`` location
-   updates, as many per frame as the limits allow, for ``scale_update_seconds``; then a
-   ``sta`` on the same connection, answered only after everything before it was handled.
+   updates, as many per frame as the limits allow, for ``scale_update_seconds``, in windows
+   each closed by a ``sta`` (answered only after everything before it was handled).
    Applied = what the server counted in (``messagesIn``) minus what it rejected (429s).
 6. **transitions**: a second gateway covers M = min(``scale_gateway_objects``, N/2) objects;
    `scale_subscribers` subscribers each hold a ``connectionStatusChanged`` pub/sub
@@ -25,10 +25,12 @@ on one fresh server (the runner starts one per size and storage backend):
    a subscriber is done when it has seen M ``dis`` events and M ``upd`` pushes with
    ``cst: dis``. What it has not seen once the wait is over is lost.
 
-Every wait is bounded by ``scale_wait_s``: what has not come by then is reported, and the
-run goes on. Each measured phase carries its own CPU window (`CpuWindow`), so the report can
-tell when the load generator rather than the server set a figure. Pushes are parsed with
-orjson and only the keys counted are looked at.
+The subscribers of phases 4 and 6 run in processes of their own (`hivectl.bench.subscriber`),
+each parsing its own pushes, so that none waits for another's parsing; the load generator
+starts them, lets them go at once and collects their outcomes. Every wait is bounded by
+``scale_wait_s``: what has not come by then is reported, and the run goes on. Each measured
+phase carries its own CPU window (`CpuWindow`), and the subscribers report theirs, so the
+report can tell when the load side rather than the server set a figure.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -47,10 +50,11 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hivectl.bench.flavors import PRESENCE_EVENT, Hivectl, SetupError, open_ws
+from hivectl.bench.flavors import Hivectl, SetupError
 from hivectl.bench.plan import REALM, BenchPlan
 from hivectl.bench.procstat import CpuWindow, rss_bytes
 from hivectl.bench.scenarios.common import REPLY_TIMEOUT_S, Context, percentiles
+from hivectl.bench.subscriber import LINGER_S, authenticated
 from hivectl.core.settings import LimitsSettings
 from hivectl.core.tokens import SigningKey, mint_token
 from hivectl.sim.recorder import LatencyRecorder
@@ -69,11 +73,10 @@ FRAME_SHARE = 0.5
 POLL_S = 0.05
 """How often a presence count is asked while waiting for presence to settle."""
 TOKEN_TTL_S = 3600.0
-SUBSCRIPTION = "scale"
 GATEWAY_PREFIX = "g/"
 """Objects the disconnecting gateway covers are named ``g/<i>``, the others ``o/<i>``."""
-NO_CLOSE_CODE = 1006
-LINGER_S = 0.5
+READY_TIMEOUT_S = 30.0
+"""Longest wait for subscriber processes to start, connect and subscribe."""
 WINDOW_FRAMES = 4
 """Frames of updates between two ``sta`` requests of the updating gateway (its window)."""
 
@@ -95,27 +98,8 @@ def setup_connections(objects: int, limits: LimitsSettings) -> int:
     return max(1, min(MAX_SETUP_CONNECTIONS, math.ceil(objects / per_connection)))
 
 
-def close_code(exc: ConnectionClosed) -> int:
-    """The code the server closed with (1006 when no close frame came)."""
-    return exc.rcvd.code if exc.rcvd is not None else NO_CLOSE_CODE
-
-
-async def closed_after(sessions: Sequence[_Session], codes: list[int | None]) -> list[int | None]:
-    """`codes` (one per session, None: not seen closed), completed with the close frames the
-    server sent after what a subscriber waited for. A server may queue a close (4008) right
-    behind the frame that completes a subscriber's state: the subscriber holds everything and
-    is dropped all the same, so each still open gets `LINGER_S` for its close to show."""
-    if any(code is None for code in codes):
-        await asyncio.sleep(LINGER_S)
-    completed = []
-    for session, code in zip(sessions, codes, strict=True):
-        received = session.ws.protocol.close_rcvd
-        completed.append(code if code is not None or received is None else received.code)
-    return completed
-
-
 class _Session:
-    """One authenticated connection: requests by cid, pushes handed to whoever reads."""
+    """One authenticated connection of the load generator, for requests with replies."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -123,31 +107,15 @@ class _Session:
 
     @classmethod
     async def open(cls, url: str, token: str) -> _Session:
-        ws = await open_ws(url)
-        try:
-            async with asyncio.timeout(REPLY_TIMEOUT_S):
-                await ws.send(f"Bearer {token}")
-                (reply,) = orjson.loads(await ws.recv())
-        except BaseException:
-            await ws.close()
-            raise
-        if reply.get("res") != "suc":
-            await ws.close()
-            raise SetupError(f"the server refused the bench's token: {reply.get('err')}")
-        return cls(ws)
-
-    async def send(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Send one frame; the cids given to its messages."""
-        cids = []
-        for message in messages:
-            message["cid"] = cid = next(self._cids)
-            cids.append(cid)
-        await self.ws.send(orjson.dumps(messages).decode())
-        return cids
+        return cls(await authenticated(url, token))
 
     async def call(self, messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Send one frame of requests; their replies by cid (pushes in between are dropped)."""
-        waiting = set(await self.send(messages))
+        waiting = set()
+        for message in messages:
+            message["cid"] = cid = next(self._cids)
+            waiting.add(cid)
+        await self.ws.send(orjson.dumps(messages).decode())
         replies = {}
         async with asyncio.timeout(REPLY_TIMEOUT_S):
             while waiting:
@@ -197,9 +165,9 @@ async def run(ctx: Context) -> dict[str, Any]:
     admin = await _Session.open(url, admin_token)
     try:
         counted = await _presence_count(admin, REALM, ctx.server_pid)
-        one = await _full_state(url, admin_token, REALM, objects, 1, plan, ctx.server_pid)
+        one = await _full_state(url, admin_token, objects, 1, plan, ctx.server_pid)
         many = await _full_state(
-            url, admin_token, REALM, objects, plan.scale_subscribers, plan, ctx.server_pid
+            url, admin_token, objects, plan.scale_subscribers, plan, ctx.server_pid
         )
         gateway = token({"sub": "bench-gateway", "dpv": {REALM: ["*"]}})
         updates = await _updates(url, gateway, admin, ids, limits, plan, ctx.server_pid)
@@ -349,72 +317,115 @@ async def _settle(admin: _Session, realm: str, connected: int, wait_s: float) ->
     return None
 
 
-# -- full state --------------------------------------------------------------------------------
+# -- subscribers, each in a process of its own (`hivectl.bench.subscriber`) -------------------
+
+
+class _Subscribers:
+    """`count` subscriber processes given one order: started, ready, let go, heard from."""
+
+    def __init__(self, order: dict[str, Any], count: int) -> None:
+        self.order = order
+        self.count = count
+        self.children: list[asyncio.subprocess.Process] = []
+
+    async def __aenter__(self) -> _Subscribers:
+        line = orjson.dumps(self.order) + b"\n"
+        for _ in range(self.count):
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hivectl.bench.subscriber",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            self.children.append(child)
+            assert child.stdin is not None
+            child.stdin.write(line)
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            for child in self.children:
+                ready = await self._line(child)
+                if not ready.get("ready"):
+                    raise SetupError(f"a subscriber process failed: {ready.get('error')}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for child in self.children:
+            if child.returncode is None:
+                child.kill()
+            await child.wait()
+
+    @staticmethod
+    async def _line(child: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert child.stdout is not None
+        line = await child.stdout.readline()
+        return dict(orjson.loads(line)) if line else {"error": f"exit {await child.wait()}"}
+
+    async def go(self) -> float:
+        """Let them all start at once; when, on the monotonic clock they share."""
+        started = time.monotonic()
+        for child in self.children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+        await asyncio.gather(*(c.stdin.drain() for c in self.children if c.stdin is not None))
+        return started
+
+    async def outcomes(self) -> list[dict[str, Any]]:
+        """Each one's outcome; one that does not answer in time counts as nothing seen."""
+        wait_s = float(self.order["wait_s"]) + LINGER_S + READY_TIMEOUT_S
+
+        async def outcome(child: asyncio.subprocess.Process) -> dict[str, Any]:
+            try:
+                async with asyncio.timeout(wait_s):
+                    return await self._line(child)
+            except TimeoutError:
+                return {"error": f"no answer within {wait_s:g} s"}
+
+        return list(await asyncio.gather(*(outcome(child) for child in self.children)))
+
+
+def _group(outcomes: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """What a group of subscribers did: completed, slowest, closed (by code), their CPU."""
+    errors = [o["error"] for o in outcomes if "error" in o]
+    if errors:
+        raise SetupError(f"a subscriber process failed: {errors[0]}")
+    done = [round(o["done_at"] - started, 3) for o in outcomes if o["done_at"] is not None]
+    closes = Counter(str(o["close"]) for o in outcomes if o["close"] is not None)
+    cpu = [float(o["cpu_s"]) for o in outcomes]
+    return {
+        "subscribers": len(outcomes),
+        "complete": len(done),
+        "slowest_s": max(done) if len(done) == len(outcomes) else None,
+        "fastest_s": min(done) if done else None,
+        "closed": sum(closes.values()),
+        "close_codes": dict(closes),
+        "subscriber_cpu_s": round(sum(cpu), 3),
+        "subscriber_cpu_max_s": max(cpu),
+    }
 
 
 async def _full_state(
-    url: str,
-    token: str,
-    realm: str,
-    objects: int,
-    count: int,
-    plan: BenchPlan,
-    server_pid: int | None,
+    url: str, token: str, objects: int, count: int, plan: BenchPlan, server_pid: int | None
 ) -> dict[str, Any]:
     """`count` subscribers with ``exe`` at once: how long until each holds every object."""
-    sessions = await asyncio.gather(*(_Session.open(url, token) for _ in range(count)))
-    window = CpuWindow(server_pid)
-    window.start()
-    started = time.monotonic()
-    try:
-        outcomes = await asyncio.gather(
-            *(_hold(s, realm, objects, started, plan.scale_wait_s) for s in sessions)
-        )
+    order = {
+        "url": url,
+        "token": token,
+        "realm": REALM,
+        "mode": "full",
+        "expected": objects,
+        "wait_s": plan.scale_wait_s,
+    }
+    async with _Subscribers(order, count) as subscribers:
+        window = CpuWindow(server_pid)
+        window.start()
+        started = await subscribers.go()
+        outcomes = await subscribers.outcomes()
         measured = window.stop()
-        codes = await closed_after(sessions, [outcome[2] for outcome in outcomes])
-    finally:
-        await asyncio.gather(*(s.ws.close() for s in sessions))
-    done = [outcome[0] for outcome in outcomes if outcome[0] is not None]
-    closes = Counter(str(code) for code in codes if code is not None)
     return {
-        "subscribers": count,
-        "complete": len(done),
-        "slowest_s": max(done) if len(done) == count else None,
-        "fastest_s": min(done) if done else None,
-        "fewest_held": min(outcome[1] for outcome in outcomes),
-        "closed": sum(closes.values()),
-        "close_codes": dict(closes),
+        **_group(outcomes, started),
+        "fewest_held": min(o["held"] for o in outcomes),
         "cpu": measured,
     }
-
-
-async def _hold(
-    session: _Session, realm: str, objects: int, started: float, wait_s: float
-) -> tuple[float | None, int, int | None]:
-    """Subscribe with ``exe``; (seconds until N ids held or None, ids held, close code)."""
-    request = {
-        "typ": "sub",
-        "act": "cre",
-        "id": SUBSCRIPTION,
-        "rea": realm,
-        "dat": {"typ": "obj", "sty": "rea", "exe": True},
-    }
-    held: set[str] = set()
-    try:
-        async with asyncio.timeout(wait_s):
-            (cid,) = await session.send([request])
-            while True:
-                for message in orjson.loads(await session.ws.recv()):
-                    if message.get("cid") == cid and message.get("res") != "suc":
-                        raise SetupError(f"cannot subscribe: {message.get('err')}")
-                    if message.get("typ") == "sub" and message.get("id") == SUBSCRIPTION:
-                        held.update(message.get("obj", {}).get("cre", ()))
-                if len(held) >= objects:
-                    return round(time.monotonic() - started, 3), len(held), None
-    except TimeoutError:
-        return None, len(held), None
-    except ConnectionClosed as exc:
-        return None, len(held), close_code(exc)
 
 
 # -- one gateway's updates ---------------------------------------------------------------------
@@ -536,84 +547,29 @@ async def _transitions(
     """A gateway covering `expected` objects closes; each subscriber must see every one go."""
     gateway = await _Session.open(url, gateway_token)
     connected_after_s = await _settle(admin, REALM, expected, plan.scale_wait_s)
-    sessions = await asyncio.gather(
-        *(_Session.open(url, subscriber_token) for _ in range(plan.scale_subscribers))
-    )
-    try:
-        await asyncio.gather(*(_subscribe_both(s) for s in sessions))
+    order = {
+        "url": url,
+        "token": subscriber_token,
+        "realm": REALM,
+        "mode": "transitions",
+        "expected": expected,
+        "wait_s": plan.scale_wait_s,
+    }
+    async with _Subscribers(order, plan.scale_subscribers) as subscribers:
         window = CpuWindow(server_pid)
         window.start()
-        started = time.monotonic()
-        watching = [
-            asyncio.create_task(_see_transitions(s, expected, started, plan.scale_wait_s))
-            for s in sessions
-        ]
+        started = await subscribers.go()
         await gateway.ws.close()
-        outcomes = await asyncio.gather(*watching)
+        outcomes = await subscribers.outcomes()
         measured = window.stop()
-        codes = await closed_after(sessions, [outcome[3] for outcome in outcomes])
-    finally:
-        await asyncio.gather(*(s.ws.close() for s in sessions))
-    done = [outcome[0] for outcome in outcomes if outcome[0] is not None]
-    closes = Counter(str(code) for code in codes if code is not None)
     return {
         "transitions": expected,
-        "subscribers": len(sessions),
         "connected_after_s": connected_after_s,
-        "complete": len(done),
-        "slowest_s": max(done) if len(done) == len(sessions) else None,
-        "lost_events": sum(expected - outcome[1] for outcome in outcomes),
-        "lost_updates": sum(expected - outcome[2] for outcome in outcomes),
-        "closed": sum(closes.values()),
-        "close_codes": dict(closes),
+        **_group(outcomes, started),
+        "lost_events": sum(expected - o["events"] for o in outcomes),
+        "lost_updates": sum(expected - o["updates"] for o in outcomes),
         "cpu": measured,
     }
-
-
-async def _subscribe_both(session: _Session) -> None:
-    """The presence events of the whole realm, and an object subscription over it."""
-    replies = await session.call(
-        [
-            {"typ": "rea", "act": "sub", "id": REALM, "dat": {"eve": PRESENCE_EVENT, "idp": "*"}},
-            {
-                "typ": "sub",
-                "act": "cre",
-                "id": SUBSCRIPTION,
-                "rea": REALM,
-                "dat": {"typ": "obj", "sty": "rea"},
-            },
-        ]
-    )
-    for reply in replies.values():
-        if reply.get("res") != "suc":
-            raise SetupError(f"cannot subscribe: {reply.get('err')}")
-
-
-async def _see_transitions(
-    session: _Session, expected: int, started: float, wait_s: float
-) -> tuple[float | None, int, int, int | None]:
-    """(seconds until every ``dis`` event and update was seen or None, events seen,
-    updates seen, close code)."""
-    events: set[str] = set()
-    updates: set[str] = set()
-    try:
-        async with asyncio.timeout(wait_s):
-            while len(events) < expected or len(updates) < expected:
-                for message in orjson.loads(await session.ws.recv()):
-                    typ = message.get("typ")
-                    if typ == "rea" and message.get("act") == "pub":
-                        event = message["dat"]
-                        if event.get("eve") == PRESENCE_EVENT and event["dat"]["cst"] == "dis":
-                            events.add(event["idp"])
-                    elif typ == "sub":
-                        for object_id, entry in message.get("obj", {}).get("upd", {}).items():
-                            if entry.get("cst") == "dis":
-                                updates.add(object_id)
-        return round(time.monotonic() - started, 3), len(events), len(updates), None
-    except TimeoutError:
-        return None, len(events), len(updates), None
-    except ConnectionClosed as exc:
-        return None, len(events), len(updates), close_code(exc)
 
 
 # -- a restart on the populated database (run by the runner, which restarts the server) --------
