@@ -33,7 +33,9 @@ def value_text(value: Any, unit: str) -> str:
     if unit == "% of a core":
         return f"{value:.0f} %"
     if unit in ("KiB", "s"):
-        return f"{value:,.1f} {unit}" if value >= 0.1 else f"{value:.3f} {unit}"
+        # Sub-second times (a restart, a full state at 10,000 objects) need their digits.
+        digits = 1 if value >= 10 else 2 if value >= 0.1 else 3
+        return f"{value:,.{digits}f} {unit}"
     if unit == "B":
         return f"{value:,.0f} B"
     if unit == "code":
