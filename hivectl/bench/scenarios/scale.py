@@ -146,7 +146,9 @@ async def run(ctx: Context) -> dict[str, Any]:
     if not isinstance(ctx.flavor, Hivectl):
         raise SetupError("scale runs against hivectl only: the baseline has no realms")
     key, plan, url = ctx.flavor.key, ctx.plan, ctx.url
-    (objects,) = plan.scale_sizes  # the runner gives each load process one size
+    if len(plan.scale_sizes) != 1:  # each size needs a fresh server: the runner gives one
+        raise SetupError("scale fills one realm per server: pass one size, --objects N")
+    (objects,) = plan.scale_sizes
     gateway_objects = min(plan.scale_gateway_objects, objects // 2)
     limits = LimitsSettings()
 
