@@ -2,7 +2,8 @@
 
     python -m hivectl.bench.load SCENARIO --url ws://127.0.0.1:PORT/ws
         [--flavor hivectl|baseline] [--server-pid PID] [--quick] [--connections N]
-        [--duration SECONDS] [--ping-interval SECONDS] [--ping-timeout SECONDS] [--json]
+        [--duration SECONDS] [--ping-interval SECONDS] [--ping-timeout SECONDS]
+        [--objects N[,N...]] [--json]
 
 It runs in a process of its own, apart from the server it loads, so that each side's CPU
 time is its own and a busy load generator shows as such rather than as a slow server. With
@@ -30,7 +31,14 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import WebSocketException
 
 from hivectl.bench.flavors import Baseline, Flavor, Hivectl, SetupError
-from hivectl.bench.plan import SCENARIOS, TARGETS, BenchPlan, PlanOptions, plan_problems
+from hivectl.bench.plan import (
+    SELECTABLE,
+    TARGETS,
+    BenchPlan,
+    PlanOptions,
+    parse_sizes,
+    plan_problems,
+)
 from hivectl.bench.scenarios import SCENARIO_RUNS
 from hivectl.bench.scenarios.common import Context
 from hivectl.core.settings import LimitsSettings
@@ -69,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hivectl.bench.load", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("scenario", choices=SELECTABLE)
     parser.add_argument("--url", required=True, help="the server's WebSocket URL")
     parser.add_argument("--flavor", choices=TARGETS, default="hivectl")
     parser.add_argument("--server-pid", type=int, help="the server's pid, for CPU and memory")
@@ -78,10 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds")
     parser.add_argument("--ping-interval", type=float, help="seconds")
     parser.add_argument("--ping-timeout", type=float, help="seconds")
+    parser.add_argument("--objects", help="realm sizes of scale, separated by commas")
     parser.add_argument("--json", action="store_true", help="one compact JSON line")
     args = parser.parse_args(argv)
+    try:
+        objects = parse_sizes(args.objects) if args.objects is not None else None
+    except ValueError as exc:
+        parser.error(str(exc))
     plan = PlanOptions(
-        args.quick, args.connections, args.duration, args.ping_interval, args.ping_timeout
+        args.quick,
+        args.connections,
+        args.duration,
+        args.ping_interval,
+        args.ping_timeout,
+        objects=objects,
     ).plan()
     problems = plan_problems(plan)
     if problems:

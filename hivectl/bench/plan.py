@@ -10,13 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 SCENARIOS = ("connect", "latency", "churn", "fanout", "ingest", "silent")
+"""What ``hivectl bench`` runs when no scenario is named: each against both servers."""
+SCALE = "scale"
+"""Fleet scale: named only (``hivectl bench scale``). It runs against hivectl alone -- the
+baseline has no realms to fill -- with realms of 10,000 and 100,000 objects, minutes of
+work, so it is no part of the default run."""
+SELECTABLE = (*SCENARIOS, SCALE)
 TARGETS = ("hivectl", "baseline")
+STORAGES = ("memory", "sqlite")
+"""The ``[storage] backend`` values *scale* compares."""
 REALM = "bench"
 MAX_CONNECTIONS = 8000
 """Providers per run at most: client and server sockets share the machine's open files
 and ephemeral ports, and `hivectl serve` refuses more than 10,000 connections by default."""
 MAX_DURATION_S = 600.0
 MAX_ROUNDS = 9
+MAX_OBJECTS = 1_000_000
+"""Objects per *scale* realm at most: each takes memory in the server and the load side."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +54,24 @@ class BenchPlan:
     ping_timeout: float | None = None
     drain_seconds: float = 5.0
     """After the load stops, how long outstanding events may take before they count as lost."""
+    scale_sizes: tuple[int, ...] = (10_000, 100_000)
+    """Objects in the realm of *scale*, one job (a fresh server) per size and storage."""
+    scale_subscribers: int = 10
+    """Realm-wide subscribers at once, for the full state and for the presence transitions."""
+    scale_gateway_objects: int = 50_000
+    """Objects the disconnecting gateway covers in *scale*; at most half the realm."""
+    scale_update_seconds: float = 5.0
+    """How long one gateway connection sends location updates in *scale*."""
+    scale_wait_s: float = 60.0
+    """The longest *scale* waits for any one thing (a full state, a settled presence, the
+    transitions): what has not come by then is reported missing, and the run goes on."""
     rounds: int = 3
-    """Times each scenario but *silent* runs per target, the targets taking turns; the report
-    gives each figure's median. One short burst (1,000 connects take half a second) varies by
-    15-20 % on a small machine, enough to turn a ratio either way; the median of rounds run
-    side by side does not. *Silent* measures timers, not throughput: one round. A load
-    process always runs one round."""
+    """Times each scenario but *silent* and *scale* runs per target, the targets taking
+    turns; the report gives each figure's median. One short burst (1,000 connects take half
+    a second) varies by 15-20 % on a small machine, enough to turn a ratio either way; the
+    median of rounds run side by side does not. *Silent* measures timers, not throughput:
+    one round. *Scale* has nothing to take turns with and runs for minutes: one round. A
+    load process always runs one round."""
 
     @property
     def default_keepalive(self) -> bool:
@@ -72,6 +94,9 @@ QUICK = BenchPlan(
     ping_interval=0.5,
     ping_timeout=0.5,
     drain_seconds=5.0,
+    scale_sizes=(500,),
+    scale_update_seconds=1.0,
+    scale_wait_s=20.0,
     rounds=1,
 )
 """A smoke run of every scenario in seconds; keepalive shortened so *silent* is quick too."""
@@ -83,7 +108,8 @@ class PlanOptions:
 
     ``connections`` replaces the providers of *connect* (one size instead of 1,000 and
     5,000), *churn* and the riders of *fanout*; ``duration`` the length of *churn* and
-    *fanout*; a keepalive option given alone keeps the other at the plan's value.
+    *fanout*; ``objects`` the realm sizes of *scale*; a keepalive option given alone keeps
+    the other at the plan's value.
     """
 
     quick: bool = False
@@ -92,6 +118,7 @@ class PlanOptions:
     ping_interval: float | None = None
     ping_timeout: float | None = None
     rounds: int | None = None
+    objects: tuple[int, ...] | None = None
 
     def plan(self) -> BenchPlan:
         plan = QUICK if self.quick else BenchPlan()
@@ -110,6 +137,8 @@ class PlanOptions:
             plan = replace(plan, ping_timeout=self.ping_timeout)
         if self.rounds is not None:
             plan = replace(plan, rounds=self.rounds)
+        if self.objects is not None:
+            plan = replace(plan, scale_sizes=self.objects)
         return plan
 
     def arguments(self) -> list[str]:
@@ -123,7 +152,17 @@ class PlanOptions:
         ):
             if value is not None:
                 words += [flag, str(value)]
+        if self.objects is not None:
+            words += ["--objects", ",".join(str(size) for size in self.objects)]
         return words
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"10000,100000"`` (``_`` allowed as in Python: ``10_000``) -> (10000, 100000)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--objects takes sizes separated by commas, not {text!r}") from None
 
 
 def plan_problems(plan: BenchPlan) -> list[str]:
@@ -134,6 +173,8 @@ def plan_problems(plan: BenchPlan) -> list[str]:
         problems.append(f"--connections must be from 1 to {MAX_CONNECTIONS:,}")
     if not all(0.5 <= s <= MAX_DURATION_S for s in (plan.churn_seconds, plan.fanout_seconds)):
         problems.append(f"--duration must be from 0.5s to {MAX_DURATION_S:g}s")
+    if not plan.scale_sizes or not all(2 <= n <= MAX_OBJECTS for n in plan.scale_sizes):
+        problems.append(f"--objects must be sizes from 2 to {MAX_OBJECTS:,}")
     if not 1 <= plan.rounds <= MAX_ROUNDS:
         problems.append(f"--rounds must be from 1 to {MAX_ROUNDS}")
     keepalive = {"--ping-interval": plan.ping_interval, "--ping-timeout": plan.ping_timeout}

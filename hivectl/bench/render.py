@@ -12,6 +12,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from hivectl.bench.plan import SCALE
+
 GIB = 1024.0**3
 MET = {True: "[green]met[/green]", False: "[red]not met[/red]", None: "[dim]not judged[/dim]"}
 
@@ -31,7 +33,13 @@ def value_text(value: Any, unit: str) -> str:
     if unit == "% of a core":
         return f"{value:.0f} %"
     if unit in ("KiB", "s"):
-        return f"{value:,.1f} {unit}"
+        # Sub-second times (a restart, a full state at 10,000 objects) need their digits.
+        digits = 1 if value >= 10 else 2 if value >= 0.1 else 3
+        return f"{value:,.{digits}f} {unit}"
+    if unit == "B":
+        return f"{value:,.0f} B"
+    if unit == "code":
+        return f"{value:.0f}" if value else "no"
     return f"{value:,.0f}"
 
 
@@ -67,7 +75,7 @@ def _figures(report: dict[str, Any]) -> Table:
     table.add_column("baseline", justify="right")
     table.add_column("ratio", justify="right")
     previous = None
-    for row in report["rows"]:
+    for row in _compared(report):
         scenario = row["scenario"] if row["scenario"] != previous else ""
         if scenario and previous is not None:
             table.add_section()
@@ -78,6 +86,55 @@ def _figures(report: dict[str, Any]) -> Table:
             value_text(row["hivectl"], row["unit"]),
             value_text(row["baseline"], row["unit"]),
             value_text(row["ratio"], "x") if row["ratio"] is not None else "",
+        )
+    return table
+
+
+def _compared(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the side-by-side table: all but *scale*'s, which have a table of their own."""
+    return [row for row in report["rows"] if not _is_scale(row)]
+
+
+def _is_scale(row: dict[str, Any]) -> bool:
+    return bool(row["scenario"].split(" ", 1)[0] == SCALE)
+
+
+def _scale(report: dict[str, Any]) -> Table:
+    """One column per realm size and storage backend, one row per figure."""
+    rows = [row for row in report["rows"] if _is_scale(row)]
+    labels = list(dict.fromkeys(row["scenario"] for row in rows))
+    table = Table(title="fleet scale, hivectl only", title_justify="left")
+    table.add_column("figure")
+    for label in labels:
+        table.add_column(label.split(" ", 1)[1], justify="right")
+    cells: dict[str, dict[str, str]] = {}
+    for row in rows:
+        cells.setdefault(row["figure"], {})[row["scenario"]] = value_text(
+            row["hivectl"], row["unit"]
+        )
+    for figure, values in cells.items():
+        table.add_row(figure, *(values.get(label, "-") for label in labels))
+    return table
+
+
+def _growth(report: dict[str, Any]) -> Table:
+    table = Table(
+        title="fleet scale: growth per object from the smallest realm to the largest"
+        " (1.00 linear, below: better)",
+        title_justify="left",
+    )
+    for name in ("storage", "figure", "small", "large", "per object", ""):
+        table.add_column(name, justify="left" if name in ("storage", "figure") else "right")
+    for entry in report["growth"]:
+        small, large = entry["objects"]
+        verdict = "linear or better" if entry["linear"] else "[red]worse than linear[/red]"
+        table.add_row(
+            entry["storage"],
+            entry["figure"],
+            f"{value_text(entry['small'], entry['unit'])} at {small:,}",
+            f"{value_text(entry['large'], entry['unit'])} at {large:,}",
+            f"{entry['per_object']:.2f}",
+            verdict,
         )
     return table
 
@@ -99,7 +156,13 @@ def _targets(report: dict[str, Any]) -> Table:
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
-    parts: list[RenderableType] = [_header(report), _figures(report)]
+    parts: list[RenderableType] = [_header(report)]
+    if _compared(report):
+        parts.append(_figures(report))
+    if any(_is_scale(row) for row in report["rows"]):
+        parts.append(_scale(report))
+    if report.get("growth"):
+        parts.append(_growth(report))
     if report["targets"]:
         parts.append(_targets(report))
     for note in report["notes"]:

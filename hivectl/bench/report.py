@@ -15,7 +15,12 @@ collected (``date``, ``machine``, ``versions``, ``plan``, ``url``, ``runs``) plu
 * ``notes``: what the reader must know to trust the figures -- above all, a run whose load
   generator used (nearly) a whole core while the server used less: its figure is the load
   generator's limit, not the server's;
-* ``errors``: jobs that did not produce figures, and why.
+* ``errors``: jobs that did not produce figures, and why;
+* ``growth``: for *scale*, how each figure grows from the smallest realm to the largest,
+  per storage backend, set against the growth of the realm (linear or better, or not).
+
+*Scale* rows have the label ``scale <objects> <storage>`` and no baseline figure ("n/a"):
+the baseline has no realms. Its targets are the issue's, judged per realm size and storage.
 """
 
 from __future__ import annotations
@@ -25,12 +30,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hivectl.bench.plan import TARGETS
+from hivectl.bench.plan import SCALE, TARGETS
 
 KIB = 1024.0
 LOAD_BOUND_SHARE = 0.9
 """A load generator using this share of one core or more may be what limits a figure."""
 NOT_APPLICABLE = "n/a"
+HIVECTL_ONLY = ("ingest", SCALE)
+"""Scenarios the baseline cannot run: it has no storage and no realms."""
+LINEAR_SLACK = 1.2
+"""A figure that grows up to this much faster than the realm still counts as linear: single
+runs vary by 10-20 % on a small machine (see ``rounds``), and *scale* runs once."""
 
 Result = Mapping[str, Any]
 
@@ -44,6 +54,10 @@ class Figure:
     ratio: bool = True
     combine: Callable[[Sequence[float]], float] = statistics.median
     """How the rounds' figures make the one shown."""
+    growth: str | None = None
+    """For *scale*: how the figure should grow with the realm. ``total``: a time over the
+    whole realm, at most in proportion to it; ``each``: a cost per object or per update,
+    flat. None: a count of failures, not compared across sizes."""
 
 
 def _get(*path: str) -> Callable[[Result], float | None]:
@@ -70,6 +84,32 @@ def _server_cpu_percent(result: Result) -> float | None:
 
 def _missing_deliveries(result: Result) -> float | None:
     return float(result["expected_deliveries"] - result["deliveries"])
+
+
+def _per_object_after_restart(result: Result) -> float | None:
+    loaded = _get("restart", "rss_bytes")(result)
+    empty, objects = result.get("rss_empty_bytes"), result.get("objects")
+    if loaded is None or empty is None or not objects:
+        return None
+    return round((loaded - float(empty)) / float(objects), 1)
+
+
+def _incomplete(result: Result) -> float | None:
+    """Subscribers at once that never held the full state (closed, or out of time)."""
+    many = result.get("full_state_many")
+    return None if many is None else float(many["subscribers"] - many["complete"])
+
+
+def _gateway_close(result: Result) -> float | None:
+    """The code the server closed the updating gateway with; 0 when it did not."""
+    updates = result.get("updates")
+    return None if updates is None else float(updates.get("closed") or 0)
+
+
+def _lost_transitions(result: Result) -> float | None:
+    """Presence events plus object updates some subscriber never saw, over all of them."""
+    gone = result.get("transitions")
+    return None if gone is None else float(gone["lost_events"] + gone["lost_updates"])
 
 
 FIGURES: dict[str, tuple[Figure, ...]] = {
@@ -101,6 +141,66 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("time to disconnected, min", "s", _get("detection_s", "min")),
         Figure("time to disconnected, max", "s", _get("detection_s", "max")),
     ),
+    SCALE: (
+        Figure("setup: creating the objects", "s", _get("setup", "seconds"), growth="total"),
+        Figure("server memory per object", "B", _get("bytes_per_object"), growth="each"),
+        Figure(
+            "server memory per object, restarted", "B", _per_object_after_restart, growth="each"
+        ),
+        Figure("start, empty", "s", _get("start_empty_s")),
+        Figure("restart: /readyz", "s", _get("restart", "ready_s"), growth="total"),
+        Figure("restart: realm readable", "s", _get("restart", "readable_s"), growth="total"),
+        Figure(
+            "presence count p50", "ms", _get("presence_count", "latency_ms", "p50"), growth="total"
+        ),
+        Figure(
+            "full state, 1 exe subscriber",
+            "s",
+            _get("full_state_one", "slowest_s"),
+            growth="total",
+        ),
+        Figure(
+            "full state, 1 exe subscriber: closed",
+            "",
+            _get("full_state_one", "closed"),
+            combine=max,
+        ),
+        Figure(
+            "full state, exe subscribers at once: slowest",
+            "s",
+            _get("full_state_many", "slowest_s"),
+            growth="total",
+        ),
+        Figure(
+            "full state, exe subscribers at once: closed",
+            "",
+            _get("full_state_many", "closed"),
+            combine=max,
+        ),
+        Figure(
+            "full state, exe subscribers at once: incomplete",
+            "",
+            _incomplete,
+            combine=max,
+        ),
+        Figure(
+            "one gateway: updates applied/s",
+            "/s",
+            _get("updates", "updates_per_s"),
+            "higher",
+            growth="each",
+        ),
+        Figure("one gateway: rejected (429)", "", _get("updates", "rejected"), combine=max),
+        Figure("one gateway: closed with", "code", _gateway_close, combine=max),
+        Figure(
+            "gateway gone: transitions seen, slowest",
+            "s",
+            _get("transitions", "slowest_s"),
+            growth="total",
+        ),
+        Figure("gateway gone: lost (events + updates)", "", _lost_transitions, combine=max),
+        Figure("gateway gone: subscribers closed", "", _get("transitions", "closed"), combine=max),
+    ),
 }
 
 
@@ -129,7 +229,7 @@ def build_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     for run in targets.get(target, [])
                 ]
                 measured = [value for value in rounds[target] if value is not None]
-                if scenario == "ingest" and target == "baseline":
+                if scenario in HIVECTL_ONLY and target == "baseline":
                     values[target] = NOT_APPLICABLE
                 else:
                     values[target] = float(figure.combine(measured)) if measured else None
@@ -255,8 +355,12 @@ def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
 
 def _load_bound(run: Mapping[str, Any]) -> tuple[float, float | None] | None:
     """(load generator's, server's) share of a core, when the load generator was the limit."""
-    result = run.get("result") or {}
-    seconds, load, server = (result.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
+    return _bound_window(run.get("result") or {})
+
+
+def _bound_window(measured: Mapping[str, Any]) -> tuple[float, float | None] | None:
+    """The same for one CPU window (``seconds``, ``load_cpu_s``, ``server_cpu_s``)."""
+    seconds, load, server = (measured.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
     if not seconds or load is None:
         return None
     load_share = load / seconds
@@ -264,6 +368,161 @@ def _load_bound(run: Mapping[str, Any]) -> tuple[float, float | None] | None:
     if load_share >= LOAD_BOUND_SHARE and (server_share is None or server_share < load_share):
         return load_share, server_share
     return None
+
+
+SCALE_PHASES = {
+    "full_state_one": "full state, 1 subscriber",
+    "full_state_many": "full state, subscribers at once",
+    "updates": "one gateway's updates",
+    "transitions": "gateway gone",
+}
+"""The measured phases of *scale* with a CPU window, and their names in notes."""
+MIN_WINDOW_S = 0.5
+"""Shorter CPU windows are not judged: ``/proc`` counts CPU time in 10 ms ticks."""
+SCALE_NOTE = "scale runs against hivectl only: the baseline server has no realms"
+
+
+def _scale_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
+    """That *scale* has no baseline, and each of its phases the load generator limited."""
+    made = [run for run in runs if run["scenario"] == SCALE and run.get("result")]
+    if any(run["scenario"] == SCALE for run in runs):
+        yield SCALE_NOTE
+    for run in made:
+        for phase, name in SCALE_PHASES.items():
+            figures = run["result"].get(phase) or {}
+            measured = figures.get("cpu") or {}
+            seconds = measured.get("seconds") or 0.0
+            if seconds < MIN_WINDOW_S:
+                continue
+            shares = _bound_window(measured)
+            if shares is not None:
+                server = "?" if shares[1] is None else f"{shares[1]:.0%}"
+                yield (
+                    f"{run['label']}, {name}: the load generator used {shares[0]:.0%} of a"
+                    f" core, the server {server} -- the load generator was the bottleneck"
+                )
+            together = (figures.get("subscriber_cpu_s") or 0.0) / seconds
+            if together >= LOAD_BOUND_SHARE:
+                server_cpu = measured.get("server_cpu_s")
+                server = "?" if server_cpu is None else f"{server_cpu / seconds:.0%}"
+                yield (
+                    f"{run['label']}, {name}: the subscriber processes used {together:.0%} of"
+                    f" a core together, the server {server}: on a machine of few cores they"
+                    " competed with the server for CPU"
+                )
+
+
+def scale_growth(
+    small: float, large: float, objects_growth: float, kind: str, better: str
+) -> float | None:
+    """How a *scale* figure grew from the smallest realm to the largest, per object: 1.0 is
+    linear, below is better. A ``total`` (a time over the whole realm) is divided by how
+    much the realm grew; an ``each`` (a cost per object, per update) should stay flat. A
+    figure where higher is better (a rate) grows by its inverse, the time per update."""
+    if small <= 0 or large <= 0 or objects_growth <= 0:
+        return None
+    cost = small / large if better == "higher" else large / small
+    return round(cost / objects_growth if kind == "total" else cost, 2)
+
+
+def build_growth(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per storage backend, each *scale* figure from the smallest realm to the largest."""
+    sizes: dict[str, dict[int, str]] = {}
+    for run in runs:
+        if run["scenario"] == SCALE and run.get("result"):
+            sizes.setdefault(run["storage"], {})[run["size"]] = run["label"]
+    growth = []
+    for storage, labels in sizes.items():
+        if len(labels) < 2:
+            continue
+        smallest, largest = min(labels), max(labels)
+        for figure in FIGURES[SCALE]:
+            small = _find(rows, labels[smallest], figure.name)
+            large = _find(rows, labels[largest], figure.name)
+            if figure.growth is None or small is None or large is None:
+                continue
+            if small["hivectl"] is None or large["hivectl"] is None:
+                continue
+            per_object = scale_growth(
+                small["hivectl"], large["hivectl"], largest / smallest, figure.growth, figure.better
+            )
+            if per_object is None:  # a zero: nothing to compare
+                continue
+            growth.append(
+                {
+                    "storage": storage,
+                    "figure": figure.name,
+                    "unit": figure.unit,
+                    "objects": [smallest, largest],
+                    "small": small["hivectl"],
+                    "large": large["hivectl"],
+                    "per_object": per_object,
+                    "linear": per_object <= LINEAR_SLACK,
+                }
+            )
+    return growth
+
+
+def _scale_targets(runs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The issue's targets for fleet scale, for each realm size and storage backend."""
+    for run in runs:
+        result = run.get("result")
+        if run["scenario"] != SCALE or not result:
+            continue
+        label = run["label"]
+        per_object = result.get("bytes_per_object")
+        yield _target(
+            f"{label}: server memory per object <= 1 KiB",
+            per_object,
+            "B",
+            None if per_object is None else per_object <= KIB,
+        )
+        one, many = result["full_state_one"], result["full_state_many"]
+        yield _target(
+            f"{label}: an exe subscriber holds the full state within 2 s",
+            one["slowest_s"],
+            "s",
+            _held_within(one, 2.0),
+            _subscribers_detail(one),
+        )
+        yield _target(
+            f"{label}: {many['subscribers']} exe subscribers at once within 6 s, none closed",
+            many["slowest_s"],
+            "s",
+            _held_within(many, 6.0),
+            _subscribers_detail(many),
+        )
+        updates = result["updates"]
+        rate, closed = updates["updates_per_s"], updates["closed"]
+        yield _target(
+            f"{label}: one gateway connection sustains >= 10,000 updates/s",
+            rate,
+            "/s",
+            rate >= 10_000 and closed is None,
+            f"{updates['rejected']:,} rejected (429)" + (f", closed {closed}" if closed else ""),
+        )
+        gone = result["transitions"]
+        lost = gone["lost_events"] + gone["lost_updates"]
+        slowest = gone["slowest_s"]
+        yield _target(
+            f"{label}: all {gone['transitions']:,} transitions reach {gone['subscribers']}"
+            " subscribers within 5 s, none lost",
+            slowest,
+            "s",
+            slowest is not None and slowest <= 5.0 and lost == 0 and gone["closed"] == 0,
+            f"lost {lost:,}, {gone['closed']} closed",
+        )
+
+
+def _held_within(group: Mapping[str, Any], limit_s: float) -> bool:
+    slowest = group["slowest_s"]
+    return slowest is not None and slowest <= limit_s and group["closed"] == 0
+
+
+def _subscribers_detail(group: Mapping[str, Any]) -> str:
+    codes = ", ".join(f"{code} x{n}" for code, n in group["close_codes"].items())
+    text = f"{group['complete']} of {group['subscribers']} held all"
+    return f"{text}; closed {codes}" if codes else text
 
 
 def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,7 +537,8 @@ def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **raw,
         "rows": rows,
-        "targets": build_targets(rows, raw["plan"]),
-        "notes": [*raw.get("notes", []), *_load_notes(runs)],
+        "targets": [*build_targets(rows, raw["plan"]), *_scale_targets(runs)],
+        "growth": build_growth(rows, runs),
+        "notes": [*raw.get("notes", []), *_load_notes(runs), *_scale_notes(runs)],
         "errors": errors,
     }

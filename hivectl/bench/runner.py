@@ -5,27 +5,35 @@ grew, objects it left, a SQLite file it filled). The two targets of a scenario r
 after the other, so that both meet the same machine. Jobs run one at a time: the machine's
 cores belong to the server and its load generator alone.
 
+*Scale* runs against hivectl only, one job per realm size and storage backend, each on a
+server that keeps its default rate limit. With SQLite the job ends with a restart on the
+populated database, timed here: what a restart costs is what an operator waits for.
+
 The result is the raw material of the report (`hivectl.bench.report`): the machine, the
 versions, the plan, and per job the load generator's JSON or the error that stopped it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from websockets.exceptions import WebSocketException
 
-from hivectl.bench.plan import MAX_DURATION_S, TARGETS, BenchPlan, PlanOptions
-from hivectl.bench.procstat import machine, versions
+from hivectl.bench.flavors import SetupError
+from hivectl.bench.plan import MAX_DURATION_S, SCALE, STORAGES, TARGETS, BenchPlan, PlanOptions
+from hivectl.bench.procstat import machine, rss_bytes, versions
+from hivectl.bench.scenarios.scale import restarted
 from hivectl.bench.servers import Served, ServerFailed, baseline_server, hivectl_server
 from hivectl.core.tokens import SigningKey
 from hivectl.sim.driver import raise_open_file_limit
@@ -40,22 +48,35 @@ class Job:
     scenario: str
     target: str
     size: int | None = None
-    """Providers, for *connect* (one job per size: each size gets a fresh server)."""
+    """Providers for *connect*, objects for *scale* (one job per size: each size gets a
+    fresh server)."""
     round: int = 0
+    storage: str | None = None
+    """The server's storage backend, for *scale* (None: the default)."""
 
     @property
     def label(self) -> str:
-        return self.scenario if self.size is None else f"{self.scenario} {self.size:,}"
+        words = [self.scenario]
+        if self.size is not None:
+            words.append(f"{self.size:,}")
+        if self.storage is not None:
+            words.append(self.storage)
+        return " ".join(words)
 
 
 def plan_jobs(scenarios: Sequence[str], plan: BenchPlan) -> list[Job]:
-    """Every (scenario, size, round, target) to run, in order; the baseline has no *ingest*.
+    """Every (scenario, size, round, target) to run, in order; the baseline has no *ingest*
+    and no *scale*, which runs once per realm size and storage backend.
 
     The targets take turns, and which goes first alternates from round to round, so that
     neither always meets the machine warmer or cooler.
     """
     jobs = []
     for scenario in scenarios:
+        if scenario == SCALE:
+            for objects in plan.scale_sizes:
+                jobs += [Job(SCALE, "hivectl", objects, storage=storage) for storage in STORAGES]
+            continue
         sizes: Sequence[int | None] = plan.connect_sizes if scenario == "connect" else (None,)
         rounds = 1 if scenario == "silent" else plan.rounds
         for size in sizes:
@@ -73,8 +94,13 @@ def run_bench(
     url: str | None = None,
     key: SigningKey | None = None,
     progress: Callable[[Job], None] | None = None,
+    server_settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run the scenarios against hivectl (started here, or `url` with `key`) and the baseline."""
+    """Run the scenarios against hivectl (started here, or `url` with `key`) and the baseline.
+
+    `server_settings` are ``HIVECTL_*`` variables for the hivectl servers started here, over
+    the bench's own: for a test that must lift a limit a scenario keeps at its default.
+    """
     plan = options.plan()
     secret = secrets.token_urlsafe(32)
     if url is None:
@@ -103,10 +129,16 @@ def run_bench(
                 "target": job.target,
                 "size": job.size,
                 "round": job.round,
+                "storage": job.storage,
             }
             try:
-                with _server(job, plan, directory, url, secret) as served:
-                    outcome = _load(job, served, options, key)
+                if job.scenario == SCALE:
+                    outcome = _scale(
+                        job, plan, directory, url, secret, options, key, server_settings
+                    )
+                else:
+                    with _server(job, plan, directory, url, secret) as served:
+                        outcome = _load(job, served, options, key)
             except ServerFailed as exc:
                 outcome = {"error": str(exc)}
             raw["runs"].append({**record, **outcome})
@@ -127,10 +159,50 @@ def _server(
             yield served
 
 
+def _scale(
+    job: Job,
+    plan: BenchPlan,
+    directory: Path,
+    url: str | None,
+    secret: str,
+    options: PlanOptions,
+    key: SigningKey,
+    settings: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """A *scale* job: its server (rate limit at the default), the load process, and with
+    SQLite a restart on the database it filled, with the empty server's start beside it."""
+    if url is not None:
+        return {"error": "scale starts servers of its own (per storage, restarted): not --url"}
+    started = time.monotonic()
+    with hivectl_server(
+        directory, secret, plan, storage=job.storage, rate_limited=True, settings=settings
+    ) as served:
+        start_s = time.monotonic() - started
+        outcome = _load(job, served, options, key)
+    result = outcome.get("result")
+    if result is None:
+        return outcome
+    result["start_empty_s"] = round(start_s, 3)
+    if job.storage == "sqlite":
+        started = time.monotonic()
+        with hivectl_server(
+            directory, secret, plan, storage=job.storage, rate_limited=True, settings=settings
+        ) as served:
+            try:
+                restart = asyncio.run(restarted(served.url, key, job.size or 0, started))
+            except (OSError, TimeoutError, SetupError, WebSocketException) as exc:
+                restart = {"error": f"the restarted server did not answer: {exc!r}"}
+            restart["rss_bytes"] = rss_bytes(served.pid) if served.pid else None
+            result["restart"] = restart
+    return outcome
+
+
 def _load(job: Job, served: Served, options: PlanOptions, key: SigningKey) -> dict[str, Any]:
     """One load process; its figures, or the error it ended with."""
-    if job.size is not None:
+    if job.scenario == "connect":
         options = replace(options, connections=job.size)
+    elif job.scenario == SCALE and job.size is not None:
+        options = replace(options, objects=(job.size,))
     command = [sys.executable, "-m", "hivectl.bench.load", job.scenario, "--url", served.url]
     command += ["--flavor", job.target, *options.arguments(), "--json"]
     if served.pid is not None:
@@ -149,7 +221,7 @@ def _load(job: Job, served: Served, options: PlanOptions, key: SigningKey) -> di
     if completed.returncode != 0:
         return {"error": "\n".join(errors) or f"load generator exit {completed.returncode}"}
     result = orjson.loads(completed.stdout)["result"]
-    if job.size is not None:
+    if job.scenario == "connect":
         (result,) = result["runs"]  # one size per job, each on a fresh server
     outcome: dict[str, Any] = {"result": result}
     if errors:

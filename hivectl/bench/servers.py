@@ -6,7 +6,9 @@ defaults, in an empty directory (a fresh SQLite file), with the bench's secret i
 limit is lifted (setup creates thousands of objects on one connection, and the bench
 measures capacity, not the limiter), logging is at warning (no line per connection), and
 the keepalive follows the plan when it sets one. The caller's ``HIVECTL_*`` variables are
-not passed on: the figures are the defaults'.
+not passed on: the figures are the defaults'. *Scale* differs in two ways: it names the
+storage backend, and it keeps the default rate limit, since whether one gateway connection
+may send 10,000 updates per second under the defaults is one of its questions.
 
 `baseline_server` runs `hivectl.bench.baseline`. Both print a ``... serving ws://...``
 line when ready; output goes to a log file beside the run (a pipe nobody reads would fill
@@ -23,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,8 @@ from hivectl.bench.plan import BenchPlan
 SERVING = re.compile(r"serving (ws://[^\s,]+)")
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+POLL_S = 0.01
+"""How often the startup line is looked for: *scale* times a restart by it."""
 UNLIMITED_RATE = "100000000"
 
 
@@ -48,18 +52,32 @@ class Served:
 
 
 @contextlib.contextmanager
-def hivectl_server(directory: Path, secret: str, plan: BenchPlan) -> Iterator[Served]:
+def hivectl_server(
+    directory: Path,
+    secret: str,
+    plan: BenchPlan,
+    *,
+    storage: str | None = None,
+    rate_limited: bool = False,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[Served]:
+    """``hivectl serve`` in `directory` (its SQLite file stays there: a second server in the
+    same directory finds what the first kept). `storage` names the backend (None: the
+    default); `rate_limited` keeps the default rate limit; `settings` are ``HIVECTL_*``
+    variables applied last (a test raising a limit the scenario leaves at its default)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("HIVECTL_")}
-    env.update(
-        HIVECTL_AUTH_SECRET=secret,
-        HIVECTL_LIMITS_MESSAGES_PER_SECOND=UNLIMITED_RATE,
-        HIVECTL_LIMITS_BURST=UNLIMITED_RATE,
-        HIVECTL_LOG_LEVEL="warning",
-    )
+    env.update(HIVECTL_AUTH_SECRET=secret, HIVECTL_LOG_LEVEL="warning")
+    if not rate_limited:
+        env.update(
+            HIVECTL_LIMITS_MESSAGES_PER_SECOND=UNLIMITED_RATE, HIVECTL_LIMITS_BURST=UNLIMITED_RATE
+        )
+    if storage is not None:
+        env["HIVECTL_STORAGE_BACKEND"] = storage
     if plan.ping_interval is not None:
         env["HIVECTL_LIMITS_PING_INTERVAL"] = f"{plan.ping_interval}s"
     if plan.ping_timeout is not None:
         env["HIVECTL_LIMITS_PING_TIMEOUT"] = f"{plan.ping_timeout}s"
+    env.update(settings or {})
     command = ["-m", "hivectl", "serve", "--host", HOST, "--port", "0", "--api-port", "0"]
     with _serving(command, directory, env) as served:
         yield served
@@ -109,5 +127,5 @@ def _wait_for_url(process: subprocess.Popen[bytes], log_path: Path, name: str) -
             return match[1]
         if process.poll() is not None:
             break
-        time.sleep(0.05)
+        time.sleep(POLL_S)
     raise ServerFailed(f"{name} did not start:\n{log_path.read_text()}")

@@ -37,6 +37,7 @@ class Scenario(StrEnum):
     fanout = "fanout"
     ingest = "ingest"
     silent = "silent"
+    scale = "scale"
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +45,18 @@ def register(app: typer.Typer) -> None:
         epilog="Scenarios: connect (connections/s, memory per idle connection), latency"
         " (join/leave p50-p99), churn (presence events/s, none lost), fanout (deliveries/s to"
         " realm subscribers), ingest (durable updates/s), silent (time to notice a stopped"
-        " provider).\n\nExamples:\n\n  hivectl bench\n\n  hivectl bench --quick\n\n"
-        "  hivectl bench churn fanout --connections 2000 --duration 30s --json"
+        " provider). Named only, not in the default run: scale (realms of 10,000 and 100,000"
+        " objects, in memory and in SQLite: memory per object, restart, full state, presence"
+        " count, one gateway's updates, a mass disconnect; hivectl only).\n\nExamples:\n\n"
+        "  hivectl bench\n\n  hivectl bench --quick\n\n"
+        "  hivectl bench churn fanout --connections 2000 --duration 30s --json\n\n"
+        "  hivectl bench scale --objects 10000,100000"
     )(bench)
 
 
 def bench(
     scenarios: list[Scenario] | None = typer.Argument(
-        None, help="Scenarios to run (default: all).", show_default=False
+        None, help="Scenarios to run (default: all but scale).", show_default=False
     ),
     quick: bool = typer.Option(False, "--quick", help="Small sizes: a smoke run in seconds."),
     url: str | None = typer.Option(
@@ -82,17 +87,23 @@ def bench(
         help="Runs of each scenario per server, taking turns; the report gives medians"
         " (default 3, 1 with --quick; silent always runs once).",
     ),
+    objects: str | None = typer.Option(
+        None,
+        "--objects",
+        help="Realm sizes for scale, separated by commas (default 10000,100000).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
 ) -> None:
     """Measure the server beside a bare websockets server, in the same run: connections/s,
-    memory per connection, presence latency, churn, fan-out, durable ingest, dead peers."""
+    memory per connection, presence latency, churn, fan-out, durable ingest, dead peers;
+    and, named alone, how the server holds up with large realms (scale)."""
     import json
 
     from rich.console import Console
 
-    from hivectl.bench.plan import SCENARIOS, PlanOptions, plan_problems
+    from hivectl.bench.plan import SCALE, SCENARIOS, PlanOptions, parse_sizes, plan_problems
     from hivectl.bench.render import render_report
     from hivectl.bench.report import build_report
     from hivectl.bench.runner import Job, run_bench
@@ -107,6 +118,7 @@ def bench(
             ping_interval=parse_duration(ping_interval) if ping_interval is not None else None,
             ping_timeout=parse_duration(ping_timeout) if ping_timeout is not None else None,
             rounds=rounds,
+            objects=parse_sizes(objects) if objects is not None else None,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -116,8 +128,11 @@ def bench(
         for problem in problems:
             error(problem)
         raise typer.Exit(EXIT_USAGE)
+    chosen = [s.value for s in scenarios] if scenarios else list(SCENARIOS)
     key: SigningKey | None = None
     if url is not None:
+        if SCALE in chosen:
+            fail("scale starts and restarts servers of its own: not with --url", EXIT_USAGE)
         from hivectl.cli.credentials import signing_key_or_exit
 
         if not _is_loopback(url):
@@ -127,12 +142,11 @@ def bench(
         key = signing_key_or_exit(loaded.settings, "bench --url")
 
     def progress(job: Job) -> None:
-        several = plan.rounds > 1 and job.scenario != "silent"
+        several = plan.rounds > 1 and job.scenario not in ("silent", SCALE)
         turn = f" (round {job.round + 1} of {plan.rounds})" if several else ""
         text = f"running {job.label} on {job.target}{turn}"
         err_console.print(f"[dim]{text}[/dim]", highlight=False)
 
-    chosen = [s.value for s in scenarios] if scenarios else list(SCENARIOS)
     report = build_report(run_bench(chosen, options, url=url, key=key, progress=progress))
     if json_output:
         typer.echo(json.dumps(report, indent=2))

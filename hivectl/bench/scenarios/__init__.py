@@ -7,7 +7,7 @@ JSON-ready figures and counts. Sizes and durations come from the plan.
 
 from __future__ import annotations
 
-from hivectl.bench.scenarios import churn, connect, fanout, ingest, latency, silent
+from hivectl.bench.scenarios import churn, connect, fanout, ingest, latency, scale, silent
 from hivectl.bench.scenarios.common import Scenario
 
 SCENARIO_RUNS: dict[str, Scenario] = {
@@ -17,4 +17,5 @@ SCENARIO_RUNS: dict[str, Scenario] = {
     "fanout": fanout.run,
     "ingest": ingest.run,
     "silent": silent.run,
+    "scale": scale.run,
 }
