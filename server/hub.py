@@ -443,6 +443,15 @@ class Hub:
         return self.handle_items(session, items, now)
 
     def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
+        # The session's own replies never leave early (`Session.push`): one may acknowledge a
+        # write that must be durable first, and the shell holds them only after this returns.
+        overflow, session.overflow = session.overflow, None
+        try:
+            return self._handle_items(session, items, now)
+        finally:
+            session.overflow = overflow
+
+    def _handle_items(self, session: Session, items: list[Any], now: float) -> bool:
         needs_sync = False
         limiter = session.limiter
         if limiter is not None and session.is_provider:

@@ -20,7 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from server.app import HivekitServer
 from server.session import FRAME_MESSAGES, Session
 from server.transport import WRITE_HIGH_WATER
-from tests.conftest import Mint
+from tests.conftest import Mint, mint
+from tests.server.inprocess import bare_hub
 from tests.server.wsutil import RawClient, running, subscribe_msg, until
 
 Message = dict[str, Any]
@@ -295,3 +296,39 @@ async def test_limits_rates_set_the_base_rate_by_sub_pattern(token: Mint) -> Non
         assert rate_limited(other) == 0
         await bridge.close()
         await other.close()
+
+
+# -- frames ------------------------------------------------------------------------------
+
+
+def frame(messages: list[Message]) -> str:
+    return orjson.dumps(messages).decode()
+
+
+def test_a_sessions_own_replies_wait_for_its_frame_however_many_others_spill() -> None:
+    """Outboxes spill a frame at a time, but a frame's own replies (which may acknowledge a
+    write still to be made durable) leave only when the shell lets them."""
+    hub, _ = bare_hub()
+    sent: list[bytes] = []
+    watched: list[bytes] = []
+    writer = hub.new_session("w", sent.append)
+    watcher = hub.new_session("v", watched.append)
+    assert hub.authenticate(writer, mint("writer"), 0.0)
+    assert hub.authenticate(watcher, mint("watcher"), 0.0)
+    hub.flush()
+    sent.clear()
+    watched.clear()
+    hub.handle_frame(writer, frame([{"typ": "rea", "act": "cre", "id": "r", "cid": "r"}]), 0.0)
+    hub.handle_frame(watcher, frame([whole_realm("r", exe=False)]), 0.0)
+    hub.flush()
+    sent.clear()
+    watched.clear()
+    creates = [
+        {"typ": "obj", "act": "cre", "rea": "r", "id": f"o{n}", "cid": n} for n in range(600)
+    ]
+    hub.handle_frame(writer, frame(creates), 1.0)
+    assert sent == []
+    assert len(writer.outbox) == 600
+    assert [len(orjson.loads(pushes)) for pushes in watched] == [FRAME_MESSAGES]  # spilled
+    hub.flush()
+    assert [len(orjson.loads(frame)) for frame in sent] == [FRAME_MESSAGES, 100]
