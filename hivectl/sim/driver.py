@@ -475,11 +475,7 @@ class Simulation:
             if due > now:
                 await asyncio.sleep(due - now)
                 now = time.monotonic()
-            if due < now - interval:
-                overdue = min(now - interval, end_at) - due
-                skipped = max(1, math.ceil(overdue / slot))
-                self.stats.updates_due += skipped
-                self.stats.updates_missed += skipped
+            if skipped := self._skip_overdue(due, now, interval, end_at, slot):
                 k += skipped
                 continue
             self.stats.updates_due += 1
@@ -491,6 +487,18 @@ class Simulation:
             link.inflight.add(task)
             task.add_done_callback(link.inflight.discard)
             k += 1
+
+    def _skip_overdue(
+        self, due: float, now: float, interval: float, end_at: float, slot: float
+    ) -> int:
+        """Updates of the grid more than an interval behind, from `due` on: each is counted
+        as due and missed, and skipped, so a stalled sender does not burst to catch up."""
+        if due >= now - interval:
+            return 0
+        skipped = max(1, math.ceil((min(now - interval, end_at) - due) / slot))
+        self.stats.updates_due += skipped
+        self.stats.updates_missed += skipped
+        return skipped
 
     async def _send_frames(self, conn: ConnectionPlan, link: _Link, end_at: float) -> None:
         """A gateway's updates: the same wall-clock grid as `_send_updates`, but what is due
@@ -514,11 +522,7 @@ class Simulation:
             if due > now:
                 await asyncio.sleep(max(due - now, BATCH_TICK_S))
                 now = time.monotonic()
-            if due < now - interval:
-                overdue = min(now - interval, end_at) - due
-                skipped = max(1, math.ceil(overdue / slot))
-                self.stats.updates_due += skipped
-                self.stats.updates_missed += skipped
+            if skipped := self._skip_overdue(due, now, interval, end_at, slot):
                 k += skipped
                 continue
             last = min(math.floor((min(now, end_at) - base) / slot), k + MAX_FRAME_MESSAGES - 1)
