@@ -166,6 +166,8 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.dirty: dict[Session, None] = {}
         self.streaming: dict[Session, None] = {}
+        self._spill = self.flush_session
+        """One bound method shared by every session (`Session.overflow`), not one each."""
         """Sessions with streams left to produce (`Session.streams`)."""
         self.pubsub = PubSubRouter()
         self.subscriptions = SubscriptionIndex(self.status)
@@ -201,7 +203,7 @@ class Hub:
 
     def new_session(self, conn_id: str, deliver: Deliver, remote: str = "") -> Session:
         session = Session(conn_id, deliver, self.dirty, remote)
-        session.overflow = self.flush_session
+        session.overflow = self._spill
         limits = self.settings.limits
         session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
         self.sessions[conn_id] = session
