@@ -268,7 +268,7 @@ class HivekitServer:
         client.session = self.hub.new_session(
             conn_id, functools.partial(self._deliver, client), connection.remote
         )
-        client.session.can_take = functools.partial(_can_take, connection)
+        client.session.handle = client
         connection.user = client
         client.auth_timer = asyncio.get_running_loop().call_later(
             self.settings.limits.auth_timeout, self._auth_deadline, client
@@ -437,7 +437,7 @@ class HivekitServer:
         """
         self._flush_scheduled = False
         self.hub.flush()
-        if self.hub.streaming and self.hub.pump():
+        if self.hub.streaming and self.hub.pump(_can_take):
             self._flush_soon()
         if self._presence_started:
             self.metrics.presence_flushed(self._presence_started)
@@ -654,7 +654,8 @@ class HivekitServer:
         self.metrics.storage_commit.observe(time.perf_counter() - started)
 
 
-def _can_take(connection: Connection) -> bool:
+def _can_take(session: Session) -> bool:
+    connection: Connection = session.handle.connection
     return connection.open and not connection.write_paused
 
 

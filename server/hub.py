@@ -396,8 +396,9 @@ class Hub:
         session.streams.append(messages)
         self.streaming[session] = None
 
-    def pump(self) -> bool:
-        """Draw one message from the stream of each session that can take it now.
+    def pump(self, can_take: Callable[[Session], bool]) -> bool:
+        """Draw one message from the stream of each session that can take it now (the
+        shell's flow control answers `can_take`).
 
         Returns whether any session can take more right away; the others are pumped again
         when their connection drains (the shell's part). A session whose replies are held
@@ -410,7 +411,7 @@ class Hub:
                 del self.streaming[session]
                 session.streams = None
                 continue
-            if session.outbox or not session.can_take():
+            if session.outbox or not can_take(session):
                 continue
             message = next(streams[0], None)
             if message is None:
@@ -419,7 +420,7 @@ class Hub:
                 session.push(message)
                 self.flush_session(session)
             if streams:
-                more = more or session.can_take()
+                more = more or can_take(session)
             else:
                 del self.streaming[session]
                 session.streams = None

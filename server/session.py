@@ -6,7 +6,7 @@ the session dirty; the I/O shell drains the outboxes after each unit of work
 
 Output that may be large and can wait (a subscription's initial state) is not put in the
 outbox whole: it is a *stream*, an iterator of messages that the hub draws from only while
-`Session.can_take` says the connection keeps up (`Hub.pump`), so the server never holds a
+the shell says the connection keeps up (`Hub.pump`), so the server never holds a
 copy of a whole realm per subscriber and a reader gets it at the pace it reads.
 """
 
@@ -28,19 +28,15 @@ objects leaving) goes out as many frames a client can take, not as one frame of 
 that a client library refuses (`websockets` stops at 1 MiB by default)."""
 
 
-def _always() -> bool:
-    return True
-
-
 class Session:
     __slots__ = (
         "authenticated",
-        "can_take",
         "claims",
         "closing",
         "conn_id",
         "deliver",
         "dirty",
+        "handle",
         "is_provider",
         "limiter",
         "outbox",
@@ -81,8 +77,8 @@ class Session:
         from then on, and the I/O shell closes it after what is already queued."""
         self.streams: deque[Iterator[dict[str, Any]]] | None = None
         """Output produced as the connection drains, oldest first; None when there is none."""
-        self.can_take: Callable[[], bool] = _always
-        """Whether the connection can take more now (the shell's flow control)."""
+        self.handle: Any = None
+        """The shell's own object for this connection (what `Hub.pump` hands back to it)."""
         self.overflow: Callable[[Session], None] | None = None
         """Sends a full outbox as a frame at once (the hub's `Hub.flush_session`)."""
 
