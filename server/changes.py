@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from hivectl.core.wire import Location
 from server.presence import NodeLost, ProviderDown, ProviderUp, Tick
 
 
@@ -51,9 +52,9 @@ class ObjectPut:
     realm: str
     id: str
     lab: str
-    loc: dict[str, Any]
+    loc: Location
     dat: dict[str, Any]
-    tds: list[str]
+    tds: tuple[str, ...]
     realm_incarnation: str
     at: float
 
@@ -101,6 +102,8 @@ _NAMES = {kind: name for name, kind in _KINDS.items()}
 
 def encode_change(change: Change) -> bytes:
     fields = {name: getattr(change, name) for name in change.__slots__}
+    if isinstance(change, ObjectPut):
+        fields["loc"] = change.loc.to_wire()
     return orjson.dumps({"k": _NAMES[type(change)], **fields})
 
 
@@ -111,6 +114,9 @@ def decode_change(data: bytes) -> Change:
         kind = _KINDS[fields.pop("k")]
         if kind is ProviderUp:
             fields["patterns"] = tuple(tuple(pair) for pair in fields["patterns"])
+        elif kind is ObjectPut:
+            fields["loc"] = Location.from_wire(fields["loc"])
+            fields["tds"] = tuple(fields["tds"])
         return kind(**fields)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a change: {exc}") from None

@@ -241,15 +241,7 @@ class SqliteStorage:
         self._filed()
 
     def put_object(self, realm_id: str, record: ObjectRecord) -> None:
-        body = orjson.dumps(
-            {
-                "lab": record.lab,
-                "loc": record.loc,
-                "dat": record.dat,
-                "tds": record.tds,
-                "updated_at": record.updated_at,
-            }
-        )
+        body = orjson.dumps(record.stored())
         key = (realm_id, record.id)
         pending = self._batch.objects
         earlier = pending.get(key)
@@ -580,7 +572,9 @@ def _read_state(path: Path, connection: sqlite3.Connection) -> tuple[LoadedState
                 realms[realm_id] = RealmRecord(realm_id, **orjson.loads(body))
             rows = connection.execute("SELECT realm, id, body FROM objects ORDER BY seq")
             for realm_id, object_id, body in rows:
-                realms[realm_id].objects[object_id] = ObjectRecord(object_id, **orjson.loads(body))
+                realms[realm_id].objects[object_id] = ObjectRecord.from_stored(
+                    object_id, orjson.loads(body)
+                )
             ledgers = {
                 (realm_id, object_id): LedgerEntry(**orjson.loads(body))
                 for realm_id, object_id, body in connection.execute(

@@ -102,7 +102,7 @@ from typing import Any, Protocol
 
 from hivectl.core.filters import AttributeFilter, all_match, parse_filters
 from hivectl.core.geo import Bounds, Cell, Circle, Shape, cell_of, cells_for_bounds, parse_shape
-from hivectl.core.wire import Message
+from hivectl.core.wire import Location, Message
 from server.records import ObjectRecord, RealmRecord
 from server.session import Session
 
@@ -346,7 +346,7 @@ class SubscriptionIndex:
     # -- object changes ------------------------------------------------------------------
 
     def object_written(
-        self, realm_id: str, record: ObjectRecord, previous: Mapping[str, Any] | None
+        self, realm_id: str, record: ObjectRecord, previous: Location | None
     ) -> Sequence[Push]:
         """An object was created (`previous` None) or updated from location `previous`."""
         index = self._realms.get(realm_id)
@@ -361,7 +361,7 @@ class SubscriptionIndex:
                 if not index.objects[old_cell]:
                     del index.objects[old_cell]
             index.objects.setdefault(new_cell, {})[record.id] = record
-        moved = previous is None or (previous["lon"], previous["lat"]) != (loc["lon"], loc["lat"])
+        moved = previous is None or (previous.lon, previous.lat) != (loc.lon, loc.lat)
         pushes: list[Push] = []
         retargeted = self._retarget(index, record.id, pushes) if moved else _NO_SUBS
         candidates = self._candidates(index, old_cell, new_cell)
@@ -459,7 +459,7 @@ class SubscriptionIndex:
     def _matches(self, sub: ObjectSubscription, record: ObjectRecord) -> bool:
         self.checks += 1
         area = sub.area
-        if area is None or not area.contains(record.loc["lon"], record.loc["lat"]):
+        if area is None or not area.contains(record.loc.lon, record.loc.lat):
             return False
         filters = sub.options.filters
         if filters and not all_match(
@@ -503,8 +503,8 @@ class SubscriptionIndex:
             index.objects.setdefault(self._cell(record.loc), {})[record.id] = record
         return index
 
-    def _cell(self, loc: Mapping[str, Any]) -> Cell:
-        return cell_of(loc["lon"], loc["lat"], self.cell_deg)
+    def _cell(self, loc: Location) -> Cell:
+        return cell_of(loc.lon, loc.lat, self.cell_deg)
 
     def _settle(self, index: _RealmIndex, sub: ObjectSubscription) -> dict[str, None]:
         """Recompute the area, placement and held set; returns the held set before."""
@@ -521,7 +521,7 @@ class SubscriptionIndex:
         record = index.realm.objects.get(target.id)
         if record is None:
             return None
-        return Circle(record.loc["lon"], record.loc["lat"], target.r)
+        return Circle(record.loc.lon, record.loc.lat, target.r)
 
     def _matching(self, index: _RealmIndex, sub: ObjectSubscription) -> dict[str, None]:
         if sub.wide:

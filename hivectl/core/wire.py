@@ -36,7 +36,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -61,8 +61,6 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "sub": frozenset({"cre", "upd", "del"}),
     "sys": frozenset({"hbt", "sta", "pre", "aut"}),
 }
-
-LOCATION_NUMBERS = ("lon", "lat", "acc", "spe", "hea", "alt", "alc")
 
 Message = dict[str, Any]
 
@@ -249,23 +247,56 @@ def is_number(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def normalize_location(loc: Mapping[str, Any], now: float) -> dict[str, Any]:
+class Location(NamedTuple):
+    """An object's position as the server keeps it, every key present (protocol.md §6).
+
+    A tuple, not the dict clients send: 112 bytes instead of 272, and the location is the
+    largest part of an object the server holds (a realm of 100,000 objects keeps 100,000).
+    Fields are in wire order, so `to_wire` renders the same JSON object as before.
+    """
+
+    lon: float = 0
+    lat: float = 0
+    acc: float = 0
+    spe: float = 0
+    hea: float = 0
+    alt: float = 0
+    alc: float = 0
+    gcs: str = ""
+    tim: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
+
+    @classmethod
+    def from_wire(cls, loc: Mapping[str, Any]) -> Location:
+        """A location stored or logged by `to_wire` (TypeError when it is not one)."""
+        return cls(**loc)
+
+
+LOCATION_NUMBERS = Location._fields[:7]
+EMPTY_LOCATION = Location()
+"""The location of an object that never sent one (shared: locations are immutable)."""
+
+
+def normalize_location(loc: Mapping[str, Any], now: float) -> Location:
     """A location with every key present: numbers default 0, ``gcs`` "", ``tim`` now.
 
     ``now`` is formatted only when the client sent no time (formatting costs more than
     the rest of this function).
     """
-    result: dict[str, Any] = {key: loc.get(key) or 0 for key in LOCATION_NUMBERS}
-    result["gcs"] = loc.get("gcs") or ""
-    result["tim"] = loc.get("tim") or loc.get("time") or iso8601(now)
-    return result
-
-
-EMPTY_LOCATION: Mapping[str, Any] = {
-    **{key: 0 for key in LOCATION_NUMBERS},
-    "gcs": "",
-    "tim": "",
-}
+    get = loc.get
+    return Location(
+        get("lon") or 0,
+        get("lat") or 0,
+        get("acc") or 0,
+        get("spe") or 0,
+        get("hea") or 0,
+        get("alt") or 0,
+        get("alc") or 0,
+        get("gcs") or "",
+        get("tim") or get("time") or iso8601(now),
+    )
 
 
 def require_object(value: object, what: str) -> dict[str, Any]:

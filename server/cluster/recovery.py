@@ -224,7 +224,7 @@ def seed_changes(
                 record.lab,
                 record.loc,
                 record.dat,
-                list(record.tds),
+                record.tds,
                 realm.incarnation,
                 record.updated_at,
             )

@@ -78,7 +78,7 @@ def list_objects(hub: Hub, session: Session, request: Request, now: float) -> Me
         status = hub.status(realm.id, record.id)
         if filters and not all_match(filters, record.id, record.lab, status, record.dat):
             continue
-        if shape is not None and not shape.contains(record.loc["lon"], record.loc["lat"]):
+        if shape is not None and not shape.contains(record.loc.lon, record.loc.lat):
             continue
         entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
         if fields is not None:
@@ -107,7 +107,7 @@ def _write_object(
             current.lab if request.lab is None else request.lab,
             location,
             current.dat if patch is None else merge_data(current.dat, patch),
-            current.tds if request.tds is None else list(request.tds),
+            current.tds if request.tds is None else tuple(request.tds),
             realm.incarnation,
             now,
         )

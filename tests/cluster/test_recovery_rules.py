@@ -160,7 +160,7 @@ def test_a_node_holding_nothing_yields_to_one_that_holds_state() -> None:
 
 def _realm() -> RealmRecord:
     realm = RealmRecord("city", "City", {"k": 1}, incarnation="i1")
-    realm.objects["o/1"] = ObjectRecord("o/1", "One", dat={"v": 1}, tds=["t"], updated_at=5.0)
+    realm.objects["o/1"] = ObjectRecord("o/1", "One", dat={"v": 1}, tds=("t",), updated_at=5.0)
     realm.objects["o/2"] = ObjectRecord("o/2", updated_at=6.0)
     return realm
 
@@ -174,7 +174,7 @@ def test_seed_writes_realms_before_their_objects_then_providers() -> None:
     assert (one.id, one.dat, one.tds, one.realm_incarnation, one.at) == (
         "o/1",
         {"v": 1},
-        ["t"],
+        ("t",),
         "i1",
         5.0,
     )

@@ -89,7 +89,7 @@ async def test_state_round_trips_in_creation_order(tmp_path: Path) -> None:
         storage.put_realm(RealmRecord("b", "B", {"k": [1, {"x": None}]}))
         storage.put_realm(RealmRecord("a"))
         for object_id in ("z", "m", "a"):
-            storage.put_object("b", obj(object_id, lab=object_id.upper(), tds=["t1"]))
+            storage.put_object("b", obj(object_id, lab=object_id.upper(), tds=("t1",)))
         storage.put_object("a", obj("one", dat={"n": 1.5}, updated_at=99.0))
         storage.put_ledger("b", "m", ledger)
         await storage.sync()
@@ -101,7 +101,7 @@ async def test_state_round_trips_in_creation_order(tmp_path: Path) -> None:
     assert (realm_b.lab, realm_b.dat) == ("B", {"k": [1, {"x": None}]})
     assert list(realm_b.objects) == ["z", "m", "a"]
     assert realm_b.objects["z"].lab == "updated"
-    assert realm_b.objects["m"] == obj("m", lab="M", tds=["t1"])
+    assert realm_b.objects["m"] == obj("m", lab="M", tds=("t1",))
     assert realm_a.objects["one"] == obj("one", dat={"n": 1.5}, updated_at=99.0)
     assert loaded.ledgers == {("b", "m"): ledger}
 

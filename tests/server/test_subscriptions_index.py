@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 from hivectl.core.permissions import Permissions
-from hivectl.core.wire import EMPTY_LOCATION
+from hivectl.core.wire import Location
 from server.records import ObjectRecord, RealmRecord
 from server.session import Session
 from server.subscriptions import (
@@ -44,7 +45,7 @@ class World:
         previous = None if record is None else record.loc
         if record is None:
             record = self.realm.objects[oid] = ObjectRecord(oid)
-        record.loc = {**EMPTY_LOCATION, "lon": lon, "lat": lat}
+        record.loc = Location(lon, lat)
         record.dat = {**record.dat, **dat}
         return self.index.object_written("r", record, previous)
 
@@ -94,7 +95,7 @@ def test_pushes_carry_whole_objects_and_all_three_sections() -> None:
     world = World()
     world.subscribe()
     [(_, message)] = world.put("a", 1.5, 2.5, n=1)
-    assert message == {
+    assert orjson.loads(orjson.dumps(message)) == {
         "typ": "sub",
         "id": "s",
         "uty": "dta",
@@ -103,7 +104,7 @@ def test_pushes_carry_whole_objects_and_all_three_sections() -> None:
                 "a": {
                     "id": "a",
                     "lab": "",
-                    "loc": {**EMPTY_LOCATION, "lon": 1.5, "lat": 2.5},
+                    "loc": Location(1.5, 2.5).to_wire(),
                     "dat": {"n": 1},
                     "cst": "dis",
                     "tds": [],
