@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -112,10 +113,12 @@ def serve(
             **SECRET_FILE_LABELS,
         },
     )
-    from hivectl.cli.logs import configure_logging
+    from hivectl.cli.logs import ANNOUNCE, configure_logging
     from hivectl.core.keyfiles import with_generated_secret
 
     configure_logging(loaded.settings.log.level, loaded.settings.log.format)
+    # From here on, with JSON logs, every line on stderr is a JSON object, errors included.
+    stop = _fail_logged if loaded.settings.log.format == "json" else fail
     if loaded.config_file is not None:
         log.info("config file %s", loaded.config_file)
     try:
@@ -123,12 +126,14 @@ def serve(
     except OSError as exc:
         # The data directory is configuration ([storage] path): a usage error, like the
         # storage refusing an unwritable directory.
-        fail(f"cannot create the signing secret beside the data: {exc}", EXIT_USAGE)
+        stop(f"cannot create the signing secret beside the data: {exc}", EXIT_USAGE)
+    announced = logging.getLogger(ANNOUNCE)
     if generated is not None and generated.created:
-        typer.echo(
-            f"generated a signing secret in {generated.path.resolve()} (mode 0600); "
-            "`hivectl token mint` run here signs with it",
-            err=True,
+        announced.info(
+            "generated a signing secret in %s (mode 0600); `hivectl token mint` run here "
+            "signs with it",
+            generated.path.resolve(),
+            extra={"secret_file": str(generated.path.resolve())},
         )
 
     from server.app import HivekitServer
@@ -139,16 +144,26 @@ def serve(
     try:  # a bad key is a config error (exit 2), so find it before binding
         keyring_from_settings(settings.auth)
     except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        stop(str(exc), EXIT_USAGE)
 
     def announce(server: HivekitServer) -> None:
         api = f", HTTP API {server.api_url}" if server.api_url else ""
-        typer.echo(f"hivectl serving {server.ws_url}{api} (/healthz /readyz /metrics)", err=True)
+        announced.info(
+            "hivectl serving %s%s (/healthz /readyz /metrics)",
+            server.ws_url,
+            api,
+            extra={"url": server.ws_url, "api_url": server.api_url},
+        )
 
     try:
         code = run(settings, announce=announce)
     except StorageError as exc:  # unusable database: the operator must act (exit 2)
-        fail(str(exc), EXIT_USAGE)
+        stop(str(exc), EXIT_USAGE)
     except OSError as exc:
-        fail(f"server failed: {exc}", EXIT_FAILURE)
+        stop(f"server failed: {exc}", EXIT_FAILURE)
+    raise typer.Exit(code)
+
+
+def _fail_logged(message: str, code: int) -> NoReturn:
+    log.error(message)
     raise typer.Exit(code)

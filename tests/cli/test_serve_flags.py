@@ -100,18 +100,20 @@ def test_secret_file_flag_wins_over_the_secret_variable(
 
 
 def test_zero_config_generates_a_private_secret_beside_the_data(
-    isolated: Path, calls: dict[str, Any]
+    isolated: Path, calls: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="hivectl.serve")
     result = invoke("serve", env={"HIVECTL_STORAGE_PATH": "data/hive.db"})
     assert result.exit_code == 0, result.stderr
     secret = isolated / "data" / "hivectl.secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert calls["settings"].auth.secret_file == str(Path("data") / "hivectl.secret")
-    assert f"generated a signing secret in {secret}" in words(result.stderr)
+    assert f"generated a signing secret in {secret}" in caplog.text
     first = secret.read_text()
 
-    again = invoke("serve", env={"HIVECTL_STORAGE_PATH": "data/hive.db"})
-    assert "generated" not in again.stderr
+    caplog.clear()
+    invoke("serve", env={"HIVECTL_STORAGE_PATH": "data/hive.db"})
+    assert "generated" not in caplog.text
     assert secret.read_text() == first  # found, never replaced
 
 

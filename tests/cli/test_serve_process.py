@@ -139,8 +139,10 @@ async def test_sigterm_closes_clients_with_1001_keeps_acknowledged_writes_and_ex
         await asyncio.wait_for(client.ws.recv(), 5)
     assert client.ws.close_code == 1001
     assert exit_code == 0, process.stderr
-    logged = [json.loads(line) for line in process.stderr.splitlines() if line.startswith("{")]
+    # Every line on stderr is one JSON object, the startup line included, with its fields.
+    logged = [json.loads(line) for line in process.stderr.splitlines() if line.strip()]
     assert {"level": "info", "logger": "hivectl.server"}.items() <= logged[-1].items()
+    assert any(entry.get("url") == process.ws_url for entry in logged)
     assert any(entry["msg"] == "received SIGTERM: shutting down" for entry in logged)
 
     restarted = ServeProcess(tmp_path, env)
