@@ -30,6 +30,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from hivectl.core.settings import Settings
+from hivectl.core.tls import server_context
 from hivectl.core.tokens import KeyRing
 from hivectl.core.wire import (
     CLOSE_GOING_AWAY,
@@ -111,6 +112,9 @@ class HivekitServer:
             MemoryStorage() if clustered else open_storage(settings.storage)
         )
         self.node_id = settings.server.node_id or f"node-{secrets.token_hex(4)}"
+        server = settings.server
+        self.tls = server_context(server.tls_cert, server.tls_key) if server.tls_cert else None
+        """TLS on both ports (`hivectl.core.tls`): TlsError here if the files are unusable."""
         self._boot = secrets.token_hex(3)
         self.hub = Hub(
             settings,
@@ -170,11 +174,16 @@ class HivekitServer:
             server_header="hivectl",
         )
         await self._listener.start(
-            self.settings.server.host, self.settings.server.port, backlog=LISTEN_BACKLOG
+            self.settings.server.host,
+            self.settings.server.port,
+            backlog=LISTEN_BACKLOG,
+            tls=self.tls,
         )
         if self.settings.server.api_enabled:
             self._api = ApiListener(self.handle_http, self.settings.limits.max_message_size)
-            await self._api.start(self.settings.server.host, self.settings.server.api_port)
+            await self._api.start(
+                self.settings.server.host, self.settings.server.api_port, self.tls
+            )
         self.ready = True
         log.info("serving %s", self.ws_url)
 
@@ -229,14 +238,16 @@ class HivekitServer:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{_url_host(self.settings.server.host)}:{self.port}/ws"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://{_url_host(self.settings.server.host)}:{self.port}/ws"
 
     @property
     def api_url(self) -> str | None:
         port = self.api_port
         if port is None:
             return None
-        return f"http://{_url_host(self.settings.server.host)}:{port}/api/v1"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{_url_host(self.settings.server.host)}:{port}/api/v1"
 
     # -- HTTP on the WebSocket port --------------------------------------------
 

@@ -9,6 +9,7 @@ thread waits for the answer.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
@@ -32,10 +33,16 @@ class ApiListener:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         handler = _handler_class(self._handle, self._max_body, loop)
         self._httpd = ThreadingHTTPServer((host, port), handler)
+        if tls is not None:
+            # The handshake happens in the request's thread, at its first read, so a slow
+            # client cannot hold up the thread that accepts.
+            self._httpd.socket = tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -115,10 +116,12 @@ class Listener:
         self._sweep: asyncio.TimerHandle | None = None
         self._drained: asyncio.Event | None = None
 
-    async def start(self, host: str, port: int, *, backlog: int) -> None:
+    async def start(
+        self, host: str, port: int, *, backlog: int, tls: ssl.SSLContext | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self), host or None, port, backlog=backlog
+            lambda: Connection(self), host or None, port, backlog=backlog, ssl=tls
         )
         self.serving = True
         if self.ping_interval:
@@ -421,7 +424,11 @@ class Connection(asyncio.Protocol):
                 # The closing handshake (or a refused opening one) is done: half-close, and
                 # let the peer close its side. Closing outright while its data is unread
                 # would reset the connection, and the peer could lose our close frame.
-                transport.write_eof()
+                # TLS cannot half-close: closing flushes what is queued, then says so.
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()
                 self._expect_close()
 
     def _expect_close(self) -> None:

@@ -8,6 +8,7 @@ Exit codes are API (scripts and health checks read them): 0 ok, 1 runtime failur
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,27 @@ SECRET_FILE_OPTION = typer.Option(
     help="File holding the HS256 secret (config auth.secret_file); or set $HIVECTL_AUTH_SECRET.",
     dir_okay=False,
 )
+
+CA_FILE_OPTION = typer.Option(
+    None,
+    "--ca-file",
+    help="CA certificate (PEM) that signed a wss:// server's certificate (config"
+    " client.ca_file); default: the system's trust store.",
+    dir_okay=False,
+)
+
+
+def client_tls(ca_file: str) -> ssl.SSLContext | None:
+    """The context that verifies a private CA's server, or None for the system's trust
+    store; an unusable CA file is a usage error (exit 2) naming the file."""
+    from hivectl.core.tls import TlsError, client_context
+
+    if not ca_file:
+        return None
+    try:
+        return client_context(ca_file)
+    except TlsError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def error(message: str) -> None:

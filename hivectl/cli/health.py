@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 
 import typer
 
-from hivectl.cli.common import CONFIG_OPTION, EXIT_CHECK_FAILED, EXIT_USAGE, fail, settings_from
+from hivectl.cli.common import (
+    CA_FILE_OPTION,
+    CONFIG_OPTION,
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    client_tls,
+    fail,
+    settings_from,
+)
 from hivectl.core.settings import parse_duration
 
 
@@ -39,18 +47,27 @@ def health(
     ready: bool = typer.Option(False, "--ready", help="Ask /readyz: is it accepting clients?"),
     timeout: str = typer.Option("5s", help="How long to wait for the answer, e.g. 5s."),
     config: Path | None = CONFIG_OPTION,
+    ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
     """Check that a server is alive (or ready); exit 0 if so, 3 if not."""
     import urllib.error
     import urllib.request
 
-    target = url or settings_from(config, {}).settings.client.url
+    settings = settings_from(
+        config,
+        {"client.ca_file": str(ca_file) if ca_file else None},
+        {"client.ca_file": "--ca-file"},
+    ).settings
+    target = url or settings.client.url
     try:
         probe = probe_url(target, ready=ready)
         seconds = parse_duration(timeout)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),  # never via a proxy
+        urllib.request.HTTPSHandler(context=client_tls(settings.client.ca_file)),
+    )
     try:
         with opener.open(probe, timeout=seconds) as response:
             status = response.status

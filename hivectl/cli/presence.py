@@ -25,7 +25,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hivectl.cli.common import CONFIG_OPTION, EXIT_FAILURE, fail, settings_from
+from hivectl.cli.common import (
+    CA_FILE_OPTION,
+    CONFIG_OPTION,
+    EXIT_FAILURE,
+    client_tls,
+    fail,
+    settings_from,
+)
 from hivectl.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,9 +78,12 @@ def explain(
     json_output: bool = JSON_OPTION,
     timeout: float = TIMEOUT_OPTION,
     config: Path | None = CONFIG_OPTION,
+    ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
     """Why an object is connected or not: its providers and its presence ledger."""
-    result = _ask(config, url, token, timeout, lambda c: c.system.presence(realm, object_id))
+    result = _ask(
+        config, url, token, ca_file, timeout, lambda c: c.system.presence(realm, object_id)
+    )
     if json_output:
         _print_json(result)
         return
@@ -107,9 +117,12 @@ def count(
     json_output: bool = JSON_OPTION,
     timeout: float = TIMEOUT_OPTION,
     config: Path | None = CONFIG_OPTION,
+    ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
     """How many objects matching PATTERN are connected and disconnected."""
-    result = _ask(config, url, token, timeout, lambda c: c.system.presence_count(realm, pattern))
+    result = _ask(
+        config, url, token, ca_file, timeout, lambda c: c.system.presence_count(realm, pattern)
+    )
     if json_output:
         _print_json(result)
         return
@@ -126,6 +139,7 @@ def _ask(
     config: Path | None,
     url: str | None,
     token: str | None,
+    ca_file: Path | None,
     timeout: float,
     query: Callable[[HivekitClient], Awaitable[T]],
 ) -> T:
@@ -134,10 +148,18 @@ def _ask(
 
     from hivectl.client import AuthenticationError, HivekitClient, HivekitError
 
-    settings = settings_from(config, {}).settings
+    settings = settings_from(
+        config,
+        {"client.ca_file": str(ca_file) if ca_file else None},
+        {"client.ca_file": "--ca-file"},
+    ).settings
     target = url or settings.client.url
     client = HivekitClient(
-        target, token or _token(settings), reconnect=False, request_timeout=timeout
+        target,
+        token or _token(settings),
+        reconnect=False,
+        request_timeout=timeout,
+        tls=client_tls(settings.client.ca_file),
     )
 
     async def run() -> T:

@@ -88,6 +88,14 @@ def serve(
     node_id: str | None = typer.Option(
         None, help="This node's name in logs and in the cluster (config server.node_id)."
     ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        help="PEM certificate chain: serve wss:// and https:// on both ports"
+        " (config server.tls_cert; needs --tls-key).",
+    ),
+    tls_key: Path | None = typer.Option(
+        None, help="PEM private key of --tls-cert (config server.tls_key)."
+    ),
 ) -> None:
     """Run the presence server (WebSocket, /healthz, /readyz, /metrics, and the HTTP API)."""
     loaded = settings_from(
@@ -102,6 +110,8 @@ def serve(
             "storage.backend": storage.value if storage else None,
             "cluster.nats_url": cluster,
             "server.node_id": node_id,
+            "server.tls_cert": str(tls_cert) if tls_cert else None,
+            "server.tls_key": str(tls_key) if tls_key else None,
             **secret_file_flags(secret_file),
         },
         {
@@ -110,6 +120,8 @@ def serve(
             "storage.backend": "--storage",
             "cluster.nats_url": "--cluster",
             "server.node_id": "--node-id",
+            "server.tls_cert": "--tls-cert",
+            "server.tls_key": "--tls-key",
             **SECRET_FILE_LABELS,
         },
     )
@@ -136,13 +148,16 @@ def serve(
             extra={"secret_file": str(generated.path.resolve())},
         )
 
+    from hivectl.core.tls import server_context
     from server.app import HivekitServer
     from server.auth import keyring_from_settings
     from server.runner import run
     from server.storage import StorageError
 
-    try:  # a bad key is a config error (exit 2), so find it before binding
+    try:  # a bad key or TLS file is a config error (exit 2), so find it before binding
         keyring_from_settings(settings.auth)
+        if settings.server.tls_cert:
+            server_context(settings.server.tls_cert, settings.server.tls_key)
     except ValueError as exc:
         stop(str(exc), EXIT_USAGE)
 

@@ -27,12 +27,14 @@ import typer
 from rich.markup import escape
 
 from hivectl.cli.common import (
+    CA_FILE_OPTION,
     CONFIG_OPTION,
     EXIT_CHECK_FAILED,
     EXIT_FAILURE,
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    client_tls,
     err_console,
     error,
     fail,
@@ -137,6 +139,7 @@ def riders(
     ),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
+    ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
     """Ride a fleet of riders that connect, move, send updates, drop off and come back;
     report rates, presence events expected vs seen, and latency percentiles."""
@@ -149,7 +152,13 @@ def riders(
     from hivectl.sim.plan import Area, PlanParams, parse_range
 
     loaded = settings_from(
-        config, {"client.url": url, **secret_file_flags(secret_file)}, SECRET_FILE_LABELS
+        config,
+        {
+            "client.url": url,
+            "client.ca_file": str(ca_file) if ca_file else None,
+            **secret_file_flags(secret_file),
+        },
+        {**SECRET_FILE_LABELS, "client.ca_file": "--ca-file"},
     )
     try:
         if devices_per_rider is None:
@@ -170,6 +179,7 @@ def riders(
         )
         sim_config = SimConfig(
             url=loaded.settings.client.url,
+            tls=client_tls(loaded.settings.client.ca_file),
             realm=realm,
             params=params,
             concurrency=concurrency,

@@ -32,12 +32,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from hivectl.cli.common import (
+    CA_FILE_OPTION,
     CONFIG_OPTION,
     EXIT_CHECK_FAILED,
     EXIT_FAILURE,
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    client_tls,
     err_console,
     fail,
     secret_file_flags,
@@ -84,6 +86,7 @@ def watch_realm(
     timeout: str | None = typer.Option(None, "--timeout", help="Exit after this long: 30s, 5m."),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
+    ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
     """Tail connectionStatusChanged events with the realm's online count."""
     import logging
@@ -108,8 +111,18 @@ def watch_realm(
         fail(f"--timeout: {exc}", EXIT_USAGE)
     settings = settings_from(
         config,
-        {"client.url": url, "client.token": token, **secret_file_flags(secret_file)},
-        {**SECRET_FILE_LABELS, "client.url": "--url", "client.token": "--token"},
+        {
+            "client.url": url,
+            "client.token": token,
+            "client.ca_file": str(ca_file) if ca_file else None,
+            **secret_file_flags(secret_file),
+        },
+        {
+            **SECRET_FILE_LABELS,
+            "client.url": "--url",
+            "client.token": "--token",
+            "client.ca_file": "--ca-file",
+        },
     ).settings
     fresh_token: Callable[[], str] | None = None
     first_token = configured_token(settings)
@@ -152,6 +165,7 @@ def watch_realm(
         on_event=printer,
         fresh_token=fresh_token,
         on_close=on_close,
+        tls=client_tls(settings.client.ca_file),
     )
     ended = _run(watcher, live, seconds)
     state = watcher.state

@@ -8,6 +8,7 @@ re-created, with the same ids, after the connection comes back.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -43,10 +44,13 @@ class HivekitClient:
         max_reconnect_delay: float = 30.0,
         stable_after: float = 10.0,
         request_timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Reconnects wait a jittered, doubling delay from `reconnect_delay` up to
         `max_reconnect_delay`, reset only by a connection that held `stable_after` seconds
-        (`hivectl.client.backoff` says why)."""
+        (`hivectl.client.backoff` says why). `tls` verifies a ``wss://`` server against a
+        private CA (`hivectl.core.tls.client_context`); by default the system's trust store
+        does."""
         self.connection = Connection(
             url,
             token,
@@ -55,6 +59,7 @@ class HivekitClient:
             max_reconnect_delay=max_reconnect_delay,
             stable_after=stable_after,
             request_timeout=request_timeout,
+            tls=tls,
         )
         self.realm = RealmApi(self.connection)
         self.system = SystemApi(self.connection)

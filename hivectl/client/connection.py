@@ -27,6 +27,7 @@ import inspect
 import itertools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -108,11 +109,15 @@ class Connection:
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
         max_size: int = 16 * 1024 * 1024,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """`reconnect_delay` and `max_reconnect_delay` are the backoff's base and cap,
         `stable_after` how long a connection must hold to reset it; `jitter` draws the
-        uniform [0, 1) numbers that spread the waits (a seeded one makes them repeatable)."""
+        uniform [0, 1) numbers that spread the waits (a seeded one makes them repeatable).
+        `tls` verifies a ``wss://`` server (`hivectl.core.tls.client_context` for a private
+        CA); without it, the system's trust store does."""
         self.url = url
+        self.tls = tls
         self.token = token
         self.reconnect = reconnect
         self.backoff = Backoff(reconnect_delay, max_reconnect_delay, stable_after)
@@ -172,8 +177,10 @@ class Connection:
 
     async def _dial(self) -> None:
         started = time.monotonic()
+        tls: dict[str, Any] = {"ssl": self.tls} if self.tls is not None else {}
         ws = await connect(
             self.url,
+            **tls,
             proxy=None,
             open_timeout=self.open_timeout,
             max_size=self.max_size,

@@ -311,6 +311,8 @@ class ServerSettings:
     api_enabled: bool = _setting(True, _FLAG)
     shutdown_timeout: float = _setting(10.0, _DURATION)
     node_id: str = _setting("", _TEXT)
+    tls_cert: str = _setting("", _TEXT)
+    tls_key: str = _setting("", _TEXT)
 
 
 @dataclass(frozen=True)
@@ -409,6 +411,7 @@ class ClientSettings:
     )
     token: str = _setting("", _SECRET)
     token_file: str = _setting("", _TEXT)
+    ca_file: str = _setting("", _TEXT)
 
 
 @dataclass(frozen=True)
@@ -675,6 +678,13 @@ def _key_problems(key: KeySettings, seen_kids: set[str]) -> list[str]:
 
 
 def _check_server(server: ServerSettings, given: Mapping[str, _Given], report: _Report) -> None:
+    if bool(server.tls_cert) != bool(server.tls_key):
+        named, missing = ("tls_cert", "tls_key") if server.tls_cert else ("tls_key", "tls_cert")
+        report.problem(
+            f"[server].{missing}",
+            f"needed with [server].{named}: TLS takes a certificate and its key",
+            given.get(named),
+        )
     if server.api_enabled and server.port and server.api_port == server.port:
         report.problem(
             "[server].api_port",

@@ -47,6 +47,7 @@ import contextlib
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,8 @@ class SimConfig:
     url: str
     realm: str
     params: PlanParams
+    tls: ssl.SSLContext | None = None
+    """Verifies a ``wss://`` server signed by a private CA (`hivectl.core.tls`)."""
     concurrency: int = 50
     drain_s: float = 5.0
     abort_deadline_s: float = 45.0
@@ -192,7 +195,9 @@ class Simulation:
 
     async def run(self) -> dict[str, Any]:
         open_files = raise_open_file_limit(descriptors_needed(len(self.plan.connections)))
-        admin = HivekitClient(self.config.url, self._admin_token(), reconnect=True)
+        admin = HivekitClient(
+            self.config.url, self._admin_token(), reconnect=True, tls=self.config.tls
+        )
         try:
             await admin.connect()
         except (OSError, HivekitError, WebSocketException, TimeoutError) as exc:
@@ -293,7 +298,7 @@ class Simulation:
             "per": {self.config.realm: {f"{OBJECT_PREFIX}*": "CRUD"}},
         }
         token = mint_token(claims, self._key, now=time.time(), ttl=self._token_ttl)
-        client = HivekitClient(self.config.url, token, reconnect=False)
+        client = HivekitClient(self.config.url, token, reconnect=False, tls=self.config.tls)
         try:
             await client.connect()
         except (OSError, HivekitError, WebSocketException, TimeoutError) as exc:
@@ -411,7 +416,7 @@ class Simulation:
                 return None
             self.stats.connect_attempts += 1
             self._attempted.add(conn.key)
-            client = HivekitClient(self.config.url, token, reconnect=False)
+            client = HivekitClient(self.config.url, token, reconnect=False, tls=self.config.tls)
             try:
                 await client.connect()
             except (OSError, HivekitError, WebSocketException, TimeoutError) as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,9 +52,10 @@ class RealmWatcher:
         on_event: Callable[[WatchEvent], None] | None = None,
         fresh_token: Callable[[], str] | None = None,
         on_close: Callable[[CloseInfo], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.state = WatchState(realm, pattern=pattern, limit=limit)
-        self.client = HivekitClient(url, token)
+        self.client = HivekitClient(url, token, tls=tls)
         self.count = count
         self.counted = asyncio.Event()
         """Set once `count` events were handed out (none are handed out after that)."""
