@@ -21,8 +21,8 @@ import itertools
 import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -80,12 +80,21 @@ queue size `websockets` uses for the same)."""
 class _Client:
     """The shell's side of one WebSocket connection."""
 
-    __slots__ = ("auth_timer", "backlog", "connection", "expiry_timer", "lost", "session")
+    __slots__ = (
+        "auth_timer",
+        "backlog",
+        "connection",
+        "expiry_timer",
+        "lost",
+        "opened_at",
+        "session",
+    )
 
     session: Session
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.opened_at = time.monotonic()
         self.auth_timer: asyncio.TimerHandle | None = None
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.backlog: deque[str | bytes] | None = None
@@ -132,6 +141,7 @@ class HivekitServer:
         self._tick_proposed: float | None = None
         self.metrics = ServerMetrics(
             self.hub,
+            self,
             ready=lambda: self.taking_writes,
             cluster_state=None if self.cluster is None else lambda: self.cluster_state,
         )
@@ -151,6 +161,11 @@ class HivekitServer:
         """Backed-up connections (`_backed_up`): bytes the kernel had taken, and when that
         last grew (`_check_stalls`)."""
         self._stall_timer: asyncio.TimerHandle | None = None
+        self.closes: Counter[tuple[int, str]] = Counter()
+        """Connections ended, by (close code, who closed first): `Connection.close_info`."""
+        self.slow_consumers = 0
+        self.http_requests: Counter[int] = Counter()
+        """``POST /api/v1`` answers by HTTP status."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -180,7 +195,9 @@ class HivekitServer:
             tls=self.tls,
         )
         if self.settings.server.api_enabled:
-            self._api = ApiListener(self.handle_http, self.settings.limits.max_message_size)
+            self._api = ApiListener(
+                self.handle_http, self.settings.limits.max_message_size, self._http_answered
+            )
             await self._api.start(
                 self.settings.server.host, self.settings.server.api_port, self.tls
             )
@@ -279,6 +296,13 @@ class HivekitServer:
         client.session = self.hub.new_session(
             conn_id, functools.partial(self._deliver, client), connection.remote
         )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "connection %s opened from %s",
+                conn_id,
+                connection.remote,
+                extra={"event": "opened", "conn": conn_id, "remote": connection.remote},
+            )
         client.session.handle = client
         connection.user = client
         client.auth_timer = asyncio.get_running_loop().call_later(
@@ -414,6 +438,31 @@ class HivekitServer:
         reason = self._close_reasons.pop(session.conn_id, None) or (
             "timeout" if client.connection.timed_out else "closed"
         )
+        code, text, by = client.connection.close_info
+        self.closes[code, by] += 1
+        if log.isEnabledFor(logging.INFO):
+            seconds = round(time.monotonic() - client.opened_at, 3)
+            log.info(
+                "connection %s closed by %s: %d %s (%s after %.1f s, sub %s)",
+                session.conn_id,
+                by,
+                code,
+                text,
+                reason,
+                seconds,
+                session.sub or "-",
+                extra={
+                    "event": "closed",
+                    "conn": session.conn_id,
+                    "code": code,
+                    "close_reason": text,
+                    "by": by,
+                    "presence_reason": reason,
+                    "duration_s": seconds,
+                    "sub": session.sub,
+                    "remote": session.remote,
+                },
+            )
         started, events = time.perf_counter(), self.hub.presence_events
         self.hub.close_session(session, reason, time.time())
         self._after_work(started, events)
@@ -546,7 +595,21 @@ class HivekitServer:
                 self._arm_stall_check()
 
     def _slow_consumer(self, client: _Client, why: str) -> None:
-        log.warning("closing slow consumer %s (%s)", client.session.conn_id, why)
+        self.slow_consumers += 1
+        session = client.session
+        log.warning(
+            "closing slow consumer %s (%s, sub %s)",
+            session.conn_id,
+            why,
+            session.sub or "-",
+            extra={
+                "event": "slow_consumer",
+                "conn": session.conn_id,
+                "why": why,
+                "sub": session.sub,
+                "remote": session.remote,
+            },
+        )
         self._close(client, CLOSE_SLOW_CONSUMER, "slow consumer")
 
     def _arm_stall_check(self) -> None:
@@ -645,6 +708,19 @@ class HivekitServer:
         self._after_work()
 
     # -- used by the HTTP API --------------------------------------------------
+
+    def queued_bytes(self) -> Iterable[int]:
+        """Bytes waiting in each open connection's transport (`ShellFigures`)."""
+        for session in self.hub.sessions.values():
+            handle = session.handle
+            if isinstance(handle, _Client):
+                yield handle.connection.queued
+
+    def cluster_lag(self) -> int | None:
+        return None if self.cluster is None else self.cluster.lag
+
+    def _http_answered(self, status: int) -> None:
+        self.http_requests[status] += 1
 
     async def handle_http(self, token: str, body: bytes) -> tuple[int, Any]:
         """One POST /api/v1 request: (HTTP status, JSON body)."""

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 HandleApi = Callable[[str, bytes], Coroutine[Any, Any, tuple[int, Any]]]
+Answered = Callable[[int], None]
+"""Told every HTTP status the API answers with, in the event loop (for metrics)."""
 
 REQUEST_TIMEOUT = 30.0
 SHUTDOWN_POLL = 0.05
@@ -27,15 +29,16 @@ UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
 
 
 class ApiListener:
-    def __init__(self, handle: HandleApi, max_body: int) -> None:
+    def __init__(self, handle: HandleApi, max_body: int, answered: Answered) -> None:
         self._handle = handle
         self._max_body = max_body
+        self._answered = answered
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
-        handler = _handler_class(self._handle, self._max_body, loop)
+        handler = _handler_class(self._handle, self._max_body, self._answered, loop)
         self._httpd = ThreadingHTTPServer((host, port), handler)
         if tls is not None:
             # The handshake happens in the request's thread, at its first read, so a slow
@@ -65,7 +68,7 @@ class ApiListener:
 
 
 def _handler_class(
-    handle: HandleApi, max_body: int, loop: asyncio.AbstractEventLoop
+    handle: HandleApi, max_body: int, answered: Answered, loop: asyncio.AbstractEventLoop
 ) -> type[BaseHTTPRequestHandler]:
     class ApiHandler(BaseHTTPRequestHandler):
         server_version = "hivectl"
@@ -104,6 +107,7 @@ def _handler_class(
                 return None
 
         def _send(self, status: HTTPStatus, payload: Any) -> None:
+            loop.call_soon_threadsafe(answered, status.value)
             body = orjson.dumps(payload)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -46,7 +46,13 @@ from typing import Any, assert_never
 from hivectl import BUILD_DATE, __version__
 from hivectl.core.patterns import compile_pattern
 from hivectl.core.settings import Settings
-from hivectl.core.tokens import KeyRing, TokenError, VerifiedTokens, verify_token
+from hivectl.core.tokens import (
+    KeyRing,
+    TokenError,
+    VerifiedTokens,
+    unverified_identity,
+    verify_token,
+)
 from hivectl.core.wire import (
     CLOSE_POLICY,
     CLOSE_RATE_LIMITED,
@@ -175,6 +181,10 @@ class Hub:
         self.messages_out = 0
         self.presence_events = 0
         self.errors: Counter[int] = Counter()
+        self.nodes_lost = 0
+        """Cluster nodes declared lost (their lease expired) since this node started."""
+        self.auth_refused: Counter[str] = Counter()
+        """Refused authentications by `TokenError.reason` (or ``too_many_connections``)."""
         """Error replies by code, for /metrics (read at scrape time)."""
         self._writes = 0
         self._connections_per_sub: dict[str, int] = {}
@@ -260,6 +270,7 @@ class Hub:
             )
         except TokenError as exc:
             self.errors[401] += 1
+            self._refused(session, token, exc.reason)
             session.push({"typ": "sys", "act": "aut", "res": "err", "err": exc.text, "erc": 401})
             return False
         if self.sessions.get(session.conn_id) is session and not self._admit(session, claims.sub):
@@ -271,6 +282,24 @@ class Hub:
         if session.limiter is not None:
             session.limiter.rebase(*self._rate_for(claims.sub))
         return True
+
+    def _refused(self, session: Session, token: str, reason: str) -> None:
+        self.auth_refused[reason] += 1
+        sub, kid = unverified_identity(token)
+        log.info(
+            "authentication refused (%s) for %s from %s",
+            reason,
+            sub or "-",
+            session.remote,
+            extra={
+                "event": "auth_refused",
+                "reason": reason,
+                "conn": session.conn_id,
+                "remote": session.remote,
+                "sub": sub,
+                "kid": kid,
+            },
+        )
 
     def _rate_for(self, sub: str | None) -> tuple[float, float]:
         if sub is not None:
@@ -298,6 +327,19 @@ class Hub:
             count = self._connections_per_sub.get(sub, 0)
             if limit and count >= limit:
                 self.errors[401] += 1
+                self.auth_refused["too_many_connections"] += 1
+                log.info(
+                    "authentication refused (too many connections) for %s from %s",
+                    sub,
+                    session.remote,
+                    extra={
+                        "event": "auth_refused",
+                        "reason": "too_many_connections",
+                        "conn": session.conn_id,
+                        "remote": session.remote,
+                        "sub": sub,
+                    },
+                )
                 text = f"too many connections for sub {sub} (limit {limit})"
                 session.push({"typ": "sys", "act": "aut", "res": "err", "err": text, "erc": 401})
                 session.closing = (CLOSE_POLICY, "too many connections for this sub")
@@ -575,6 +617,19 @@ class Hub:
         session.push(error(429, text, cid=cid, typ=typ, act=act))
         if limiter.reject(now):
             session.closing = (CLOSE_RATE_LIMITED, "rate limited")
+            log.warning(
+                "closing %s: rate limited (limit %g messages per second, sub %s)",
+                session.conn_id,
+                limiter.rate,
+                session.sub or "-",
+                extra={
+                    "event": "rate_limited",
+                    "conn": session.conn_id,
+                    "sub": session.sub,
+                    "remote": session.remote,
+                    "limit": limiter.rate,
+                },
+            )
 
     # -- the log: committing and applying changes ------------------------------
 
@@ -588,7 +643,10 @@ class Hub:
         match change:
             case ObjectPut():
                 self._apply_object_put(change)
-            case ProviderUp() | ProviderDown() | NodeLost() | Tick():
+            case NodeLost():
+                self.nodes_lost += 1
+                self._presence(change)
+            case ProviderUp() | ProviderDown() | Tick():
                 self._presence(change)
             case RealmPut():
                 self._apply_realm_put(change)

@@ -287,6 +287,18 @@ class Connection(asyncio.Protocol):
             self._send_data()
 
     @property
+    def close_info(self) -> tuple[int, str, str]:
+        """(code, reason, who closed first: ``server``, ``client`` or ``network``) of a
+        connection that is over; 1006 when no close frame went either way."""
+        protocol = self.protocol
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        if sent is not None and (received is None or protocol.close_rcvd_then_sent is False):
+            return sent.code, sent.reason, "server"
+        if received is not None:
+            return received.code, received.reason, "client"
+        return CloseCode.ABNORMAL_CLOSURE, "", "network"
+
+    @property
     def queued(self) -> int:
         """Bytes written and not yet taken by the kernel."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0

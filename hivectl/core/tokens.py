@@ -76,11 +76,26 @@ _PRIVATE_TYPES = {"HS256": bytes, "RS256": RSAPrivateKey, "ES256": EllipticCurve
 
 
 class TokenError(Exception):
-    """Authentication failed; `text` is what the client is told."""
+    """Authentication failed; `text` is what the client is told, `reason` a short name from a
+    fixed set (`REASONS`) for logs and metric labels, where the text may carry a key id."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, reason: str | None = None) -> None:
         super().__init__(text)
         self.text = text
+        self.reason = reason or _REASONS.get(text, "malformed")
+
+
+_REASONS = {
+    MALFORMED: "malformed",
+    BAD_SIGNATURE: "bad_signature",
+    BAD_ALGORITHM: "bad_algorithm",
+    EXPIRED: "expired",
+    NOT_YET_VALID: "not_yet_valid",
+    BAD_ISSUER: "bad_issuer",
+    BAD_AUDIENCE: "bad_audience",
+    NO_KEY_ID: "no_key_id",
+}
+REASONS = (*_REASONS.values(), "unknown_kid", "bad_claims")
 
 
 @dataclass(frozen=True)
@@ -168,7 +183,7 @@ class KeyRing:
     def _select(self, kid: str | None) -> tuple[_ReadyKey, ...]:
         if kid is not None and self._named:
             if kid not in self._named:
-                raise TokenError(f"unknown key id {kid}")
+                raise TokenError(f"unknown key id {kid}", "unknown_kid")
             return (self._named[kid],)
         if self._unnamed:
             return self._unnamed
@@ -282,7 +297,9 @@ def _verified_claims(
     try:
         claims = _read_claims(payload, require_permissions=require_permissions)
     except ClaimError as error:
-        raise TokenError(str(error) if error.claim in ("per", "dpv") else MALFORMED) from None
+        if error.claim in ("per", "dpv"):
+            raise TokenError(str(error), "bad_claims") from None
+        raise TokenError(MALFORMED) from None
     return claims
 
 
@@ -399,6 +416,20 @@ def mint_token(
     private = _prepare(key, private=True)
     headers = {"kid": key.kid} if key.kid is not None else None
     return jwt.encode(payload, private, algorithm=key.algorithm, headers=headers)
+
+
+def unverified_identity(token: str) -> tuple[str | None, str | None]:
+    """The ``sub`` and ``kid`` a token claims, NOT verified: for the log line of a refusal,
+    so an operator can tell whose token failed (None where unreadable; cut to 200 chars)."""
+    try:
+        header, claims = decode_unverified(token)
+    except TokenError:
+        return None, None
+    sub, kid = claims.get("sub"), header.get("kid")
+    return (
+        sub[:200] if isinstance(sub, str) else None,
+        kid[:200] if isinstance(kid, str) else None,
+    )
 
 
 def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

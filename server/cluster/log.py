@@ -266,6 +266,8 @@ class ClusterLog:
         self._parked: dict[str, dict[str, ObjectPut]] = {}
         """Objects whose realm life is not applied here: realm -> object id -> last put."""
         self._applied = 0
+        self._stream_last = 0
+        """The stream's last sequence at the latest check (`lag`)."""
         self._applied_id: str | None = None
         self._applied_changed = asyncio.Event()
         self._life = 0
@@ -488,7 +490,7 @@ class ClusterLog:
             with contextlib.suppress(_MessageMissing):
                 message = await _message(js.get_last_msg(stream, EPOCH_SUBJECT))
                 epoch, epoch_seq = decode_epoch(message.data or b""), int(message.seq or 0)
-            last = int(info.state.last_seq)
+            last = self._stream_last = int(info.state.last_seq)
             at_applied = None
             if 0 < applied <= last:
                 with contextlib.suppress(_MessageMissing):
@@ -499,6 +501,11 @@ class ClusterLog:
                 return None
             raise
         return StreamView(str(info.created), last, epoch, epoch_seq, at_applied)
+
+    @property
+    def lag(self) -> int:
+        """Messages the stream held at the latest check that this node has not applied."""
+        return max(0, self._stream_last - self._applied)
 
     def _position(self) -> Position:
         created, epoch = self._followed
@@ -1255,7 +1262,11 @@ class ClusterLog:
             sequence = await proposal.done
         except (Conflict, LogUnavailable):
             return  # renewed meanwhile, or another node declared it first
-        log.warning("node %s missed its lease: declared it lost", node)
+        log.warning(
+            "node %s missed its lease: declared it lost",
+            node,
+            extra={"event": "node_lost", "node": node, "stream": self._settings.stream},
+        )
         await self._purge(subjects.node_providers_filter(node), sequence)
 
     def _fresh_leases(self) -> None:

@@ -92,6 +92,11 @@ async def test_health_readiness_and_metrics_that_move(
     assert after["hivectl_messages_sent_total"] > before["hivectl_messages_sent_total"]
     assert after["hivectl_presence_events_total"] == 1
     assert after['hivectl_errors_total{code="401"}'] == 1
+    assert after['hivectl_auth_refused_total{reason="malformed"}'] == 1
+    assert after['hivectl_auth_refused_total{reason="expired"}'] == 0  # every reason, from 0
+    assert after["process_resident_memory_bytes"] > 0
+    assert after["process_open_fds"] > 3
+    assert after["hivectl_send_queue_bytes_gcount"] == 3
     assert after["hivectl_presence_latency_seconds_count"] >= 1
     assert after["hivectl_storage_commit_seconds_count"] >= 2  # the two acknowledged writes
 
@@ -104,6 +109,16 @@ async def test_health_readiness_and_metrics_that_move(
     await eventually(disconnected_counted)
     for client in (admin, stranger):
         await client.close()
+
+    async def closes_counted() -> bool:
+        counts = await asyncio.to_thread(metrics, process)
+        return counts.get('hivectl_closes_total{by="client",code="1000"}') == 3
+
+    await eventually(closes_counted)
+    refusal = process.wait_for(re.compile(r"authentication refused \(malformed\) for - from"))
+    assert "INFO" in refusal.string
+    closed = process.wait_for(re.compile(r"closed by client: 1000 .*after .* s, sub tester\)"))
+    assert "INFO" in closed.string
 
     openmetrics = urllib.request.Request(
         process.http_url + "/metrics", headers={"Accept": "application/openmetrics-text"}

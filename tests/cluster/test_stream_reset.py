@@ -265,6 +265,7 @@ async def test_readyz_and_the_state_metric_tell_while_writes_are_refused(
     body = (await _get(a, "/metrics"))[1]
     assert 'hivectl_cluster_log_state{state="following"} 1.0' in body
     assert "hivectl_ready 1.0" in body
+    assert f'hivectl_cluster_log_lag_messages{{node="{a.hub.node_id}"}}' in body
 
 
 async def _status_is(node: HivekitServer, path: str, status: int) -> bool:

@@ -199,6 +199,8 @@ async def test_a_reader_that_stops_during_its_initial_state_is_closed_4008_holdi
         assert (reader.ws.close_code, reader.ws.close_reason) == (4008, "slow consumer")
         await admin.ok({"typ": "sys", "act": "hbt"})  # the server goes on
         await admin.close()
+        assert server.slow_consumers == 1
+        await until(lambda: server.closes[4008, "server"] == 1, "close counted")
 
 
 # -- bursts the server makes ------------------------------------------------------------

@@ -7,7 +7,7 @@ import urllib.request
 
 from server.app import HivekitServer
 from tests.conftest import Mint
-from tests.server.wsutil import RawClient, post, subscribe_msg
+from tests.server.wsutil import RawClient, eventually, post, subscribe_msg
 
 UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
 
@@ -62,6 +62,15 @@ async def test_bad_or_missing_token_is_401(server: HivekitServer, token: Mint) -
     assert await post(_url(server), hello, None) == (401, UNAUTHORIZED)
     malformed = {"err": "token is malformed", "erc": 401}
     assert await post(_url(server), hello, "garbage") == (401, malformed)
+    assert (await post(_url(server), hello, token("admin")))[0] == 200
+
+    async def counted() -> bool:
+        return server.http_requests == {401: 3, 200: 1}
+
+    await eventually(counted)  # answered from the API thread, counted in the event loop
+    body, _ = server.metrics.exposition(None)
+    assert b'hivectl_http_requests_total{status="401"} 3.0' in body
+    assert server.hub.auth_refused == {"bad_signature": 1, "malformed": 1}
 
 
 async def test_per_message_errors_are_in_the_array_with_http_200(
