@@ -30,7 +30,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from hivectl.core.settings import Settings
-from hivectl.core.tls import server_context
+from hivectl.core.tls import reload_certificate, server_context
 from hivectl.core.tokens import KeyRing
 from hivectl.core.wire import (
     CLOSE_GOING_AWAY,
@@ -45,6 +45,7 @@ from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.http_api import ApiListener
 from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
+from server.reload import ReloadPlan, plan
 from server.session import Session
 from server.storage import MemoryStorage, Storage, open_storage
 from server.transport import Connection, Listener
@@ -229,6 +230,35 @@ class HivekitServer:
         await self.storage.sync()
         await self.storage.close()
         self._stopped.set()
+
+    def reload(self, settings: Settings) -> ReloadPlan:
+        """Run with `settings` (re-read from the config on SIGHUP) without dropping anyone.
+
+        Everything is checked before anything changes: a key or TLS file that cannot be
+        used raises ValueError and the server goes on as it was. The TLS certificate is
+        read again even when its path is unchanged: a renewed certificate is usually
+        written over the old one.
+        """
+        reload = plan(self.settings, settings)
+        effective = reload.effective
+        keys = keyring_from_settings(effective.auth)
+        server = effective.server
+        if self.tls is not None and server.tls_cert:
+            server_context(server.tls_cert, server.tls_key)  # a scratch check first
+            reload_certificate(self.tls, server.tls_cert, server.tls_key)
+        self.settings = effective
+        self.keys = keys
+        self.hub.reconfigure(effective, keys)
+        if self._listener is not None:
+            limits = effective.limits
+            self._listener.reconfigure(
+                ping_interval=limits.ping_interval or None,
+                ping_timeout=limits.ping_timeout or None,
+                close_timeout=min(limits.ping_timeout, CLOSE_TIMEOUT) or CLOSE_TIMEOUT,
+                max_size=limits.max_message_size,
+                origins=limits.allowed_origins,
+            )
+        return reload
 
     async def serve_forever(self) -> None:
         """Return once `close` has finished."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, assert_never
 
 from hivectl import BUILD_DATE, __version__
-from hivectl.core.patterns import compile_pattern
+from hivectl.core.patterns import IdPattern, compile_pattern
 from hivectl.core.settings import Settings
 from hivectl.core.tokens import (
     KeyRing,
@@ -188,14 +188,30 @@ class Hub:
         """Error replies by code, for /metrics (read at scrape time)."""
         self._writes = 0
         self._connections_per_sub: dict[str, int] = {}
-        self._rates = [
-            (compile_pattern(rate.sub), rate.messages_per_second, rate.burst)
-            for rate in settings.limits.rates
-        ]
+        self._rates = _compile_rates(settings)
         """``limits.rates``: the base message rate by ``sub`` pattern, first match wins."""
         self._verified = VerifiedTokens(settings.limits.max_connections)
         """Tokens verified before: one per connection the server may hold, so a whole fleet
         reconnecting after a network blip finds its tokens there."""
+
+    def reconfigure(self, settings: Settings, keys: KeyRing) -> None:
+        """Run with new settings and keys from now on (a reload: `server.reload`).
+
+        Tokens verified under the old keys are verified again at their next use (a key
+        taken out of the ring must not keep working from the cache); live connections stay,
+        and take the new message rates at once.
+        """
+        self.settings = settings
+        self.keys = keys
+        self._rates = _compile_rates(settings)
+        self._verified = VerifiedTokens(settings.limits.max_connections)
+        for session in self.sessions.values():
+            if session.limiter is not None:
+                rate, burst = self._rate_for(session.sub)
+                session.limiter.rebase(rate, burst)
+                session.limiter.provide(
+                    self.engine.covered(session.conn_id), settings.limits.messages_per_object
+                )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -742,3 +758,10 @@ class Hub:
     def _send(self, pushes: Sequence[Push]) -> None:
         for session, message in pushes:
             session.push(message)
+
+
+def _compile_rates(settings: Settings) -> list[tuple[IdPattern, float, float]]:
+    return [
+        (compile_pattern(rate.sub), rate.messages_per_second, rate.burst)
+        for rate in settings.limits.rates
+    ]

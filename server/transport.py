@@ -116,6 +116,24 @@ class Listener:
         self._sweep: asyncio.TimerHandle | None = None
         self._drained: asyncio.Event | None = None
 
+    def reconfigure(
+        self,
+        *,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        close_timeout: float,
+        max_size: int,
+        origins: Sequence[str] | None,
+    ) -> None:
+        """New limits for connections from now on (keepalive for all at its next sweep);
+        keepalive cannot be turned on or off here (`server.reload` keeps it as it runs)."""
+        if bool(ping_interval) == bool(self.ping_interval):
+            self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_size = max_size
+        self.origins = [Origin(origin) for origin in origins] if origins else None
+
     async def start(
         self, host: str, port: int, *, backlog: int, tls: ssl.SSLContext | None = None
     ) -> None:

@@ -15,6 +15,7 @@ config or key, or a database it must not touch (newer, corrupt, unwritable: see
 from __future__ import annotations
 
 import logging
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
@@ -27,10 +28,12 @@ from hivectl.cli.common import (
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    config_path,
     fail,
     secret_file_flags,
     settings_from,
 )
+from hivectl.core.settings import Settings, load_settings
 
 log = logging.getLogger("hivectl.server")
 
@@ -98,33 +101,31 @@ def serve(
     ),
 ) -> None:
     """Run the presence server (WebSocket, /healthz, /readyz, /metrics, and the HTTP API)."""
-    loaded = settings_from(
-        config,
-        {
-            "server.host": host,
-            "server.port": port,
-            "server.api_port": api_port,
-            "server.shutdown_timeout": shutdown_timeout,
-            "log.level": log_level.value if log_level else None,
-            "log.format": log_format.value if log_format else None,
-            "storage.backend": storage.value if storage else None,
-            "cluster.nats_url": cluster,
-            "server.node_id": node_id,
-            "server.tls_cert": str(tls_cert) if tls_cert else None,
-            "server.tls_key": str(tls_key) if tls_key else None,
-            **secret_file_flags(secret_file),
-        },
-        {
-            "log.level": "--log-level",
-            "log.format": "--log-format",
-            "storage.backend": "--storage",
-            "cluster.nats_url": "--cluster",
-            "server.node_id": "--node-id",
-            "server.tls_cert": "--tls-cert",
-            "server.tls_key": "--tls-key",
-            **SECRET_FILE_LABELS,
-        },
-    )
+    flags: dict[str, object] = {
+        "server.host": host,
+        "server.port": port,
+        "server.api_port": api_port,
+        "server.shutdown_timeout": shutdown_timeout,
+        "log.level": log_level.value if log_level else None,
+        "log.format": log_format.value if log_format else None,
+        "storage.backend": storage.value if storage else None,
+        "cluster.nats_url": cluster,
+        "server.node_id": node_id,
+        "server.tls_cert": str(tls_cert) if tls_cert else None,
+        "server.tls_key": str(tls_key) if tls_key else None,
+        **secret_file_flags(secret_file),
+    }
+    labels = {
+        "log.level": "--log-level",
+        "log.format": "--log-format",
+        "storage.backend": "--storage",
+        "cluster.nats_url": "--cluster",
+        "server.node_id": "--node-id",
+        "server.tls_cert": "--tls-cert",
+        "server.tls_key": "--tls-key",
+        **SECRET_FILE_LABELS,
+    }
+    loaded = settings_from(config, flags, labels)
     from hivectl.cli.logs import ANNOUNCE, configure_logging
     from hivectl.core.keyfiles import with_generated_secret
 
@@ -170,8 +171,21 @@ def serve(
             extra={"url": server.ws_url, "api_url": server.api_url},
         )
 
+    def reread() -> Settings:
+        """The config read again for SIGHUP: the same file, environment and flags."""
+        fresh = load_settings(
+            config_file=config_path(config),
+            env=os.environ,
+            overrides={key: value for key, value in flags.items() if value is not None},
+            override_labels=labels,
+        )
+        return with_generated_secret(fresh.settings, create=False)[0]
+
+    def reloaded(settings: Settings) -> None:
+        configure_logging(settings.log.level, settings.log.format)
+
     try:
-        code = run(settings, announce=announce)
+        code = run(settings, announce=announce, reread=reread, reloaded=reloaded)
     except StorageError as exc:  # unusable database: the operator must act (exit 2)
         stop(str(exc), EXIT_USAGE)
     except OSError as exc:

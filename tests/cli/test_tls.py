@@ -29,12 +29,49 @@ from tests.conftest import SECRET, make_settings, mint
 @dataclass
 class Pki:
     ca: Path
+    ca_key: Path
     cert: Path
     key: Path
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def issue(pki: Pki) -> int:
+    """(Re)write the server's certificate and key, signed by the CA; returns the serial."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pki.key.write_bytes(_pem_key(key))
+    return cert.serial_number
 
 
 @pytest.fixture
@@ -53,33 +90,12 @@ def pki(tmp_path: Path) -> Pki:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    pki = Pki(
+        tmp_path / "ca.pem", tmp_path / "ca.key", tmp_path / "server.pem", tmp_path / "server.key"
     )
-    pki = Pki(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
     pki.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pki.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    pki.ca_key.write_bytes(_pem_key(ca_key))
+    issue(pki)
     return pki
 
 
@@ -177,3 +193,23 @@ def test_a_broken_ca_file_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("health", "--url", "wss://127.0.0.1:1/ws", "--ca-file", str(broken))
     assert result.exit_code == 2
     assert f"cannot use CA file {broken}" in words(result.stderr)
+
+
+async def test_a_reload_serves_a_renewed_certificate_to_new_connections(
+    tls_server: HivekitServer, pki: Pki
+) -> None:
+    trusted = client_context(str(pki.ca))
+
+    async def serial() -> int:
+        _, writer = await asyncio.open_connection("127.0.0.1", tls_server.port, ssl=trusted)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        return x509.load_der_x509_certificate(der).serial_number
+
+    async with HivekitClient(tls_server.ws_url, mint(), tls=trusted) as live:
+        before = await serial()
+        renewed = issue(pki)  # written over the old files, as certbot or an ACME client does
+        assert renewed != before
+        tls_server.reload(tls_server.settings)
+        assert await serial() == renewed
+        await live.system.heartbeat()  # the connection made before the reload goes on
