@@ -189,6 +189,22 @@ def test_hs256_signed_with_the_rsa_public_key_is_not_allowed(rsa_pems: tuple[str
     assert failure(token, rsa_ring) == "algorithm not allowed"
 
 
+def test_a_pem_as_an_hs256_secret_is_refused_when_the_ring_is_built(
+    rsa_pems: tuple[str, str],
+) -> None:
+    """The ring checks each secret once, so that verifying does not have to each time."""
+    with pytest.raises(ValueError, match="HS256 key is unusable"):
+        KeyRing([VerificationKey("HS256", rsa_pems[1].encode())])
+
+
+def test_the_ring_verifies_many_tokens_with_its_checked_secret() -> None:
+    for n in range(3):
+        token = mint_token({"sub": f"r{n}"}, HS_KEY, now=NOW)
+        assert verify_token(token, HS_RING, now=NOW).sub == f"r{n}"
+    forged = mint_token({"sub": "r0"}, SigningKey("HS256", OTHER_SECRET), now=NOW)
+    assert failure(forged) == "signature is invalid"
+
+
 def test_header_algorithm_other_than_the_keys_is_not_allowed(rsa_pems: tuple[str, str]) -> None:
     token = mint_token({}, SigningKey("RS256", rsa_pems[0]), now=NOW)
     assert failure(token) == "algorithm not allowed"
