@@ -18,6 +18,7 @@ from hivectl.cli import (
     realm,
     serve,
     simulate,
+    storage,
     token,
     watch,
 )
@@ -57,6 +58,7 @@ app.add_typer(simulate.app, name="simulate")
 app.add_typer(watch.app, name="watch")
 app.add_typer(realm.app, name="realm")
 app.add_typer(objects.app, name="object")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:
