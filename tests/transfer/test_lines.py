@@ -6,7 +6,6 @@ from __future__ import annotations
 import orjson
 
 from hivectl.client import HivekitError
-from hivectl.core.wire import EMPTY_LOCATION
 from hivectl.transfer.lines import create_message, export_line, parse_lines
 from hivectl.transfer.operations import failure_lines, select
 
@@ -77,7 +76,8 @@ def test_every_bad_line_is_named_with_its_number() -> None:
 
 
 def test_a_location_never_set_is_left_out_so_the_server_does_not_stamp_it() -> None:
-    (never,) = parse_lines([export_line(server_object(loc=dict(EMPTY_LOCATION)))]).objects
+    never_set = {**{key: 0 for key in LOCATED if key not in ("gcs", "tim")}, "gcs": "", "tim": ""}
+    (never,) = parse_lines([export_line(server_object(loc=never_set))]).objects
     assert "loc" not in create_message("r", never)
     (located,) = parse_lines([export_line(server_object())]).objects
     message = create_message("r", located)
