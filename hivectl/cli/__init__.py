@@ -9,7 +9,19 @@ from __future__ import annotations
 import typer
 
 from hivectl import __version__
-from hivectl.cli import bench, config, health, presence, serve, simulate, token, watch
+from hivectl.cli import (
+    bench,
+    config,
+    health,
+    objects,
+    presence,
+    realm,
+    serve,
+    simulate,
+    storage,
+    token,
+    watch,
+)
 
 app = typer.Typer(
     name="hivectl",
@@ -44,6 +56,9 @@ bench.register(app)
 app.add_typer(presence.app, name="presence")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(watch.app, name="watch")
+app.add_typer(realm.app, name="realm")
+app.add_typer(objects.app, name="object")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:

@@ -59,16 +59,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from hivectl.client import AuthenticationError, HivekitClient, HivekitError, Realm
 from hivectl.client.backoff import Backoff
 from hivectl.client.errors import ConnectionLost
+from hivectl.core.pacing import Pacer, split_frames
 from hivectl.core.tokens import SigningKey, mint_token
 from hivectl.sim.budget import (
+    MAX_FRAME_BYTES,
     MAX_FRAME_MESSAGES,
     SAFE_MESSAGES_PER_OBJECT,
     SAFE_MESSAGES_PER_S,
-    Pacer,
     allowed_rate,
     descriptors_needed,
     setup_links,
-    split_frames,
 )
 from hivectl.sim.ledger import SOFT_CAUSES, Match, PresenceLedger
 from hivectl.sim.plan import OBJECT_PREFIX, ConnectionPlan, Plan, PlanParams, Session, build_plan
@@ -729,8 +729,12 @@ def lost_reason(client: HivekitClient) -> str:
 
 
 def frames_of(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """`messages` in frames that the server takes (`hivectl.sim.budget.split_frames`)."""
-    counts = split_frames([len(orjson.dumps(message)) for message in messages])
+    """`messages` in frames that the server takes (`hivectl.core.pacing.split_frames`)."""
+    counts = split_frames(
+        [len(orjson.dumps(message)) for message in messages],
+        max_messages=MAX_FRAME_MESSAGES,
+        max_bytes=MAX_FRAME_BYTES,
+    )
     frames, start = [], 0
     for count in counts:
         frames.append(messages[start : start + count])
