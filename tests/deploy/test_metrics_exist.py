@@ -25,11 +25,13 @@ from tests.deploy.files import (
     PROMETHEUS_OWN,
     SCRAPE_LABELS,
     compose,
+    dashboard_queries,
     healthcheck_command,
     hivectl_services,
     used_labels,
     used_metrics,
 )
+from tests.deploy.promql import metric_names
 from tests.natsutil import NatsServer, nats_cluster
 from tests.server.wsutil import RawClient, eventually, post
 
@@ -88,6 +90,14 @@ async def test_a_single_node_exposes_every_metric_and_label_used(
     labels = set().union(*exposed.values()) | SCRAPE_LABELS
     cluster_labels = {"state", "node"}  # on the cluster-only metrics, checked below
     assert used_labels() - cluster_labels - labels == set()
+    # And the dashboard shows every hivectl metric there is.
+    shown = {family(name) for query in dashboard_queries() for name in metric_names(query)}
+    assert {family(name) for name in exposed if name.startswith("hivectl_")} - shown == set()
+
+
+def family(sample: str) -> str:
+    """``hivectl_x_seconds_bucket`` -> ``hivectl_x_seconds``."""
+    return re.sub(r"_(bucket|count|sum|created|gcount|gsum)$", "", sample)
 
 
 @pytest.fixture
