@@ -22,6 +22,7 @@ from hivectl.cli.common import (
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    duration_flag,
     err_console,
     error,
     fail,
@@ -70,16 +71,26 @@ def bench(
         "--connections",
         help="Providers for connect (instead of 1,000 and 5,000), churn and fanout riders.",
     ),
-    duration: str | None = typer.Option(
-        None, "--duration", help="Length of churn and fanout (default 10s)."
+    duration: float | None = typer.Option(
+        None,
+        "--duration",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Length of churn and fanout (default 10s).",
     ),
-    ping_interval: str | None = typer.Option(
+    ping_interval: float | None = typer.Option(
         None,
         "--ping-interval",
+        parser=duration_flag,
+        metavar="DURATION",
         help="Keepalive of the servers the bench starts (default: each one's own).",
     ),
-    ping_timeout: str | None = typer.Option(
-        None, "--ping-timeout", help="Keepalive timeout, likewise (default: each one's own)."
+    ping_timeout: float | None = typer.Option(
+        None,
+        "--ping-timeout",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Keepalive timeout, likewise (default: each one's own).",
     ),
     rounds: int | None = typer.Option(
         None,
@@ -107,16 +118,15 @@ def bench(
     from hivectl.bench.render import render_report
     from hivectl.bench.report import build_report
     from hivectl.bench.runner import Job, run_bench
-    from hivectl.core.settings import parse_duration
     from hivectl.core.tokens import SigningKey
 
     try:
         options = PlanOptions(
             quick=quick,
             connections=connections,
-            duration=parse_duration(duration) if duration is not None else None,
-            ping_interval=parse_duration(ping_interval) if ping_interval is not None else None,
-            ping_timeout=parse_duration(ping_timeout) if ping_timeout is not None else None,
+            duration=duration,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
             rounds=rounds,
             objects=parse_sizes(objects) if objects is not None else None,
         )

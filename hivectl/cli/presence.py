@@ -30,6 +30,7 @@ from hivectl.cli.common import (
     CONFIG_OPTION,
     EXIT_FAILURE,
     client_tls,
+    duration_flag,
     fail,
     settings_from,
 )
@@ -51,11 +52,16 @@ TOKEN_OPTION = typer.Option(
     None,
     "--token",
     envvar="HIVECTL_TOKEN",
-    help="Token to connect with (default: [client] token or token_file, else one minted"
-    " with read rights from [auth]).",
+    help="Token to connect with (default: \\[client] token or token_file, else one minted"
+    " with read rights from \\[auth]).",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print the server's answer as JSON.")
-TIMEOUT_OPTION = typer.Option(10.0, help="Seconds to wait for the server.")
+TIMEOUT_OPTION = typer.Option(
+    "10s",
+    parser=duration_flag,
+    metavar="DURATION",
+    help="How long to wait for the server: 10s, 1m.",
+)
 
 _LEDGER = (
     ("connectedSince", "connected since"),
