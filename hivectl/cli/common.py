@@ -24,6 +24,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CHECK_FAILED = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C, after the report of what finished (`simulate`, `bench`)."""
 
 DISCOVERED_CONFIG = Path("hivectl.toml")
 """Read when neither --config nor HIVECTL_CONFIG names a file: what `config init` writes."""

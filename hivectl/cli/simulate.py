@@ -32,6 +32,7 @@ from hivectl.cli.common import (
     CONFIG_OPTION,
     EXIT_CHECK_FAILED,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from hivectl.sim.driver import SimConfig
     from hivectl.sim.report import LiveSnapshot, SetupSnapshot
 
-EXIT_INTERRUPTED = 130
 Snap = TypeVar("Snap")
 T = TypeVar("T")
 PLAIN_SETUP_EVERY_S = 2.0
