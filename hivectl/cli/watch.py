@@ -4,9 +4,11 @@ Output follows stdout: a Rich live view on a terminal; ``--json`` one JSON objec
 per line, flushed at once (for ``jq`` and scripts); otherwise one plain line per event. The
 ``--json`` fields are API: ``ts`` (ISO-8601 UTC, when the watcher received the event),
 ``realm``, ``event`` (``connectionStatusChanged``), ``id``, ``status`` (``connected`` |
-``disconnected``), ``label`` (the object's label, ``null`` if unknown) and ``previousFor``
+``disconnected``), ``label`` (the object's label, ``null`` if unknown), ``previousFor``
 (seconds it had been in the previous status, ``null`` when this watch has not seen it
-change before).
+change before) and ``reason`` (why it disconnected, from the server's presence ledger:
+``closed``, ``timeout``, ``expired``, ``node_lost``, ``shutdown``; ``null`` for
+``connected`` or when not known, see `hivectl.watch.driver`).
 
 When the server closes the watch (a slow consumer is closed with 4008, for one), the client
 reconnects with a growing, jittered backoff (`hivectl.client.backoff`) and the watch says so:
