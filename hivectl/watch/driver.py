@@ -106,11 +106,15 @@ class RealmWatcher:
         self.client.on_connection_status(self._on_link)
         self.client.on_close(self._on_lost)
         handing_out = asyncio.create_task(self._hand_out())
+        subscribing = asyncio.create_task(self._subscribe())
+        stopping = asyncio.create_task(self._stopped.wait())
         try:
-            if await self._subscribe():
+            await asyncio.wait([subscribing, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if subscribing.done() and subscribing.result():
                 await _first(self._stopped, self.counted)
         finally:
-            handing_out.cancel()
+            for task in (handing_out, subscribing, stopping):
+                task.cancel()
             await self.client.close()
         return "counted" if self.counted.is_set() else "stopped"
 
@@ -122,9 +126,14 @@ class RealmWatcher:
         await realm.pubsub.subscribe(
             EVENT_NAME, self._on_presence, id_pattern=self.state.pattern.text
         )
-        await realm.object.subscribe(execute_immediately=True, on_change=self._on_change)
-        self.state.link = "connected"
-        return True
+        while not self._stopped.is_set():
+            try:
+                await realm.object.subscribe(execute_immediately=True, on_change=self._on_change)
+            except TimeoutError:  # the link went before the set came: ask again
+                continue
+            self.state.link = "connected"
+            return True
+        return False
 
     async def _realm(self) -> Realm | None:
         """The realm, once it exists (None if stopped before): a realm-list subscription
