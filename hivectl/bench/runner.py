@@ -98,6 +98,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run the scenarios against hivectl (started here, or `url` with `key`) and the baseline.
 
+    Ctrl-C stops the run where it is: the job under way is dropped (its servers and load
+    generator stopped), the finished ones are returned with ``interrupted`` true, so a long
+    bench cut short still reports what it measured.
+
     `server_settings` are ``HIVECTL_*`` variables for the hivectl servers started here, over
     the bench's own: for a test that must lift a limit a scenario keeps at its default.
     """
@@ -116,33 +120,62 @@ def run_bench(
         "plan": asdict(plan),
         "url": url,
         "notes": [open_files.note] if open_files.note else [],
+        "interrupted": False,
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="hivectl-bench-") as work:
-        for number, job in enumerate(plan_jobs(scenarios, plan)):
-            if progress is not None:
-                progress(job)
-            directory = Path(work) / f"{number:03d}-{job.scenario}-{job.target}"
-            record = {
-                "scenario": job.scenario,
-                "label": job.label,
-                "target": job.target,
-                "size": job.size,
-                "round": job.round,
-                "storage": job.storage,
-            }
-            try:
-                if job.scenario == SCALE:
-                    outcome = _scale(
-                        job, plan, directory, url, secret, options, key, server_settings
-                    )
-                else:
-                    with _server(job, plan, directory, url, secret) as served:
-                        outcome = _load(job, served, options, key)
-            except ServerFailed as exc:
-                outcome = {"error": str(exc)}
-            raw["runs"].append({**record, **outcome})
+        try:
+            _run_jobs(
+                raw,
+                scenarios,
+                plan,
+                Path(work),
+                url,
+                secret,
+                options,
+                key,
+                progress,
+                server_settings,
+            )
+        except KeyboardInterrupt:
+            raw["interrupted"] = True
     return raw
+
+
+def _run_jobs(
+    raw: dict[str, Any],
+    scenarios: Sequence[str],
+    plan: BenchPlan,
+    work: Path,
+    url: str | None,
+    secret: str,
+    options: PlanOptions,
+    key: SigningKey,
+    progress: Callable[[Job], None] | None,
+    server_settings: Mapping[str, str] | None,
+) -> None:
+    """Each job in turn, its outcome appended to ``raw["runs"]`` as soon as it is known."""
+    for number, job in enumerate(plan_jobs(scenarios, plan)):
+        if progress is not None:
+            progress(job)
+        directory = work / f"{number:03d}-{job.scenario}-{job.target}"
+        record = {
+            "scenario": job.scenario,
+            "label": job.label,
+            "target": job.target,
+            "size": job.size,
+            "round": job.round,
+            "storage": job.storage,
+        }
+        try:
+            if job.scenario == SCALE:
+                outcome = _scale(job, plan, directory, url, secret, options, key, server_settings)
+            else:
+                with _server(job, plan, directory, url, secret) as served:
+                    outcome = _load(job, served, options, key)
+        except ServerFailed as exc:
+            outcome = {"error": str(exc)}
+        raw["runs"].append({**record, **outcome})
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from hivectl.cli.remote import (
     remote,
     run_client,
 )
+from hivectl.watch.state import STATUS_NAMES
 
 if TYPE_CHECKING:
     from hivectl.client import HivekitClient
@@ -76,10 +77,10 @@ def explain(
         lambda c: c.system.presence(realm, object_id),
     )
     if json_output:
-        _print_json(result)
+        _print_json(explanation_json(realm, object_id, result))
         return
     console = Console()
-    status = "connected" if result.get("cst") == "con" else "disconnected"
+    status = STATUS_NAMES.get(result.get("cst", ""), "disconnected")
     console.print(Text.assemble((f"{realm} / {object_id}", "bold"), ": ", status))
     providers = result.get("providers") or []
     if providers:
@@ -127,6 +128,16 @@ def count(
     table = Table("realm", "pattern", "connected", "disconnected")
     table.add_row(Text(realm), Text(pattern), str(result["connected"]), str(result["disconnected"]))
     Console().print(table)
+
+
+def explanation_json(realm: str, object_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The ``explain --json`` document in the CLI's JSON vocabulary (as ``watch --json``):
+    ``realm``, ``id``, ``status`` (``connected``/``disconnected``, not the wire's ``cst``
+    ``con``/``dis``), then the server's ``providers`` and ledger (``connectedSince``,
+    ``lastSeen``, ``lastDisconnectedAt``, ``lastReason``, ``graceUntil``) as it gives them."""
+    rest = {key: value for key, value in answer.items() if key != "cst"}
+    status = STATUS_NAMES.get(answer.get("cst", ""), "disconnected")
+    return {"realm": realm, "id": object_id, "status": status, **rest}
 
 
 def _print_json(result: Any) -> None:

@@ -27,6 +27,7 @@ from hivectl.cli.common import (
     EXIT_FAILURE,
     SECRET_FILE_LABELS,
     client_tls,
+    duration_flag,
     fail,
     secret_file_flags,
     settings_from,
@@ -52,11 +53,16 @@ TOKEN_OPTION = typer.Option(
     None,
     "--token",
     envvar="HIVECTL_TOKEN",
-    help="Token to connect with (default: [client] token or token_file, else one minted"
-    " from [auth] with the rights this command needs).",
+    help="Token to connect with (default: \\[client] token or token_file, else one minted"
+    " from \\[auth] with the rights this command needs).",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts.")
-TIMEOUT_OPTION = typer.Option(10.0, "--timeout", help="Seconds to wait for the server's replies.")
+TIMEOUT_OPTION = typer.Option(
+    "10s",
+    parser=duration_flag,
+    metavar="DURATION",
+    help="How long to wait for the server's replies: 10s, 1m.",
+)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ from hivectl.sim.report import (
     SetupSnapshot,
     build_report,
 )
+from hivectl.sim.thresholds import Threshold
 
 LATE_AFTER_S = 0.1
 RETRY_S = 1.0
@@ -114,6 +115,8 @@ class SimConfig:
     abort_deadline_s: float = 45.0
     max_p99_ms: float | None = None
     max_lost: int | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    """Per-figure limits (``--threshold``), beside the two above."""
     progress_interval_s: float = 0.25
     cleanup: bool = False
     """Delete the rider objects this run created once it is over."""
@@ -207,12 +210,14 @@ class Simulation:
             realm = await self._prepare(admin)
             admin.on_connection_status(self._on_watcher_status)
             self._t0 = time.monotonic()
+            cpu_at_start = time.process_time()
             ticker = asyncio.create_task(self._progress_loop())
             riders = [asyncio.create_task(self._provider(conn)) for conn in self.plan.connections]
             await self._sleep_until(self._t0 + self.config.params.duration_s)
             self._stop.set()
             await asyncio.gather(*riders)
             elapsed = time.monotonic() - self._t0
+            load_cpu_s = time.process_time() - cpu_at_start
             await self._drain()
             connected_at_end = await self._connected_objects(realm)
             if ticker is not None:
@@ -240,6 +245,8 @@ class Simulation:
             never_connected=len(self._attempted - self._opened),
             max_p99_ms=self.config.max_p99_ms,
             max_lost=self.config.max_lost,
+            thresholds=self.config.thresholds,
+            load_cpu_s=load_cpu_s,
         )
 
     # -- setup -----------------------------------------------------------------
