@@ -318,7 +318,7 @@ class Hub:
                 max_ttl=auth.max_token_ttl,
             )
             if self.revocations and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
-                raise TokenError(REVOKED)
+                raise TokenError(REVOKED, "revoked")
         except TokenError as exc:
             self.errors[401] += 1
             self._refused(session, token, exc.reason)
@@ -454,6 +454,13 @@ class Hub:
             return
         session.closing = (CLOSE_KICKED, text)
         self.condemned[session] = None
+        log.info(
+            "closing %s (sub %s): %s",
+            session.conn_id,
+            session.sub or "-",
+            text,
+            extra={"event": reason, "conn": session.conn_id, "sub": session.sub},
+        )
         if session.is_provider:
             session.is_provider = False
             self.commit(ProviderDown(session.conn_id, reason, now))
@@ -742,6 +749,11 @@ class Hub:
         """Refuse the tokens from now on, and close this node's connections that use them."""
         current = self.revocations.add(revocation)
         self.storage.put_revocation(current)
+        log.info(
+            "token revoked: %s",
+            revocation.key.replace(":", " ", 1),
+            extra={"event": "token_revoked", "jti": revocation.jti, "sub": revocation.sub},
+        )
         for session in list(self.sessions.values()):
             claims = session.claims
             if claims is not None and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
