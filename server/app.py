@@ -43,6 +43,9 @@ from hivectl.core.wire import (
 )
 from server.auth import keyring_from_settings
 from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
+from server.cluster.peers import ClusterPeers
+from server.deferred import Deferred
+from server.handlers.admin import answer_peer
 from server.http_api import ApiListener
 from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
@@ -136,10 +139,14 @@ class HivekitServer:
             started_at=time.time(),
             schedule=self._schedule,
         )
+        self.hub.queued = _queued
         self.cluster: ClusterLog | None = None
+        self.peers: ClusterPeers | None = None
         if clustered:
             self.cluster = ClusterLog(self.hub, settings.cluster, on_applied=self._after_work)
             self.hub.log = self.cluster
+            self.peers = ClusterPeers(self.cluster, self.hub, self._answer_peer)
+            self.hub.peers = self.peers
         self._tick_proposed: float | None = None
         self.metrics = ServerMetrics(
             self.hub,
@@ -176,6 +183,8 @@ class HivekitServer:
         self.hub.load(self.storage.load(), now)
         if self.cluster is not None:
             await self.cluster.start()
+        if self.peers is not None:
+            await self.peers.start()
         limits = self.settings.limits
         self._listener = Listener(
             self,
@@ -325,7 +334,7 @@ class HivekitServer:
         conn_id = f"{self.node_id}:{self._boot}:{next(self._conn_ids)}"
         client = _Client(connection)
         client.session = self.hub.new_session(
-            conn_id, functools.partial(self._deliver, client), connection.remote
+            conn_id, functools.partial(self._deliver, client), connection.remote, time.time()
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -527,6 +536,9 @@ class HivekitServer:
         its connection takes them, so many of them share the loop with everything else.
         """
         self._flush_scheduled = False
+        for session in self.hub.take_condemned():
+            if session.handle is not None and session.closing is not None:
+                self._close(session.handle, *session.closing)
         self.hub.flush()
         if self.hub.streaming and self.hub.pump(_can_take):
             self._flush_soon()
@@ -569,8 +581,11 @@ class HivekitServer:
             except (LogUnavailable, TimeoutError):
                 session.push(_failed(pending, 503, "cluster log unavailable: try again"))
             else:
-                if pending.reply is not None:
-                    session.push(pending.reply)
+                reply = pending.reply
+                if isinstance(reply, Deferred):
+                    reply = await _gathered(pending, reply)
+                if reply is not None:
+                    session.push(reply)
             self._release(session)
             if not retry:
                 conflicted_since = None
@@ -765,11 +780,33 @@ class HivekitServer:
             await self._commit()
         return status, payload
 
+    def _answer_peer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another node's operator request: this node's part, then flush what it did."""
+        answer = answer_peer(self.hub, request, time.time())
+        self._after_work()
+        return answer
+
     async def _commit(self) -> None:
         """Wait until every write so far is durable, timed for /metrics."""
         started = time.perf_counter()
         await self.storage.sync()
         self.metrics.storage_commit.observe(time.perf_counter() - started)
+
+
+async def _gathered(pending: Pending, deferred: Deferred) -> dict[str, Any] | None:
+    """The reply of a request that asked the other nodes (None: the request had no cid)."""
+    try:
+        reply = await deferred.reply()
+    except Exception:
+        log.exception("asking the other nodes failed")
+        reply = _failed(pending, 500, "internal error")
+    return reply if pending.item.get("cid") is not None else None
+
+
+def _queued(session: Session) -> int:
+    """Bytes waiting to be sent to a session's connection (0 for HTTP requests)."""
+    client: _Client | None = session.handle
+    return 0 if client is None else client.connection.queued
 
 
 def _can_take(session: Session) -> bool:

@@ -13,7 +13,7 @@ current state. Concurrent writers to one entity are serialised by the stream's
 expected-last-subject-sequence check, not by merging.
 
 Presence events (`server.presence`) are changes too: a provider up or down, a node
-lost, time passing.
+lost, time passing. So are token revocations (`server.revocations`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import orjson
 
 from hivectl.core.wire import Location
 from server.presence import NodeLost, ProviderDown, ProviderUp, Tick
+from server.revocations import Revocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ Change: TypeAlias = (
     | NodeLost
     | Tick
     | LeaseRenewed
+    | Revocation
 )
 
 _KINDS: dict[str, type[Change]] = {
@@ -96,6 +98,7 @@ _KINDS: dict[str, type[Change]] = {
     "lost": NodeLost,
     "tick": Tick,
     "lease": LeaseRenewed,
+    "revoke": Revocation,
 }
 _NAMES = {kind: name for name, kind in _KINDS.items()}
 

@@ -26,7 +26,11 @@ Rules the handlers keep (protocol.md):
   object exists (404), conflict (409). A failure changes nothing.
 * The hub decides when a connection must go (too many rate-limited messages: 4029; a
   Bearer over ``max_connections_per_sub``: 1008) by setting `Session.closing`; from then
-  on it ignores that connection's frames, and the shell closes it.
+  on it ignores that connection's frames, and the shell closes it. A connection other
+  than the one being handled (an operator's disconnect, a revoked token: 4003) is also
+  put in `Hub.condemned`, which the shell drains after each unit of work.
+* A token is checked against the revocations in force (`server.revocations`) on every
+  Bearer frame and HTTP request, after the cache of verified tokens.
 * Every presence transition the engine returns is published as
   ``connectionStatusChanged`` in its realm and recorded in the ledger.
 * Every change to an object or realm (presence transitions included) is handed to
@@ -54,6 +58,7 @@ from hivectl.core.tokens import (
     verify_token,
 )
 from hivectl.core.wire import (
+    CLOSE_KICKED,
     CLOSE_POLICY,
     CLOSE_RATE_LIMITED,
     Message,
@@ -73,7 +78,8 @@ from server.changes import (
     RealmPut,
     RealmRemoved,
 )
-from server.handlers import objects, pubsub, realms, subscriptions, system
+from server.deferred import Deferred, Peers
+from server.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.handlers.pubsub import PRESENCE_EVENT
 from server.log import LocalLog, Log
 from server.presence import (
@@ -92,11 +98,14 @@ from server.presence import (
 from server.pubsub import PubSubRouter
 from server.ratelimit import RateLimiter
 from server.records import ObjectRecord, RealmRecord
+from server.revocations import Revocation, Revocations
 from server.session import FRAME_MESSAGES, Deliver, Session
 from server.storage import LoadedState, Storage
 from server.subscriptions import Push, SubscriptionIndex
 
 log = logging.getLogger("hivectl.server")
+
+REVOKED = "token has been revoked"
 
 _AUTHENTICATION = {"typ": "sys", "act": "aut"}
 """A Bearer frame as a message, for the 429 that answers one over the rate limit."""
@@ -106,9 +115,11 @@ _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("
 Schedule = Callable[[float, Callable[[], None]], None]
 """The shell's timer: run the callback after a delay (seconds), then flush."""
 
-Handler = Callable[["Hub", Session, Request, float], Message | None]
+
+Handler = Callable[["Hub", Session, Request, float], Message | Deferred | None]
 """A request handler (`server.handlers`): it is given the hub to read its state and commit
-changes, and returns the reply (None for ``set``, which gets none)."""
+changes, and returns the reply (None for ``set``, which gets none; `Deferred` for one that
+needs the other nodes)."""
 _HANDLERS: dict[tuple[str, str], Handler] = {
     ("rea", "cre"): realms.create_realm,
     ("rea", "rea"): realms.read_realm,
@@ -130,6 +141,10 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("sys", "hbt"): system.heartbeat,
     ("sys", "sta"): system.stats,
     ("sys", "pre"): system.presence_query,
+    ("adm", "con"): admin.list_connections,
+    ("adm", "dis"): admin.disconnect,
+    ("adm", "rev"): admin.revoke,
+    ("adm", "rvl"): admin.list_revocations,
 }
 
 
@@ -144,7 +159,7 @@ class Pending:
 
     session: Session
     item: Any
-    reply: Message | None
+    reply: Message | Deferred | None
     rest: list[Any]
 
 
@@ -193,6 +208,13 @@ class Hub:
         self._verified = VerifiedTokens(settings.limits.max_connections)
         """Tokens verified before: one per connection the server may hold, so a whole fleet
         reconnecting after a network blip finds its tokens there."""
+        self.revocations = Revocations()
+        self.condemned: dict[Session, None] = {}
+        """Sessions the hub closed while handling another's work: the shell closes them."""
+        self.peers: Peers | None = None
+        """The other nodes (cluster mode), for operations on every connection."""
+        self.queued: Callable[[Session], int] = lambda session: 0
+        """Bytes waiting to be sent to a session: the shell knows, for the connection list."""
 
     def reconfigure(self, settings: Settings, keys: KeyRing) -> None:
         """Run with new settings and keys from now on (a reload: `server.reload`).
@@ -226,9 +248,19 @@ class Hub:
             owner = self.realms.get(realm_id)
             if owner is not None and object_id in owner.objects:
                 self.engine.load_ledger(realm_id, object_id, entry)
+        for revocation in state.revocations:
+            self.revocations.add(revocation)
+        self.forget_revocations(now)
 
-    def new_session(self, conn_id: str, deliver: Deliver, remote: str = "") -> Session:
-        session = Session(conn_id, deliver, self.dirty, remote)
+    def forget_revocations(self, now: float) -> None:
+        """Drop the revocations whose tokens have all expired (`server.revocations`)."""
+        for revocation in self.revocations.forget(now):
+            self.storage.delete_revocation(revocation.key)
+
+    def new_session(
+        self, conn_id: str, deliver: Deliver, remote: str = "", opened_at: float = 0.0
+    ) -> Session:
+        session = Session(conn_id, deliver, self.dirty, remote, opened_at)
         session.overflow = self._spill
         limits = self.settings.limits
         session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
@@ -283,7 +315,10 @@ class Hub:
                 issuer=auth.issuer or None,
                 audience=auth.audience or None,
                 verified=self._verified,
+                max_ttl=auth.max_token_ttl,
             )
+            if self.revocations and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
+                raise TokenError(REVOKED, "revoked")
         except TokenError as exc:
             self.errors[401] += 1
             self._refused(session, token, exc.reason)
@@ -408,11 +443,38 @@ class Hub:
         needs_sync = self.handle_items(session, accepted, now)
         return 200, session.outbox, needs_sync
 
+    def kick(self, session: Session, reason: str, text: str, now: float) -> None:
+        """Close `session` for an operator (4003): its presence ends now with `reason`.
+
+        The provider goes down at once (not when the socket is gone), so its objects are
+        ``disconnected`` with reason ``kicked`` or ``revoked`` even if the peer is slow
+        to answer the close; the shell closes the socket (`condemned`).
+        """
+        if session.closing is not None:
+            return
+        session.closing = (CLOSE_KICKED, text)
+        self.condemned[session] = None
+        log.info(
+            "closing %s (sub %s): %s",
+            session.conn_id,
+            session.sub or "-",
+            text,
+            extra={"event": reason, "conn": session.conn_id, "sub": session.sub},
+        )
+        if session.is_provider:
+            session.is_provider = False
+            self.commit(ProviderDown(session.conn_id, reason, now))
+
+    def take_condemned(self) -> list[Session]:
+        condemned, self.condemned = list(self.condemned), {}
+        return condemned
+
     def close_session(self, session: Session, reason: str, now: float) -> None:
         if self.sessions.pop(session.conn_id, None) is session and session.sub is not None:
             self._release(session.sub)
         self.dirty.pop(session, None)
         self.streaming.pop(session, None)
+        self.condemned.pop(session, None)
         session.outbox.clear()
         session.streams = None
         self.pubsub.drop_session(session)
@@ -441,6 +503,7 @@ class Hub:
         messages = session.outbox
         session.outbox = []
         self.messages_out += len(messages)
+        session.messages_out += len(messages)
         if len(messages) <= FRAME_MESSAGES:
             session.deliver(encode(messages))
             return
@@ -521,6 +584,7 @@ class Hub:
             )
         for index, item in enumerate(items):
             self.messages_in += 1
+            session.messages_in += 1
             if limiter is not None and not limiter.allow(now):
                 self._rate_limited(session, limiter, item, now)
                 if session.closing is not None:
@@ -558,6 +622,10 @@ class Hub:
                 cid = item.get("cid") if isinstance(item, dict) else None
                 session.push(error(500, "internal error", cid=cid))
                 continue
+            if isinstance(reply, Deferred):
+                # The other nodes are asked first (cluster mode): the rest of the frame waits.
+                self.pending = Pending(session, item, reply, items[index + 1 :])
+                return needs_sync
             answer = reply if request.cid is not None else None
             if self.log.waiting():
                 # The change travels a cluster log first: the rest of the frame waits.
@@ -672,8 +740,24 @@ class Hub:
                 self._apply_object_removed(change)
             case LeaseRenewed():
                 pass
+            case Revocation():
+                self._apply_revocation(change)
             case _:
                 assert_never(change)
+
+    def _apply_revocation(self, revocation: Revocation) -> None:
+        """Refuse the tokens from now on, and close this node's connections that use them."""
+        current = self.revocations.add(revocation)
+        self.storage.put_revocation(current)
+        log.info(
+            "token revoked: %s",
+            revocation.key.replace(":", " ", 1),
+            extra={"event": "token_revoked", "jti": revocation.jti, "sub": revocation.sub},
+        )
+        for session in list(self.sessions.values()):
+            claims = session.claims
+            if claims is not None and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
+                self.kick(session, "revoked", "token revoked", revocation.at)
 
     def deliver_publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
         """A pub/sub message reaches this node's subscribers."""

@@ -39,6 +39,9 @@ class Session:
         "handle",
         "is_provider",
         "limiter",
+        "messages_in",
+        "messages_out",
+        "opened_at",
         "outbox",
         "overflow",
         "permissions",
@@ -51,13 +54,22 @@ class Session:
     )
 
     def __init__(
-        self, conn_id: str, deliver: Deliver, dirty: dict[Session, None], remote: str = ""
+        self,
+        conn_id: str,
+        deliver: Deliver,
+        dirty: dict[Session, None],
+        remote: str = "",
+        opened_at: float = 0.0,
     ) -> None:
         self.conn_id = conn_id
         self.deliver = deliver
         self.dirty = dirty
         """The hub's set of sessions with something to send (shared by all sessions)."""
         self.remote = remote
+        self.opened_at = opened_at
+        self.messages_in = 0
+        self.messages_out = 0
+        """Messages handled and sent, for the operator's connection list."""
         self.authenticated = False
         self.claims: Claims | None = None
         self.permissions = Permissions.nothing()

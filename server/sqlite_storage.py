@@ -60,6 +60,7 @@ import orjson
 
 from server.presence import LedgerEntry
 from server.records import ObjectRecord, RealmRecord
+from server.revocations import Revocation
 from server.storage import LoadedState, StorageError
 
 log = logging.getLogger("hivectl.storage")
@@ -79,6 +80,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE ledgers (realm TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL,"
         " PRIMARY KEY (realm, id)) WITHOUT ROWID",
     ),
+    # 2: token revocations by target (`Revocation.key`), until forgotten.
+    ("CREATE TABLE revocations (key TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID",),
 )
 """Statements per schema version, oldest first; version N is ``MIGRATIONS[N - 1]``."""
 
@@ -101,7 +104,7 @@ Key = tuple[str, str]
 class _Batch:
     """Writes waiting for the next commit, one entry per key (see the module doc)."""
 
-    __slots__ = ("ledgers", "object_deletes", "objects", "realm_deletes", "realms")
+    __slots__ = ("ledgers", "object_deletes", "objects", "realm_deletes", "realms", "revocations")
 
     def __init__(self) -> None:
         self.realm_deletes: set[str] = set()
@@ -109,10 +112,16 @@ class _Batch:
         self.realms: dict[str, tuple[int, bytes]] = {}  # id -> (seq if inserted, body)
         self.objects: dict[Key, tuple[int, bytes]] = {}
         self.ledgers: dict[Key, bytes] = {}
+        self.revocations: dict[str, bytes | None] = {}  # key -> body, None: delete
 
     def __bool__(self) -> bool:
         return bool(
-            self.realm_deletes or self.object_deletes or self.realms or self.objects or self.ledgers
+            self.realm_deletes
+            or self.object_deletes
+            or self.realms
+            or self.objects
+            or self.ledgers
+            or self.revocations
         )
 
     def __len__(self) -> int:
@@ -122,6 +131,7 @@ class _Batch:
             + len(self.realms)
             + len(self.objects)
             + len(self.ledgers)
+            + len(self.revocations)
         )
 
     def delete_realm(self, realm_id: str) -> None:
@@ -261,6 +271,15 @@ class SqliteStorage:
                 "last_reason": entry.last_reason,
             }
         )
+        self._filed()
+
+    def put_revocation(self, revocation: Revocation) -> None:
+        fields = {name: getattr(revocation, name) for name in Revocation.__slots__}
+        self._batch.revocations[revocation.key] = orjson.dumps(fields)
+        self._filed()
+
+    def delete_revocation(self, key: str) -> None:
+        self._batch.revocations[key] = None
         self._filed()
 
     async def sync(self) -> None:
@@ -429,6 +448,15 @@ def _write(connection: sqlite3.Connection, batch: _Batch) -> None:
         "realm, id",
         [(*key, body) for key, body in batch.ledgers.items()],
     )
+    gone = [(key,) for key, body in batch.revocations.items() if body is None]
+    if gone:
+        connection.executemany("DELETE FROM revocations WHERE key = ?", gone)
+    _upsert(
+        connection,
+        "revocations (key, body)",
+        "key",
+        [(key, body) for key, body in batch.revocations.items() if body is not None],
+    )
 
 
 def _upsert(
@@ -588,10 +616,14 @@ def _read_state(path: Path, connection: sqlite3.Connection) -> tuple[LoadedState
                     "SELECT realm, id, body FROM ledgers"
                 )
             }
+            revocations = [
+                Revocation(**orjson.loads(body))
+                for (body,) in connection.execute("SELECT body FROM revocations ORDER BY key")
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise _corrupt(path, f"unreadable record: {exc!r}") from None
         last = connection.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM realms), 0),"
             " coalesce((SELECT max(seq) FROM objects), 0))"
         ).fetchone()[0]
-    return LoadedState(list(realms.values()), ledgers), int(last) + 1
+    return LoadedState(list(realms.values()), ledgers, revocations), int(last) + 1

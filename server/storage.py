@@ -5,7 +5,8 @@ happens (`put_*`/`delete_*`, which must not block: they run on the event loop). 
 resolves once every change told so far is durable; the I/O shell awaits it before
 acknowledging a write, so an acknowledged write survives a crash. `load` runs once, before
 the server accepts connections. Presence itself is never stored: after a restart every
-object starts disconnected. The presence ledger is stored per object.
+object starts disconnected. The presence ledger is stored per object, and token
+revocations (`server.revocations`) by target until they are forgotten.
 
 The interface is this small so that another store (the cluster's, design.md §4) can plug in
 behind `open_storage` without the hub noticing.
@@ -19,6 +20,7 @@ from typing import Protocol
 from hivectl.core.settings import StorageSettings
 from server.presence import LedgerEntry
 from server.records import ObjectRecord, RealmRecord
+from server.revocations import Revocation
 
 
 class StorageError(Exception):
@@ -34,6 +36,8 @@ class LoadedState:
     """Realms with their objects, both in creation order."""
     ledgers: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
     """Presence ledgers by (realm id, object id)."""
+    revocations: list[Revocation] = field(default_factory=list)
+    """Token revocations, forgotten ones included (the hub drops those)."""
 
 
 class Storage(Protocol):
@@ -61,6 +65,12 @@ class Storage(Protocol):
     def delete_object(self, realm_id: str, object_id: str) -> None: ...
 
     def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None: ...
+
+    def put_revocation(self, revocation: Revocation) -> None:
+        """Create or replace the revocation of its target (`Revocation.key`)."""
+        ...
+
+    def delete_revocation(self, key: str) -> None: ...
 
     async def sync(self) -> None:
         """Resolve once every write told before the call is durable (StorageError if not)."""
@@ -90,6 +100,12 @@ class MemoryStorage:
         pass
 
     def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None:
+        pass
+
+    def put_revocation(self, revocation: Revocation) -> None:
+        pass
+
+    def delete_revocation(self, key: str) -> None:
         pass
 
     async def sync(self) -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hivectl.cli import app
 from hivectl.client import HivekitClient
+from hivectl.client.api import AdminApi
 from hivectl.core.settings import setting_keys
 from server.app import HivekitServer
 from tests.conftest import SECRET, mint
@@ -90,9 +91,21 @@ def test_every_command_in_the_table_exists() -> None:
         assert command_path(words) == words, f"hivectl {command}"
 
 
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+
+
 def python_example() -> str:
-    (block,) = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
-    return str(block)
+    """The one complete program in the README; the other Python blocks are fragments."""
+    (block,) = [block for block in python_blocks() if "asyncio.run(" in block]
+    return block
+
+
+def test_the_admin_fragment_calls_methods_the_client_has() -> None:
+    (fragment,) = [block for block in python_blocks() if "client.admin." in block]
+    called = set(re.findall(r"client\.admin\.(\w+)\(", fragment))
+    assert called == {"connections", "disconnect", "revoke"}
+    assert all(callable(getattr(AdminApi, name, None)) for name in called)
 
 
 def example_token_command() -> list[str]:

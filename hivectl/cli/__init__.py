@@ -10,6 +10,7 @@ import typer
 
 from hivectl import __version__
 from hivectl.cli import (
+    admin,
     bench,
     config,
     health,
@@ -59,6 +60,11 @@ app.add_typer(watch.app, name="watch")
 app.add_typer(realm.app, name="realm")
 app.add_typer(objects.app, name="object")
 app.add_typer(storage.app, name="storage")
+app.add_typer(admin.connections_app, name="connections")
+app.command(
+    epilog="Examples:\n\n  hivectl disconnect --sub rider-12 --reason 'left the company'\n\n"
+    "  hivectl disconnect --conn node-a:3f2a1b:17"
+)(admin.disconnect)
 
 
 def main() -> None:

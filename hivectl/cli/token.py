@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from hivectl.cli import admin
 from hivectl.cli.common import (
     CONFIG_OPTION,
     EXIT_CHECK_FAILED,
@@ -33,6 +34,9 @@ from hivectl.core.permissions import GRANT_FORM, PROVIDER_FORM, parse_grant, par
 app = typer.Typer(help="Mint and inspect tokens.", no_args_is_help=True)
 
 TOKEN_ARGUMENT = typer.Argument(..., help="The token, or - to read it from stdin.")
+DEFAULT_TTL = "1h"
+ADMIN_TTL = "15m"
+"""An admin token may disconnect anyone and revoke any token: it lives briefly by default."""
 
 
 def _check_per(values: list[str]) -> list[str]:
@@ -54,7 +58,9 @@ def _check_dpv(values: list[str]) -> list[str]:
     return values
 
 
-def _check_ttl(seconds: float) -> float:
+def _check_ttl(seconds: float | None) -> float | None:
+    if seconds is None:
+        return None
     if seconds <= 0:
         raise typer.BadParameter("must be longer than 0s")
     return seconds
@@ -64,7 +70,8 @@ def _check_ttl(seconds: float) -> float:
     epilog="Examples:\n\n"
     "  hivectl token mint --sub johndoe-123 --per 'london:deliveryRiders/*=R' "
     "--per 'london:deliveryRiders/johndoe-123=CU' --dpv 'london:deliveryRiders/johndoe-123'\n\n"
-    "  TOKEN=$(hivectl token mint --sub ops --per '*:*=CRUD' --ttl 30m)"
+    "  TOKEN=$(hivectl token mint --sub ops --per '*:*=CRUD' --ttl 30m)\n\n"
+    "  ADMIN=$(hivectl token mint --sub alice --admin)"
 )
 def mint(
     sub: str = typer.Option(..., "--sub", help="Who the token is for (the sub claim)."),
@@ -74,13 +81,16 @@ def mint(
     dpv: list[str] = typer.Option(
         [], "--dpv", callback=_check_dpv, metavar="PROVIDES", help=f"Data provider {PROVIDER_FORM}."
     ),
-    ttl: float = typer.Option(
-        "1h",
+    ttl: float | None = typer.Option(
+        None,
         "--ttl",
         parser=duration_flag,
         metavar="DURATION",
         callback=_check_ttl,
-        help="Lifetime: 30m, 1h, 7d.",
+        help=f"Lifetime: 30m, 1h, 7d (default {DEFAULT_TTL}, {ADMIN_TTL} with --admin).",
+    ),
+    admin: bool = typer.Option(
+        False, "--admin", help="Add the admin grant (adm: true): disconnect, revoke, list all."
     ),
     jti: bool = typer.Option(False, "--jti", help="Add a random unique jti claim."),
     kid: str | None = typer.Option(None, "--kid", help="Key id for the token header."),
@@ -115,6 +125,8 @@ def mint(
         claims["dpv"] = dpv_claim_from_flags(dpv)
     if jti:
         claims["jti"] = secrets.token_hex(8)
+    if admin:
+        claims["adm"] = True
     loaded = settings_from(config, secret_file_flags(secret_file), SECRET_FILE_LABELS)
     settings, _ = with_generated_secret(loaded.settings, create=False)
     try:
@@ -126,7 +138,8 @@ def mint(
             hint = f", or run `hivectl serve` here once: it generates {where}"
         fail(f"{exc}{hint}", EXIT_USAGE)
     try:
-        token = mint_token(claims, key, now=time.time(), ttl=ttl)
+        lifetime = ttl if ttl is not None else duration_flag(ADMIN_TTL if admin else DEFAULT_TTL)
+        token = mint_token(claims, key, now=time.time(), ttl=lifetime)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     if as_json:
@@ -210,6 +223,7 @@ def verify(
                 require_permissions=auth.require_permissions,
                 issuer=auth.issuer or None,
                 audience=auth.audience or None,
+                max_ttl=auth.max_token_ttl,
             ).raw
         )
     except TokenError as exc:
@@ -274,3 +288,13 @@ def format_span(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+app.command(
+    epilog="Examples:\n\n  hivectl token revoke --jti 3f9c2a1b7d4e6f80\n\n"
+    "  hivectl token revoke --sub rider-12\n\n"
+    "  hivectl token revoke --sub rider-12 --issued-before 2026-11-30T12:00:00+00:00"
+)(admin.revoke)
+app.command(
+    epilog="Examples:\n\n  hivectl token revocations\n\n  hivectl token revocations --json"
+)(admin.revocations)

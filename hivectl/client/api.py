@@ -63,6 +63,7 @@ class HivekitClient:
         )
         self.realm = RealmApi(self.connection)
         self.system = SystemApi(self.connection)
+        self.admin = AdminApi(self.connection)
 
     async def __aenter__(self) -> HivekitClient:
         await self.connect()
@@ -417,6 +418,55 @@ class SystemApi:
     async def presence_count(self, realm_id: str, id_pattern: str = "*") -> dict[str, int]:
         result: dict[str, int] = await self._connection.request(
             {"typ": "sys", "act": "pre", "rea": realm_id, "dat": {"idp": id_pattern}}
+        )
+        return result
+
+
+class AdminApi:
+    """Operator requests (``typ:"adm"``, README "Operating"); the token needs ``adm: true``.
+
+    In a cluster `connections` and `disconnect` cover every node; their answers say which
+    nodes did not answer (``unanswered``).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def connections(
+        self, *, realm: str | None = None, sub: str | None = None, node: str | None = None
+    ) -> dict[str, Any]:
+        """``{"connections": [...], "unanswered": [...]}``; `sub` is an id pattern."""
+        return await self.request("con", realm=realm, sub=sub, node=node)
+
+    async def disconnect(
+        self,
+        *,
+        conn: str | None = None,
+        sub: str | None = None,
+        jti: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Close the connections named by one of `conn`, `sub`, `jti` (close code 4003)."""
+        return await self.request("dis", conn=conn, sub=sub, jti=jti, reason=reason)
+
+    async def revoke(
+        self,
+        *,
+        jti: str | None = None,
+        sub: str | None = None,
+        issued_before: float | None = None,
+    ) -> dict[str, Any]:
+        """Refuse the token `jti`, or every token of `sub` issued before a time (default now)."""
+        return await self.request("rev", jti=jti, sub=sub, issuedBefore=issued_before)
+
+    async def revocations(self) -> dict[str, Any]:
+        return await self.request("rvl")
+
+    async def request(self, act: str, **options: Any) -> dict[str, Any]:
+        """One ``adm`` request; options that are None are left out."""
+        dat = {key: value for key, value in options.items() if value is not None}
+        result: dict[str, Any] = await self._connection.request(
+            {"typ": "adm", "act": act, "dat": dat}
         )
         return result
 

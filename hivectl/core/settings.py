@@ -361,6 +361,7 @@ class AuthSettings:
     audience: str = _setting("", _TEXT)
     require_permissions: bool = _setting(False, _FLAG)
     leeway: float = _setting(0.0, _DURATION)
+    max_token_ttl: float = _setting(0.0, _DURATION)
     keys: tuple[KeySettings, ...] = _setting((), _Spec(from_env=None, item=KeySettings))
 
 

@@ -25,11 +25,21 @@ not a JWS, bad base64/JSON       ``token is malformed``
 ``kid`` names no key             ``unknown key id <kid>`` (``token has no key id``)
 signature                        ``signature is invalid``
 ``iss`` / ``aud`` (when set)     ``issuer is invalid`` / ``audience is invalid``
-``per`` / ``dpv`` malformed      ``claim per is invalid: ...`` (``dpv`` alike)
+``per`` / ``dpv`` / ``adm``      ``claim per is invalid: ...`` (``dpv``, ``adm``
+malformed                        alike)
 other claim of the wrong type    ``token is malformed`` (``exp`` a string...)
 ``exp`` <= now - leeway          ``token has expired``
 ``nbf`` > now + leeway           ``token is not valid yet``
+lifetime over ``max_ttl``        ``token lives longer than the server allows``
 ================================ ===============================================
+
+``adm`` (true or false) is the admin grant: it is a claim of its own because a token
+without ``per`` may already do everything on realms (protocol.md §7), so no value of
+``per`` could mean "may also disconnect others and revoke tokens".
+
+``max_ttl`` (``auth.max_token_ttl``), when set, bounds how long any accepted token lives
+(``exp`` minus ``iat``, or minus now without ``iat``; no ``exp`` is too long): that bound
+is what lets the server forget a revocation once every token it covers has expired.
 
 Nothing is learnt from a payload before its signature holds. Time is passed in (``now``,
 seconds since the epoch), never read here: PyJWT's own clock checks are switched off and
@@ -69,6 +79,7 @@ EXPIRED = "token has expired"
 NOT_YET_VALID = "token is not valid yet"
 BAD_ISSUER = "issuer is invalid"
 BAD_AUDIENCE = "audience is invalid"
+TOO_LONG = "token lives longer than the server allows"
 NO_KEY_ID = "token has no key id"
 
 _PublicKey: TypeAlias = bytes | RSAPublicKey | EllipticCurvePublicKey
@@ -95,6 +106,7 @@ _REASONS = {
     BAD_ISSUER: "bad_issuer",
     BAD_AUDIENCE: "bad_audience",
     NO_KEY_ID: "no_key_id",
+    TOO_LONG: "too_long",
 }
 REASONS = (*_REASONS.values(), "unknown_kid", "bad_claims")
 
@@ -284,6 +296,8 @@ class Claims:
     per: Permissions
     dpv: ProviderPatterns
     raw: Mapping[str, Any]
+    adm: bool = False
+    """The admin grant (``adm: true``): operations on the server itself, beyond realms."""
 
 
 class VerifiedTokens:
@@ -330,11 +344,13 @@ def verify_token(
     issuer: str | None = None,
     audience: str | None = None,
     verified: VerifiedTokens | None = None,
+    max_ttl: float = 0.0,
 ) -> Claims:
     """Verify `token` at time `now`; raise TokenError with the client's text.
 
     With `verified` (the cache of tokens `keys` verified before), a token found there skips
-    the signature and claim checks; the time checks run on every call.
+    the signature and claim checks; the time checks run on every call. `max_ttl` > 0
+    refuses tokens that would live longer (see the module doc).
     """
     key = (token, require_permissions, issuer, audience)
     claims = verified.get(key) if verified is not None else None
@@ -346,7 +362,16 @@ def verify_token(
         raise TokenError(EXPIRED)
     if claims.nbf is not None and claims.nbf > now + leeway:
         raise TokenError(NOT_YET_VALID)
+    if max_ttl > 0 and not lives_within(claims, max_ttl + leeway, now):
+        raise TokenError(TOO_LONG)
     return claims
+
+
+def lives_within(claims: Claims, ttl: float, now: float) -> bool:
+    """Whether a token with these claims expires within `ttl` of being issued (or of now)."""
+    if claims.exp is None:
+        return False
+    return claims.exp - (claims.iat if claims.iat is not None else now) <= ttl
 
 
 def _verified_claims(
@@ -364,10 +389,14 @@ def _verified_claims(
     try:
         claims = _read_claims(payload, require_permissions=require_permissions)
     except ClaimError as error:
-        if error.claim in ("per", "dpv"):
+        if error.claim in _OWN_TEXT:
             raise TokenError(str(error), "bad_claims") from None
         raise TokenError(MALFORMED) from None
     return claims
+
+
+_OWN_TEXT = ("per", "dpv", "adm")
+"""Claims whose fault is named to the client (the standard ones are ``token is malformed``)."""
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
@@ -443,7 +472,15 @@ def _read_claims(payload: Mapping[str, Any], *, require_permissions: bool) -> Cl
         per=per,
         dpv=dpv,
         raw=MappingProxyType(payload),
+        adm=_flag(payload, "adm"),
     )
+
+
+def _flag(payload: Mapping[str, Any], name: str) -> bool:
+    value = payload.get(name, False)
+    if not isinstance(value, bool):
+        raise ClaimError(name, "expected true or false")
+    return value
 
 
 def _string(payload: Mapping[str, Any], name: str) -> str | None:

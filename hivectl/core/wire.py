@@ -50,17 +50,21 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_KICKED = 4003
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4029
 """WebSocket close codes the server chooses (protocol.md §9; 1009 and 1007 are the
-library's own; 1011 means the server failed)."""
+library's own; 1011 means the server failed). 4003 is ours, beyond protocol.md: an
+operator disconnected the connection or revoked its token (README, "Operating")."""
 
 ACTIONS: Mapping[str, frozenset[str]] = {
     "rea": frozenset({"cre", "rea", "lis", "upd", "del", "sub", "uns", "pub"}),
     "obj": frozenset({"cre", "rea", "lis", "upd", "del", "set"}),
     "sub": frozenset({"cre", "upd", "del"}),
     "sys": frozenset({"hbt", "sta", "pre", "aut"}),
+    "adm": frozenset({"con", "dis", "rev", "rvl"}),
 }
+"""``adm`` is our extension for operators (`server.handlers.admin`), not Hivekit's."""
 
 Message = dict[str, Any]
 

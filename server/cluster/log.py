@@ -78,6 +78,7 @@ import enum
 import functools
 import itertools
 import logging
+import math
 import re
 import secrets
 import time
@@ -124,6 +125,7 @@ from server.cluster.recovery import (
 from server.log import Applier
 from server.presence import NodeLost, ProviderDown, ProviderUp, Tick
 from server.records import RealmRecord
+from server.revocations import Revocation, Revocations
 
 log = logging.getLogger("hivectl.cluster")
 
@@ -207,6 +209,7 @@ class ClusterHost(Applier, Protocol):
 
     node_id: str
     realms: dict[str, RealmRecord]
+    revocations: Revocations
 
     def provider_sessions(self, now: float) -> list[ProviderUp]: ...
 
@@ -412,8 +415,14 @@ class ClusterLog:
                 self._settings.replicas,
             )
         stream_subjects = list(info.config.subjects or [])
-        if EPOCH_SUBJECT not in stream_subjects:
-            info = await js.update_stream(info.config, subjects=[*stream_subjects, EPOCH_SUBJECT])
+        missing = [
+            subject
+            for subject in (*subjects.STREAM_SUBJECTS, EPOCH_SUBJECT)
+            if subject not in stream_subjects
+        ]
+        if missing:
+            # A stream an older version created: it lacks the subjects added since.
+            info = await js.update_stream(info.config, subjects=[*stream_subjects, *missing])
         return info
 
     async def _catch_up(self, last: int) -> None:
@@ -625,6 +634,7 @@ class ClusterLog:
         changes = seed_changes(
             list(self._host.realms.values()), self._host.provider_sessions(now), now
         )
+        changes.extend(self._host.revocations)
         for start in range(0, len(changes), SEED_BATCH):
             batch = changes[start : start + SEED_BATCH]
             await asyncio.gather(*(self._seed_one(change) for change in batch))
@@ -916,6 +926,8 @@ class ClusterLog:
                 return self._own_lease_target(change.node)
             case Tick():
                 return subjects.TICK, None
+            case Revocation():
+                return subjects.revocation_subject(change.key), None
         return subject, self._last_seq.get(subject, 0)
 
     def _own_lease_target(self, node: str) -> tuple[str, int]:
@@ -1005,7 +1017,7 @@ class ClusterLog:
         headers = {HIVE_ID: proposal_id or self._new_id()}
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-        ttl = TOMBSTONE_TTL if _is_tombstone(change) else None
+        ttl = _ttl(change, time.time())
         try:
             ack = await self._js.publish(
                 subject,
@@ -1386,6 +1398,19 @@ class ClusterLog:
     def applied(self) -> int:
         return self._applied
 
+    @property
+    def nats(self) -> NatsClient | None:
+        """The NATS connection, shared with `server.cluster.peers`."""
+        return self._nc
+
+    @property
+    def stream(self) -> str:
+        return self._settings.stream
+
+    def live_nodes(self) -> list[str]:
+        """The other nodes whose lease this node follows: alive, as far as it knows."""
+        return sorted(self._leases)
+
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
         return self._last_seq.get(subject, 0)
@@ -1417,6 +1442,14 @@ def _current_sequence(description: str) -> int:
 
 def _is_tombstone(change: Change) -> bool:
     return isinstance(change, RealmRemoved | ObjectRemoved | ProviderDown)
+
+
+def _ttl(change: Change, now: float) -> float | None:
+    """How long the stream keeps a message: tombstones an hour, a revocation until every
+    token it covers has expired (at least a second, JetStream's smallest TTL)."""
+    if isinstance(change, Revocation):
+        return None if change.expires is None else max(1.0, math.ceil(change.expires - now))
+    return TOMBSTONE_TTL if _is_tombstone(change) else None
 
 
 class _Abandoned(Exception):

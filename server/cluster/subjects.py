@@ -12,6 +12,9 @@ subject                             last message = current state of
 ``hive.prov.<node>.<conn>``         a provider (up with its dpv, or down)
 ``hive.lease.<node>``               a node's lease (renewal, or its loss)
 ``hive.tick``                       the latest grace-period tick
+``hive.revoke.<target>``            a token revocation (``jti:...``/``sub:...``),
+                                    stored with a TTL: it expires when every
+                                    token it covers has (`server.revocations`)
 =================================== ==========================================
 
 Realm ids, object ids, node and connection ids may hold any character, ``.``, ``*``
@@ -22,14 +25,15 @@ so realms can later be sharded across streams by subject filter
 (``hive.log.<realm>.>``).
 
 Pub/sub messages are not state and do not enter the stream: they travel on core NATS
-subjects ``hive.pub.<realm>``.
+subjects ``hive.pub.<realm>``. So do operators' requests to every node (list the
+connections, disconnect some): request/reply on ``hive.ctl.<stream>.admin``.
 """
 
 from __future__ import annotations
 
 import base64
 
-STREAM_SUBJECTS = ("hive.log.>", "hive.prov.>", "hive.lease.>", "hive.tick")
+STREAM_SUBJECTS = ("hive.log.>", "hive.prov.>", "hive.lease.>", "hive.tick", "hive.revoke.>")
 TICK = "hive.tick"
 
 
@@ -75,3 +79,13 @@ def lease_subject(node: str) -> str:
 
 def pubsub_subject(realm_id: str) -> str:
     return f"hive.pub.{token(realm_id)}"
+
+
+def revocation_subject(key: str) -> str:
+    """One subject per revoked target, so the stream keeps its latest revocation."""
+    return f"hive.revoke.{token(key)}"
+
+
+def admin_subject(stream: str) -> str:
+    """Core NATS subject every node of the cluster following `stream` answers operators on."""
+    return f"hive.ctl.{stream}.admin"

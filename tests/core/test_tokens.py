@@ -505,3 +505,34 @@ def test_a_secret_file_is_text_and_a_binary_one_is_named(tmp_path: Path) -> None
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match=f"{binary}: not a text file"):
         read_secret_file(binary)
+
+
+# --- the admin grant and the lifetime bound ---------------------------------------------
+
+
+def test_adm_true_is_the_admin_grant_and_nothing_else_is() -> None:
+    assert ok(signed({"adm": True})).adm is True
+    assert ok(signed({"adm": False})).adm is False
+    assert ok(signed({})).adm is False
+    assert ok(signed({"per": {"*": {"*": "CRUD"}}})).adm is False
+
+
+@pytest.mark.parametrize("value", ["true", 1, None, [], {}])
+def test_an_adm_that_is_not_a_boolean_is_refused_by_name(value: object) -> None:
+    assert failure(signed({"adm": value})) == "claim adm is invalid: expected true or false"
+    with pytest.raises(ClaimError):
+        mint_token({"adm": value}, HS_KEY, now=NOW)
+
+
+def test_max_ttl_refuses_tokens_that_live_longer() -> None:
+    bound = 3600.0
+    assert ok(signed({"iat": NOW, "exp": NOW + bound}), max_ttl=bound).exp == NOW + bound
+    too_long = "token lives longer than the server allows"
+    assert failure(signed({"iat": NOW, "exp": NOW + bound + 1}), max_ttl=bound) == too_long
+    assert failure(signed({"iat": NOW}), max_ttl=bound) == too_long  # no exp: for ever
+    # Without iat the lifetime left counts from now.
+    assert ok(signed({"exp": NOW + bound}), max_ttl=bound).exp == NOW + bound
+    assert failure(signed({"exp": NOW + bound + 1}), max_ttl=bound) == too_long
+    # Leeway widens it as it widens expiry; 0 sets no bound at all.
+    assert ok(signed({"iat": NOW, "exp": NOW + bound + 5}), max_ttl=bound, leeway=5).iat == NOW
+    assert ok(signed({"iat": NOW}), max_ttl=0).exp is None

@@ -18,6 +18,7 @@ import pytest
 from hivectl.core.settings import StorageSettings
 from server.presence import LedgerEntry
 from server.records import ObjectRecord, RealmRecord
+from server.revocations import revoke_jti, revoke_sub
 from server.sqlite_storage import APPLICATION_ID, MIGRATIONS, Migration, SqliteStorage
 from server.storage import LoadedState, StorageError, open_storage
 from tests.diskutil import unwritable_directory
@@ -273,9 +274,47 @@ async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> N
     async with opened(path, migrations=newer):
         pass
     before = snapshot(path)
-    with pytest.raises(StorageError, match=r"newer hivectl \(schema version 2; this one knows up"):
+    known = len(MIGRATIONS)
+    with pytest.raises(
+        StorageError,
+        match=rf"newer hivectl \(schema version {known + 1}; this one knows up to {known}\)",
+    ):
         SqliteStorage.open(path, batch_window=0.01)
     assert snapshot(path) == before
+
+
+async def test_revocations_are_kept_replaced_and_deleted_by_target(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    jti = revoke_jti("j1", 1_800_000_060.0, 0, 1_800_000_000.0)
+    sub = revoke_sub("rider's*", None, 3600, 1_800_000_000.0)
+    later = revoke_sub("rider's*", None, 3600, 1_800_000_100.0)
+    gone = revoke_jti("gone", None, 0, 1_800_000_000.0)
+    async with opened(path) as storage:
+        for revocation in (jti, sub, gone, later):
+            storage.put_revocation(revocation)
+        storage.delete_revocation(gone.key)
+        await storage.sync()
+    loaded = await reopened(path)
+    assert sorted(loaded.revocations, key=lambda r: r.key) == [jti, later]
+    async with opened(path) as storage:
+        storage.delete_revocation(jti.key)
+    assert (await reopened(path)).revocations == [later]
+
+
+async def test_a_version_1_database_gains_the_revocations_table(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:  # as version 1 left it
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO realms VALUES (1, 'london', ?)", (b'{"lab":"","dat":{}}',))
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    async with opened(path) as storage:
+        assert [realm.id for realm in storage.load().realms] == ["london"]
+        storage.put_revocation(revoke_jti("j1", None, 0, 1.0))
+    assert (await reopened(path)).revocations == [revoke_jti("j1", None, 0, 1.0)]
+    assert rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
 # -- refusals ------------------------------------------------------------------------
