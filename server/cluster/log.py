@@ -63,6 +63,11 @@ How it keeps every node's state equal (design.md §3, §4):
   or, if a later write of the same subject replaced it before it was delivered, once
   the stream's last message of that subject is one this node applied. A sequence number
   alone never settles a write: the same number may name a message of another life.
+* **Every wait is bounded by a deadline, not by one cancellation.** A request of the
+  NATS client may swallow a cancellation (`within`), so start-up runs in a task that is
+  abandoned at its deadline, loops check their own deadline, and leaving cancels its
+  tasks until they end (`stop_tasks`). A wait that gives up says so: start-up raises
+  `LogUnavailable`, a read of a new life that takes too long is logged and started over.
 * **Time.** A grace period ends by a `Tick` that any node appends when its engine's
   deadline has passed; duplicates are harmless, and every node applies the same ticks at
   the same place in the log.
@@ -160,6 +165,8 @@ QUERY_WINDOW = 0.3
 """Seconds a node collects the other nodes' answers before deciding who re-seeds."""
 SEED_BATCH = 256
 """Seed messages in flight at once."""
+STOP_TIMEOUT = 2.0
+"""Seconds a task of this log may take to end once cancelled (`stop_tasks`)."""
 
 _TRANSIENT_ERRORS = (
     OSError,
@@ -312,16 +319,19 @@ class ClusterLog:
         """
         servers = [url.strip() for url in self._settings.nats_url.split(",") if url.strip()]
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                self._nc = await nats.connect(
+            self._nc = await within(
+                CONNECT_TIMEOUT,
+                nats.connect(
                     servers=servers,
                     name=f"hivectl {self._host.node_id}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
+                    drain_timeout=int(PUBLISH_TIMEOUT),
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
-                )
+                ),
+            )
         except TimeoutError:
             raise LogUnavailable(
                 f"cannot reach NATS at {self._settings.nats_url} (tried for {CONNECT_TIMEOUT:g}s)"
@@ -333,12 +343,7 @@ class ClusterLog:
         problem = ["JetStream does not answer (is nats-server running with --jetstream?)"]
         try:
             await self._nc.subscribe(self._query_subject, cb=self._on_query)
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await _when_ready(lambda: self._ensure_stream(js), problem)
-                await _when_ready(lambda: self._check(js), problem)
-                while not self._following():
-                    await self._check_requested(self._settings.check_interval)
-                    await _when_ready(lambda: self._check(js), problem)
+            await within(CONNECT_TIMEOUT, self._find_life(js, problem))
             await self._nc.subscribe("hive.pub.>", cb=self._on_pubsub)
         except TimeoutError:
             await self._nc.close()
@@ -352,6 +357,14 @@ class ClusterLog:
         self._leases_task = asyncio.create_task(self._leases_loop(), name="hive-leases")
         self._watch_task = asyncio.create_task(self._watch(), name="hive-watch")
         await self._renew_lease()
+
+    async def _find_life(self, js: JetStreamContext, problem: list[str]) -> None:
+        """Make sure the stream exists, and check it until this node follows a life."""
+        await _when_ready(lambda: self._ensure_stream(js), problem)
+        await _when_ready(lambda: self._check(js), problem)
+        while not self._following():
+            await self._check_requested(self._settings.check_interval)
+            await _when_ready(lambda: self._check(js), problem)
 
     async def close(self) -> None:
         """Leave: publish what is queued (providers' departures), then this node's loss."""
@@ -367,15 +380,16 @@ class ClusterLog:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PUBLISH_TIMEOUT):
                     await self._queue.join()
-        for task in [self._publisher_task, *others]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks([task for task in [self._publisher_task, *others] if task is not None])
         self._state = LogState.CLOSED
         if self._nc is not None:
-            with contextlib.suppress(Exception):
+            # Bounded by the client's drain timeout (`start`), then it closes. A client
+            # that cannot drain (NATS away: it is reconnecting) is closed at once.
+            try:
                 await self._nc.drain()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
 
     @property
     def state(self) -> LogState:
@@ -425,18 +439,25 @@ class ClusterLog:
             info = await js.update_stream(info.config, subjects=[*stream_subjects, *missing])
         return info
 
-    async def _catch_up(self, last: int) -> None:
+    async def _catch_up(self, last: int, deadline: float) -> None:
         """Wait until the snapshot, everything up to sequence `last`, is applied.
 
         The message at `last` is the last of its subject, so the consumer delivers it,
         unless it expired or was purged meanwhile; then the consumer's count of pending
-        messages tells when the snapshot is done.
+        messages tells when the snapshot is done. `TimeoutError` once past `deadline`
+        (`time.monotonic`), checked here rather than by a cancellation, which a NATS
+        request may swallow (`within`).
         """
         assert self._consumer is not None
         life = self._life
         while self._applied < last:
             if life != self._life or self._followed[1] is None:
                 raise _Abandoned  # the consumer turned out to read something else
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the snapshot up to sequence {last} was not read within "
+                    f"{RESYNC_TIMEOUT:g}s (applied {self._applied})"
+                )
             if await self._progress(CATCH_UP_CHECK):
                 continue
             try:
@@ -698,8 +719,7 @@ class ClusterLog:
                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                 idle_heartbeat=CONSUMER_HEARTBEAT,
             )
-            async with asyncio.timeout(RESYNC_TIMEOUT):
-                await self._catch_up(view.last_seq)
+            await self._catch_up(view.last_seq, time.monotonic() + RESYNC_TIMEOUT)
         except _Abandoned:
             self._seen = None
             self._request_check()
@@ -739,13 +759,26 @@ class ClusterLog:
         if self._js is None:
             return False
         position = self._position()
+        deadline = time.monotonic() + RESYNC_TIMEOUT
         while True:
             try:
                 view = await self._view(self._js, position.applied)
                 break
-            except Exception:
+            except Exception as exc:
                 # JetStream is still recovering: messages wait meanwhile, none is lost.
                 if life != self._life or self._closing:
+                    return False
+                if time.monotonic() >= deadline:
+                    # Not trusted, so not lost either: the caller reads the stream anew.
+                    log.warning(
+                        "stream %s on %s: cannot check the recreated consumer against the "
+                        "stream within %gs (%s: %s); reading the stream anew",
+                        self._settings.stream,
+                        self._server(),
+                        RESYNC_TIMEOUT,
+                        type(exc).__name__,
+                        exc,
+                    )
                     return False
                 await asyncio.sleep(RETRY_DELAY)
         if life != self._life:
@@ -853,25 +886,32 @@ class ClusterLog:
                 with contextlib.suppress(TimeoutError):
                     await self.wait_applied(conflict.current)
                 raise
+        deadline = time.monotonic() + PUBLISH_TIMEOUT
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                for proposal in proposals:
-                    await self._applied_here(proposal)
+            for proposal in proposals:
+                await self._applied_here(proposal, deadline)
         except TimeoutError:
             self._request_check()  # stored but not back: is the consumer on another stream?
             raise
 
-    async def _applied_here(self, proposal: _Proposal) -> None:
-        """Return once this node applied the proposal's message (or what replaced it)."""
+    async def _applied_here(self, proposal: _Proposal, deadline: float) -> None:
+        """Return once this node applied the proposal's message (or what replaced it).
+
+        `TimeoutError` once past `deadline` (`time.monotonic`), checked at every turn: a
+        cancellation may be swallowed by the NATS request in `_replaced` (`within`).
+        """
         while not proposal.applied.done():
             if proposal.life != self._life:
                 raise LogUnavailable("the stream changed before this write was applied")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the write to {proposal.subject} was not applied in time")
             if self._last_seq.get(proposal.subject, 0) > proposal.seq and await self._replaced(
                 proposal
             ):
                 return
             if not proposal.applied.done():
-                await self._progress(PUBLISH_TIMEOUT)
+                await self._progress(remaining)
         proposal.applied.result()
 
     async def _replaced(self, proposal: _Proposal) -> bool:
@@ -1414,6 +1454,51 @@ class ClusterLog:
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
         return self._last_seq.get(subject, 0)
+
+
+async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` for `seconds` at most; `TimeoutError` after that, once `work` ended.
+
+    Not `asyncio.timeout`: that cancels once, and a request of the NATS client may
+    swallow the cancellation (on Python 3.11, `asyncio.wait_for` returns a reply that
+    arrived just before it was cancelled), so a loop inside `work` would go on for
+    ever. Here the deadline holds whatever `work` does with a cancellation.
+    """
+    task = asyncio.get_running_loop().create_task(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        await stop_tasks([task])
+        raise
+    if not done:
+        await stop_tasks([task])
+        raise TimeoutError(f"not done within {seconds:g}s")
+    return task.result()
+
+
+async def stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` until they end, for `STOP_TIMEOUT` at most.
+
+    Cancelled again and again, not once: a task looping on NATS requests may swallow a
+    cancellation (see `within`). One that still runs after the timeout is left behind,
+    and said.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_TIMEOUT
+    pending = {task for task in tasks if not task.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.1, deadline - loop.time()))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.debug("task %s ended with %r", task.get_name(), task.exception())
+    if pending:
+        log.warning(
+            "tasks %s did not end within %gs of being cancelled: left running",
+            ", ".join(sorted(task.get_name() for task in pending)),
+            STOP_TIMEOUT,
+        )
 
 
 async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str]) -> T:
