@@ -410,11 +410,15 @@ def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
                 )
             else:
                 yield (
-                    f"{label} on {target}: the load side ({processes} load processes and their"
+                    f"{label} on {target}: the load side ({_processes(processes)} and the"
                     f" coordinator) used {load_share:.0%} of its cores, the server"
                     f" {server_text} of a core -- the load side was the bottleneck{rounds}; the"
                     " server's CPU per operation does not depend on it"
                 )
+
+
+def _processes(count: int) -> str:
+    return "1 load process" if count == 1 else f"{count} load processes"
 
 
 def _load_bound(run: Mapping[str, Any]) -> tuple[float, float | None] | None:

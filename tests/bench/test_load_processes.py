@@ -235,7 +235,10 @@ def test_load_processes_that_fill_their_cores_are_named_as_the_bottleneck() -> N
         a_raw(a_run("churn", "hivectl", **crowded), a_run("churn", "baseline", **roomy))
     )
     assert report["notes"] == [
-        "churn on hivectl: the load side (2 load processes and their coordinator) used 96% of"
+        "churn on hivectl: the load side (2 load processes and the coordinator) used 96% of"
         " its cores, the server 50% of a core -- the load side was the bottleneck; the"
         " server's CPU per operation does not depend on it"
     ]
+    alone = {**crowded, "load_processes": 1, "load_cpu_max_s": 9.6}
+    (note,) = build_report(a_raw(a_run("churn", "hivectl", **alone)))["notes"]
+    assert "(1 load process and the coordinator)" in note
