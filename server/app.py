@@ -16,13 +16,14 @@ delayed pushes the hub asks for (`Hub.schedule`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -189,19 +190,19 @@ class HivekitServer:
             origins=limits.allowed_origins,
             server_header="hivectl",
         )
-        await self._listener.start(
+        host, port, api_port = (
             self.settings.server.host,
             self.settings.server.port,
-            backlog=LISTEN_BACKLOG,
-            tls=self.tls,
+            self.settings.server.api_port,
         )
+        with _naming_the_port(host, port, "WebSocket port ([server].port, --port)"):
+            await self._listener.start(host, port, backlog=LISTEN_BACKLOG, tls=self.tls)
         if self.settings.server.api_enabled:
             self._api = ApiListener(
                 self.handle_http, self.settings.limits.max_message_size, self._http_answered
             )
-            await self._api.start(
-                self.settings.server.host, self.settings.server.api_port, self.tls
-            )
+            with _naming_the_port(host, api_port, "HTTP API port ([server].api_port, --api-port)"):
+                await self._api.start(host, api_port, self.tls)
         self.ready = True
         log.info("serving %s", self.ws_url)
 
@@ -787,6 +788,17 @@ def _backed_up(client: _Client, budget: int) -> bool:
 def _failed(pending: Pending, code: int, text: str) -> dict[str, Any]:
     item = pending.item
     return error(code, text, cid=item.get("cid"), typ=item.get("typ"), act=item.get("act"))
+
+
+@contextlib.contextmanager
+def _naming_the_port(host: str, port: int, what: str) -> Iterator[None]:
+    """An address in use (or not ours to take) says which of the two ports, and the flag and
+    setting that choose it: the OS error alone does not tell them apart."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}, the {what}: {reason}") from exc
 
 
 def _url_host(host: str) -> str:

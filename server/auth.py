@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hivectl.core.settings import AuthSettings
-from hivectl.core.tokens import KeyRing, VerificationKey, load_pem, secret_from_text
+from hivectl.core.tokens import KeyRing, VerificationKey, load_pem, read_secret_file
 
 
 class AuthConfigError(ValueError):
@@ -52,7 +52,7 @@ def _key(
             if secret:
                 material: str | bytes = secret.encode()
             elif secret_file:
-                material = secret_from_text(Path(secret_file).read_text())
+                material = read_secret_file(secret_file)
             else:
                 raise AuthConfigError("HS256 needs a secret or a secret_file")
         else:

@@ -502,6 +502,13 @@ def _lock(path: Path) -> int:
     return fd
 
 
+def check_file(path: str | os.PathLike[str]) -> None:
+    """The read-only checks `SqliteStorage.open` makes before it touches a file (ours or
+    empty, not from a newer version, structurally sound), for a file no server holds: a
+    backup is checked with them before it is put in place. Raises StorageError."""
+    _inspect(Path(path), len(MIGRATIONS))
+
+
 def _inspect(path: Path, newest: int) -> None:
     """Read-only checks: ours (or empty), not from a newer version, structurally sound.
 

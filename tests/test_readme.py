@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hivectl.cli import app
+from hivectl.client import HivekitClient
 from hivectl.core.settings import setting_keys
+from server.app import HivekitServer
+from tests.conftest import SECRET, mint
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -82,3 +88,70 @@ def test_every_command_in_the_table_exists() -> None:
     for command in re.findall(r"^\| `hivectl ([a-z ]+)", README, flags=re.M):
         words = command.split()
         assert command_path(words) == words, f"hivectl {command}"
+
+
+def python_example() -> str:
+    (block,) = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    return str(block)
+
+
+def example_token_command() -> list[str]:
+    """The `hivectl token mint` the README exports as TOKEN for the Python example."""
+    (line,) = re.findall(r"export TOKEN=\$\(hivectl (.*?)\)\n", README.replace("\\\n", " "))
+    return shlex.split(line)
+
+
+async def test_the_python_example_runs_as_written_with_the_token_the_readme_mints(
+    server: HivekitServer,
+) -> None:
+    """The example's first line used to fail with 403 (its token cannot read the realm),
+    and its live set was empty when subscribe returned. Here it runs, unchanged, against a
+    realm whose riders take three pushes to send."""
+    riders = 1200  # more than two pushes of 500: the state comes in pieces
+    async with HivekitClient(server.ws_url, mint("admin"), reconnect=False) as admin:
+        london = await admin.realm.create("london")
+        creates = [
+            {
+                "typ": "obj",
+                "act": "cre",
+                "rea": "london",
+                "id": f"deliveryRiders/r{i}",
+                "dat": {"type": "rider"},
+            }
+            for i in range(riders)
+        ]
+        creates.append(
+            {
+                "typ": "obj",
+                "act": "cre",
+                "rea": "london",
+                "id": "deliveryRiders/van",
+                "dat": {"type": "van"},
+            }
+        )
+        for start in range(0, len(creates), 500):
+            replies = await admin.connection.request_batch(creates[start : start + 500])
+            assert not [reply for reply in replies if isinstance(reply, Exception)]
+        await london.object.create("depots/x", data={"type": "rider"})  # not readable
+    minted = CliRunner().invoke(app, example_token_command(), env={"HIVECTL_AUTH_SECRET": SECRET})
+    assert minted.exit_code == 0, minted.output
+    env = {
+        **os.environ,
+        "TOKEN": minted.stdout.strip(),
+        "HIVECTL_CLIENT_URL": server.ws_url,
+        "PYTHONPATH": str(ROOT),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        python_example(),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "connected"
+    assert lines[-1] == str(riders + 1)  # every rider, johndoe-123 included, on return

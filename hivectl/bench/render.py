@@ -176,6 +176,8 @@ def _targets(report: dict[str, Any]) -> Table:
 
 def render_report(report: dict[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [_header(report)]
+    if report.get("interrupted"):
+        parts.append(Text("interrupted: only the runs that finished", style="yellow"))
     if _compared(report):
         parts.append(_figures(report))
     if any(_is_scale(row) for row in report["rows"]):

@@ -80,6 +80,15 @@ class Placement:
         return {"processes": self.load_processes, "pinned": pinned}
 
 
+@dataclass(frozen=True)
+class Keys:
+    """The signing key for each target: hivectl's (the bench's or the configured one with
+    ``--url``), and the baseline's, always HS256 with the bench's secret."""
+
+    hivectl: SigningKey
+    baseline: SigningKey
+
+
 def placement(cores: set[int], pin: bool, processes: int | None) -> Placement:
     """The server alone on the first of `cores` and the load on the rest (`pin`), or all
     free; `processes` load processes, or one per core but the server's."""
@@ -154,6 +163,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run the scenarios against hivectl (started here, or `url` with `key`) and the baseline.
 
+    Ctrl-C stops the run where it is: the job under way is dropped (its servers and load
+    generator stopped), the finished ones are returned with ``interrupted`` true, so a long
+    bench cut short still reports what it measured.
+
     `server_settings` are ``HIVECTL_*`` variables for the hivectl servers started here, over
     the bench's own: for a test that must lift a limit a scenario keeps at its default.
     `pin` puts each server on a core of its own and the load on the others (`placement`;
@@ -181,36 +194,69 @@ def run_bench(
         "url": url,
         "load": where.as_dict(),
         "notes": [open_files.note] if open_files.note else [],
+        "interrupted": False,
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="hivectl-bench-") as work:
-        for number, job in enumerate(plan_jobs(scenarios, plan)):
-            if progress is not None:
-                progress(job)
-            directory = Path(work) / f"{number:03d}-{job.scenario}-{job.target}"
-            record = {
-                "scenario": job.scenario,
-                "label": job.label,
-                "target": job.target,
-                "size": job.size,
-                "round": job.round,
-                "storage": job.storage,
-                "new_tokens": job.new_tokens,
-            }
-            try:
-                if job.scenario == SCALE:
-                    outcome = _scale(
-                        job, plan, directory, url, secret, options, key, server_settings, where
-                    )
-                else:
-                    with _server(job, plan, directory, url, secret, where) as served:
-                        target_key = key if job.target == "hivectl" else baseline_key
-                        outcome = _load(job, served, options, target_key, where)
-            except ServerFailed as exc:
-                outcome = {"error": str(exc)}
-            raw["runs"].append({**record, **outcome})
+        try:
+            _run_jobs(
+                raw,
+                scenarios,
+                plan,
+                Path(work),
+                url,
+                secret,
+                options,
+                Keys(key, baseline_key),
+                progress,
+                server_settings,
+                where,
+            )
+        except KeyboardInterrupt:
+            raw["interrupted"] = True
     raw["machine"]["load_average_end"] = machine()["load_average"]
     return raw
+
+
+def _run_jobs(
+    raw: dict[str, Any],
+    scenarios: Sequence[str],
+    plan: BenchPlan,
+    work: Path,
+    url: str | None,
+    secret: str,
+    options: PlanOptions,
+    keys: Keys,
+    progress: Callable[[Job], None] | None,
+    server_settings: Mapping[str, str] | None,
+    where: Placement,
+) -> None:
+    """Each job in turn, its outcome appended to ``raw["runs"]`` as soon as it is known."""
+    for number, job in enumerate(plan_jobs(scenarios, plan)):
+        if progress is not None:
+            progress(job)
+        directory = work / f"{number:03d}-{job.scenario}-{job.target}"
+        record = {
+            "scenario": job.scenario,
+            "label": job.label,
+            "target": job.target,
+            "size": job.size,
+            "round": job.round,
+            "storage": job.storage,
+            "new_tokens": job.new_tokens,
+        }
+        try:
+            if job.scenario == SCALE:
+                outcome = _scale(
+                    job, plan, directory, url, secret, options, keys.hivectl, server_settings, where
+                )
+            else:
+                with _server(job, plan, directory, url, secret, where) as served:
+                    key = keys.hivectl if job.target == "hivectl" else keys.baseline
+                    outcome = _load(job, served, options, key, where)
+        except ServerFailed as exc:
+            outcome = {"error": str(exc)}
+        raw["runs"].append({**record, **outcome})
 
 
 @contextlib.contextmanager

@@ -9,7 +9,19 @@ from __future__ import annotations
 import typer
 
 from hivectl import __version__
-from hivectl.cli import bench, config, health, presence, serve, simulate, token, watch
+from hivectl.cli import (
+    bench,
+    config,
+    health,
+    objects,
+    presence,
+    realm,
+    serve,
+    simulate,
+    storage,
+    token,
+    watch,
+)
 
 app = typer.Typer(
     name="hivectl",
@@ -44,9 +56,35 @@ bench.register(app)
 app.add_typer(presence.app, name="presence")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(watch.app, name="watch")
+app.add_typer(realm.app, name="realm")
+app.add_typer(objects.app, name="object")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:
     """The console script and `python -m hivectl`; the name is fixed so that help and
-    completion say ``hivectl`` rather than ``__main__.py``."""
-    app(prog_name="hivectl")
+    completion say ``hivectl`` rather than ``__main__.py``.
+
+    A usage error is Typer's Rich panel on a terminal; anywhere else it is Click's plain
+    ``Error: ...`` line, not a box wrapped at 80 columns that a script cannot read by lines.
+    """
+    import sys
+
+    from typer import rich_utils
+
+    from hivectl.cli.common import error
+
+    try:
+        code = app(prog_name="hivectl", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's errors (Typer vendors Click)
+        if sys.stderr.isatty() or type(exc).__name__ == "NoArgsIsHelpError":
+            rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+        else:
+            context = getattr(exc, "ctx", None)
+            hint = f" (see {context.command_path} --help)" if context is not None else ""
+            error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

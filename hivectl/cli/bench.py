@@ -4,24 +4,31 @@ Thin: options -> `hivectl.bench.plan.PlanOptions`, `hivectl.bench.runner.run_ben
 starts the servers and the load generators), then the report as a Rich table on stdout or
 ``--json``. Progress lines go to stderr.
 
-Exit codes: 0 the bench ran (whether targets were met is in the report: a benchmark
-measures, it does not gate); 1 a scenario could not run; 2 bad options or, with ``--url``,
-no signing key.
+Exit codes: 0 the bench ran and every target it could judge was met; 3 a target was not
+met (after the report, one ``target not met:`` line each on stderr), as `simulate` does
+for its thresholds, so CI can gate on it; 1 a scenario could not run; 2 bad options or,
+with ``--url``, no signing key; 130 interrupted by Ctrl-C, after the report of the runs
+that finished.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
 from hivectl.cli.common import (
     CONFIG_OPTION,
+    EXIT_CHECK_FAILED,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    duration_flag,
     err_console,
     error,
     fail,
@@ -73,16 +80,26 @@ def bench(
         "--connections",
         help="Providers for connect (instead of 1,000 and 5,000), churn and fanout riders.",
     ),
-    duration: str | None = typer.Option(
-        None, "--duration", help="Length of churn and fanout (default 10s)."
+    duration: float | None = typer.Option(
+        None,
+        "--duration",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Length of churn and fanout (default 10s).",
     ),
-    ping_interval: str | None = typer.Option(
+    ping_interval: float | None = typer.Option(
         None,
         "--ping-interval",
+        parser=duration_flag,
+        metavar="DURATION",
         help="Keepalive of the servers the bench starts (default: each one's own).",
     ),
-    ping_timeout: str | None = typer.Option(
-        None, "--ping-timeout", help="Keepalive timeout, likewise (default: each one's own)."
+    ping_timeout: float | None = typer.Option(
+        None,
+        "--ping-timeout",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Keepalive timeout, likewise (default: each one's own).",
     ),
     rounds: int | None = typer.Option(
         None,
@@ -120,16 +137,15 @@ def bench(
     from hivectl.bench.render import render_report
     from hivectl.bench.report import build_report
     from hivectl.bench.runner import Job, PinError, run_bench
-    from hivectl.core.settings import parse_duration
     from hivectl.core.tokens import SigningKey
 
     try:
         options = PlanOptions(
             quick=quick,
             connections=connections,
-            duration=parse_duration(duration) if duration is not None else None,
-            ping_interval=parse_duration(ping_interval) if ping_interval is not None else None,
-            ping_timeout=parse_duration(ping_timeout) if ping_timeout is not None else None,
+            duration=duration,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
             rounds=rounds,
             objects=parse_sizes(objects) if objects is not None else None,
             load_processes=load_processes,
@@ -170,8 +186,26 @@ def bench(
         typer.echo(json.dumps(report, indent=2))
     else:
         Console().print(render_report(report))
+    if report["interrupted"]:
+        finished = len(report["runs"])
+        fail(f"interrupted: the report covers the {finished} runs that finished", EXIT_INTERRUPTED)
     if report["errors"]:
         raise typer.Exit(EXIT_FAILURE)
+    missed = [target for target in report["targets"] if target["met"] is False]
+    for target in missed:
+        err_console.print(
+            f"[red]target not met:[/red] {escape(target_line(target))}", highlight=False
+        )
+    if missed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def target_line(target: dict[str, Any]) -> str:
+    """``connect 1,000: connections/s >= 0.8x the baseline's (0.71x)``."""
+    value = target["value"]
+    shown = "no figure" if value is None else f"{value:g}{target['unit'] and ' ' + target['unit']}"
+    detail = f"; {target['detail']}" if target.get("detail") else ""
+    return f"{target['target']} ({shown}{detail})"
 
 
 def _is_loopback(url: str) -> bool:

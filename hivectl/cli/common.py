@@ -24,11 +24,16 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CHECK_FAILED = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C, after the report of what finished (`simulate`, `bench`)."""
 
 DISCOVERED_CONFIG = Path("hivectl.toml")
 """Read when neither --config nor HIVECTL_CONFIG names a file: what `config init` writes."""
 
 err_console = Console(stderr=True)
+# On a terminal Rich wraps to its width; anywhere else (a pipe, a log collector, a test) a
+# message stays one line, whatever its length, so it can be read and searched by lines.
+err_console.soft_wrap = not err_console.is_terminal
 
 CONFIG_OPTION = typer.Option(
     None,
@@ -54,6 +59,20 @@ CA_FILE_OPTION = typer.Option(
 )
 
 
+def duration_flag(value: str | float) -> float:
+    """Every duration flag's parser (``parser=duration_flag``): seconds from ``30s``,
+    ``250ms``, ``1h30m`` or a bare number of seconds, the same forms as the config file;
+    anything else, a negative included, is a usage error naming the flag."""
+    from hivectl.core.settings import parse_duration
+
+    if isinstance(value, float):  # a default Click has converted already
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def client_tls(ca_file: str) -> ssl.SSLContext | None:
     """The context that verifies a private CA's server, or None for the system's trust
     store; an unusable CA file is a usage error (exit 2) naming the file."""
@@ -76,6 +95,11 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
+def note(message: str) -> None:
+    """A ``note: ...`` line on stderr: what the command decided for the user."""
+    err_console.print(f"note: {escape(message)}", highlight=False)
+
+
 def fail(message: str, code: int) -> NoReturn:
     error(message)
     raise typer.Exit(code)
@@ -90,14 +114,14 @@ def config_path(config: Path | None) -> Path | None:
 
 
 def secret_file_flags(secret_file: Path | None) -> dict[str, object]:
-    """``--secret-file`` as overrides: it also clears ``[auth].secret`` from lower layers, so the
-    flag wins over $HIVECTL_AUTH_SECRET instead of clashing with it."""
+    """``--secret-file`` as an override; like every flag it wins over $HIVECTL_AUTH_SECRET
+    and the file's ``[auth] secret`` (`load_settings` keeps the higher layer's of the two)."""
     if secret_file is None:
         return {}
-    return {"auth.secret_file": str(secret_file), "auth.secret": ""}
+    return {"auth.secret_file": str(secret_file)}
 
 
-SECRET_FILE_LABELS = {"auth.secret_file": "--secret-file", "auth.secret": "--secret-file"}
+SECRET_FILE_LABELS = {"auth.secret_file": "--secret-file"}
 
 
 def settings_from(

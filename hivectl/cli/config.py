@@ -8,11 +8,17 @@ other command uses. Secrets are always shown as ``"***"``.
 a short header and `config.example.toml` documents every key). It never puts a secret in
 the config: it generates ``hivectl.secret`` (mode 0600) beside it and points
 ``[auth].secret_file`` at it, so the config itself can be shared or committed. Paths in the
-starter are absolute, so it works from any working directory.
+starter are written as given, beside the config: a relative path in a config is read from
+the working directory, like the config path given to ``init``, so ``hivectl config init``
+then ``hivectl serve`` in one directory writes and reads ``hivectl.secret``, while
+``hivectl config init /etc/hivectl/config.toml`` writes absolute paths. A folder it has to
+create is named.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +30,14 @@ from hivectl.cli.common import (
     CONFIG_OPTION,
     EXIT_FAILURE,
     EXIT_USAGE,
+    config_path,
     err_console,
+    error,
     fail,
     settings_from,
+    warn,
 )
-from hivectl.core.settings import Source
+from hivectl.core.settings import CONFIG_ENV_VAR, SettingsError, Source, load_settings
 
 app = typer.Typer(
     help="Write, show and check configuration files.",
@@ -77,20 +86,31 @@ def init(
     from hivectl.core.settings import Settings, settings_as_dict
 
     if path.exists() and not force:
-        fail(f"{path} exists; pass --force to overwrite it", EXIT_FAILURE)
-    directory = path.parent.resolve()
-    secret_path = directory / SECRET_FILE_NAME
-    created = create_secret_file(secret_path)
-    values = settings_as_dict(Settings())
-    values["auth"]["secret_file"] = str(secret_path)
-    values["storage"]["path"] = str(directory / "hivectl.db")
-    starter: dict[str, dict[str, Any]] = {}
-    for key in STARTER_KEYS:
-        table, _, name = key.partition(".")
-        starter.setdefault(table, {})[name] = values[table][name]
-    path.write_text(STARTER_HEADER + tomli_w.dumps(starter), encoding="utf-8")
+        fail(f"{path} exists; pass --force to overwrite it", EXIT_USAGE)
+    directory = path.parent
+    missing = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        secret_path = directory / SECRET_FILE_NAME
+        created = create_secret_file(secret_path)
+        values = settings_as_dict(Settings())
+        values["auth"]["secret_file"] = str(secret_path)
+        values["storage"]["path"] = str(directory / "hivectl.db")
+        starter: dict[str, dict[str, Any]] = {}
+        for key in STARTER_KEYS:
+            table, _, name = key.partition(".")
+            starter.setdefault(table, {})[name] = values[table][name]
+        path.write_text(STARTER_HEADER + tomli_w.dumps(starter), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc}", EXIT_FAILURE)
+    for folder in reversed(missing):
+        err_console.print(f"created directory {folder}", highlight=False, markup=False)
     secret_note = "generated" if created else "kept the existing"
-    err_console.print(f"wrote {path}; {secret_note} secret {secret_path} (mode 0600)")
+    err_console.print(
+        f"wrote {path}; {secret_note} secret {secret_path} (mode 0600)",
+        highlight=False,
+        markup=False,
+    )
     flag = "" if path == Path("hivectl.toml") else f" -c {path}"
     err_console.print(
         f"next:\n  hivectl config check{flag}\n  hivectl serve{flag}\n"
@@ -178,7 +198,8 @@ def _annotate(table: str, lines: list[str], notes: Mapping[str, str]) -> list[st
 
 @app.command(
     epilog="Examples:\n\n  hivectl config check\n\n"
-    "  hivectl config check -c /etc/hivectl/config.toml"
+    "  hivectl config check -c /etc/hivectl/config.toml\n\n"
+    "  hivectl config check --json | jq .problems"
 )
 def check(
     config: Path | None = CONFIG_OPTION,
@@ -188,32 +209,74 @@ def check(
         help="Treat unknown keys as errors (default): a misspelt key would silently keep its "
         "default. --lenient only warns, as serve does.",
     ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the verdict as JSON on stdout: ok, config_file, problems, warnings, notes.",
+    ),
 ) -> None:
     """Validate the config and its key files; exit 2 naming each bad key and why."""
+    verdict = check_verdict(config, strict=strict)
+    if as_json:
+        typer.echo(json.dumps(verdict, indent=2))
+    else:
+        for problem in verdict["problems"]:
+            error(problem)
+        for warning in verdict["warnings"]:
+            warn(warning)
+        for note in verdict["notes"]:
+            err_console.print(f"note: {note}", highlight=False, markup=False)
+    if verdict["problems"]:
+        raise typer.Exit(EXIT_USAGE)
+    if not as_json:
+        where = verdict["config_file"]
+        typer.echo(f"{where}: ok" if where is not None else "defaults: ok (no config file)")
+
+
+def check_verdict(config: Path | None, *, strict: bool) -> dict[str, Any]:
+    """What `config check` finds: problems (exit 2), warnings and notes, each one line."""
     from hivectl.core.keyfiles import (
         generated_secret_path,
         needs_generated_secret,
         signing_key,
         with_generated_secret,
     )
+    from hivectl.core.tokens import short_secret
     from server.auth import keyring_from_settings
 
-    loaded = settings_from(config, {}, strict=strict)
+    path = config_path(config)
+    named = path or (Path(os.environ[CONFIG_ENV_VAR]) if os.environ.get(CONFIG_ENV_VAR) else None)
+    verdict: dict[str, Any] = {
+        "ok": False,
+        "config_file": None if named is None else str(named),
+        "problems": [],
+        "warnings": [],
+        "notes": [],
+    }
+    try:
+        loaded = load_settings(config_file=path, env=os.environ, strict=strict)
+    except SettingsError as exc:
+        verdict["problems"] = exc.problems
+        return verdict
+    verdict["warnings"] = list(loaded.warnings)
     settings, _ = with_generated_secret(loaded.settings, create=False)
     auth = settings.auth
     if needs_generated_secret(auth):
-        err_console.print(
-            f"note: no signing key configured; hivectl serve will generate "
-            f"{generated_secret_path(settings)}",
-            highlight=False,
-            markup=False,
+        verdict["notes"].append(
+            "no signing key configured; hivectl serve will generate "
+            f"{generated_secret_path(settings)}"
         )
     else:
         try:
-            keyring_from_settings(auth)
+            ring = keyring_from_settings(auth)
             if auth.private_key_file:
                 signing_key(auth)
         except ValueError as exc:
-            fail(f"[auth]: {exc}", EXIT_USAGE)
-    where = loaded.config_file
-    typer.echo(f"{where}: ok" if where is not None else "defaults: ok (no config file)")
+            verdict["problems"].append(f"[auth]: {exc}")
+            return verdict
+        for key in ring.keys:
+            too_short = short_secret(key)
+            if too_short is not None:
+                verdict["warnings"].append(f"[auth]: {too_short}; token mint refuses it")
+    verdict["ok"] = True
+    return verdict

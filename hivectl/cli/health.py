@@ -7,6 +7,7 @@ failure of the command, since "not reachable" is exactly what a health check rep
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,10 +19,10 @@ from hivectl.cli.common import (
     EXIT_CHECK_FAILED,
     EXIT_USAGE,
     client_tls,
+    duration_flag,
     fail,
     settings_from,
 )
-from hivectl.core.settings import parse_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +46,15 @@ def health(
         None, help="Server URL, ws:// or http:// (default: config client.url)."
     ),
     ready: bool = typer.Option(False, "--ready", help="Ask /readyz: is it accepting clients?"),
-    timeout: str = typer.Option("5s", help="How long to wait for the answer, e.g. 5s."),
+    timeout: float = typer.Option(
+        "5s",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How long to wait for the answer, e.g. 5s.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer as JSON on stdout: url, ok, status, error."
+    ),
     config: Path | None = CONFIG_OPTION,
     ca_file: Path | None = CA_FILE_OPTION,
 ) -> None:
@@ -61,21 +70,29 @@ def health(
     target = url or settings.client.url
     try:
         probe = probe_url(target, ready=ready)
-        seconds = parse_duration(timeout)
     except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(f"--url: {exc}", EXIT_USAGE)
     opener = urllib.request.build_opener(
         urllib.request.ProxyHandler({}),  # never via a proxy
         urllib.request.HTTPSHandler(context=client_tls(settings.client.ca_file)),
     )
+    status: int | None = None
+    problem: str | None = None
     try:
-        with opener.open(probe, timeout=seconds) as response:
+        with opener.open(probe, timeout=timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        fail(f"{probe}: {reason}", EXIT_CHECK_FAILED)
-    if status != 200:
-        fail(f"{probe}: HTTP {status}", EXIT_CHECK_FAILED)
-    typer.echo(f"{probe}: ok")
+        problem = str(exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+    if problem is None and status != 200:
+        problem = f"HTTP {status}"
+    if as_json:
+        answer = {"url": probe, "ok": problem is None, "status": status, "error": problem}
+        typer.echo(json.dumps(answer))
+        if problem is not None:
+            raise typer.Exit(EXIT_CHECK_FAILED)
+    elif problem is not None:
+        fail(f"{probe}: {problem}", EXIT_CHECK_FAILED)
+    else:
+        typer.echo(f"{probe}: ok")

@@ -150,17 +150,24 @@ def serve(
         )
 
     from hivectl.core.tls import server_context
+    from hivectl.core.tokens import short_secret
     from server.app import HivekitServer
     from server.auth import keyring_from_settings
     from server.runner import run
     from server.storage import StorageError
 
     try:  # a bad key or TLS file is a config error (exit 2), so find it before binding
-        keyring_from_settings(settings.auth)
+        ring = keyring_from_settings(settings.auth)
         if settings.server.tls_cert:
             server_context(settings.server.tls_cert, settings.server.tls_key)
     except ValueError as exc:
         stop(str(exc), EXIT_USAGE)
+    for key in ring.keys:
+        # Served with a warning, not refused: refusing would lock out every client holding a
+        # token signed with it until the secret is rotated; `token mint` refuses it.
+        too_short = short_secret(key)
+        if too_short is not None:
+            log.warning("%s; `hivectl token mint` refuses it", too_short)
 
     def announce(server: HivekitServer) -> None:
         api = f", HTTP API {server.api_url}" if server.api_url else ""

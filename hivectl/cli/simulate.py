@@ -20,6 +20,7 @@ quits at once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,26 +32,27 @@ from hivectl.cli.common import (
     CONFIG_OPTION,
     EXIT_CHECK_FAILED,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
     client_tls,
+    duration_flag,
     err_console,
     error,
     fail,
+    note,
     secret_file_flags,
     settings_from,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from hivectl.core.tokens import SigningKey
     from hivectl.sim.driver import SimConfig
     from hivectl.sim.report import LiveSnapshot, SetupSnapshot
 
-EXIT_INTERRUPTED = 130
 Snap = TypeVar("Snap")
+T = TypeVar("T")
 PLAIN_SETUP_EVERY_S = 2.0
 PLAIN_PROGRESS_EVERY_S = 10.0
 
@@ -81,11 +83,27 @@ def riders(
         help="Spread the riders over this many gateway connections, each providing "
         "riders/g<k>-* and sending its riders' updates in frames.",
     ),
-    duration: str = typer.Option("60s", "--duration", help="How long to ride: 30s, 5m."),
-    ramp_up: str = typer.Option("10s", "--ramp-up", help="Spread the first connects over this."),
+    duration: float = typer.Option(
+        "60s",
+        "--duration",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How long to ride: 30s, 5m.",
+    ),
+    ramp_up: float | None = typer.Option(
+        None,
+        "--ramp-up",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Spread the first connects over this (default 10s, or --duration when shorter).",
+    ),
     concurrency: int = typer.Option(50, "--concurrency", help="Connects in progress at most."),
-    update_interval: str = typer.Option(
-        "1s", "--update-interval", help="Location updates per object, one per this interval."
+    update_interval: float = typer.Option(
+        "1s",
+        "--update-interval",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Location updates per object, one per this interval.",
     ),
     churn: float = typer.Option(
         0.1, "--churn", help="Fraction of connections dropping off per minute (0.1 = 10%/min)."
@@ -103,14 +121,31 @@ def riders(
     seed: int | None = typer.Option(
         None, "--seed", help="Same seed, same routes and churn schedule (default: random)."
     ),
-    drain: str = typer.Option(
-        "5s", "--drain", help="At the end, wait this long at most for outstanding events."
+    drain: float = typer.Option(
+        "5s",
+        "--drain",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="At the end, wait this long at most for outstanding events.",
     ),
-    abort_deadline: str = typer.Option(
-        "45s", "--abort-deadline", help="How long the server may take to notice an abort."
+    abort_deadline: float = typer.Option(
+        "45s",
+        "--abort-deadline",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How long the server may take to notice an abort.",
+    ),
+    threshold: list[str] = typer.Option(
+        [],
+        "--threshold",
+        metavar="METRIC<LIMIT",
+        help="Exit 3 when this figure is not under the limit, k6 style; repeatable:"
+        " 'presence.p99<500ms', 'connect.p95<=1s', 'lost<=0' (latencies connect, auth,"
+        " update_rtt, presence, presence_abort with .p50 .p95 .p99 .max; counts lost,"
+        " duplicated, late, unexpected).",
     ),
     max_p99_ms: float | None = typer.Option(
-        None, "--max-p99-ms", help="Exit 3 when any measured p99 is above this."
+        None, "--max-p99-ms", help="Exit 3 when any measured p99 is above this (ms)."
     ),
     max_lost: int | None = typer.Option(
         None, "--max-lost", help="Exit 3 when more presence events than this are lost."
@@ -146,10 +181,12 @@ def riders(
     import secrets
 
     from hivectl.cli.credentials import signing_key_or_exit
-    from hivectl.core.settings import parse_duration
+    from hivectl.core.settings import format_duration
     from hivectl.sim.budget import descriptors_needed, open_file_problem
     from hivectl.sim.driver import SimConfig
-    from hivectl.sim.plan import Area, PlanParams, parse_range
+    from hivectl.sim.plan import DEFAULT_RAMP_UP_S, Area, PlanParams, default_ramp_up, parse_range
+    from hivectl.sim.report import LATENCIES
+    from hivectl.sim.thresholds import parse_threshold
 
     loaded = settings_from(
         config,
@@ -160,39 +197,47 @@ def riders(
         },
         {**SECRET_FILE_LABELS, "client.ca_file": "--ca-file"},
     )
-    try:
-        if devices_per_rider is None:
-            devices_per_rider = 0 if gateways else 1
-        params = PlanParams(
-            riders=riders,
-            devices_per_rider=devices_per_rider,
-            gateways=gateways,
-            seed=secrets.randbelow(2**31) if seed is None else seed,
-            duration_s=parse_duration(duration),
-            ramp_up_s=parse_duration(ramp_up),
-            update_interval_s=parse_duration(update_interval),
-            churn_per_min=churn,
-            offline_s=parse_range(offline),
-            abort_ratio=abort_ratio,
-            area=Area.parse(area),
-            speed_kmh=parse_range(speed),
-        )
-        sim_config = SimConfig(
-            url=loaded.settings.client.url,
-            tls=client_tls(loaded.settings.client.ca_file),
-            realm=realm,
-            params=params,
-            concurrency=concurrency,
-            drain_s=parse_duration(drain),
-            abort_deadline_s=parse_duration(abort_deadline),
-            max_p99_ms=max_p99_ms,
-            max_lost=max_lost,
-            cleanup=cleanup,
-            rate_per_connection=rate_per_connection,
-            rate_per_object=rate_per_object,
-        )
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+    if devices_per_rider is None:
+        devices_per_rider = 0 if gateways else 1
+    if ramp_up is None:
+        ramp_up = default_ramp_up(duration)
+        if ramp_up < DEFAULT_RAMP_UP_S:
+            note(
+                f"--ramp-up defaults to {format_duration(DEFAULT_RAMP_UP_S)}, longer than"
+                f" --duration {format_duration(duration)}: ramping up over the whole run"
+            )
+    params = PlanParams(
+        riders=riders,
+        devices_per_rider=devices_per_rider,
+        gateways=gateways,
+        seed=secrets.randbelow(2**31) if seed is None else seed,
+        duration_s=duration,
+        ramp_up_s=ramp_up,
+        update_interval_s=update_interval,
+        churn_per_min=churn,
+        offline_s=_parsed("--offline", parse_range, offline),
+        abort_ratio=abort_ratio,
+        area=_parsed("--area", Area.parse, area),
+        speed_kmh=_parsed("--speed", parse_range, speed),
+    )
+    sim_config = SimConfig(
+        url=loaded.settings.client.url,
+        tls=client_tls(loaded.settings.client.ca_file),
+        realm=realm,
+        params=params,
+        concurrency=concurrency,
+        drain_s=drain,
+        abort_deadline_s=abort_deadline,
+        max_p99_ms=max_p99_ms,
+        max_lost=max_lost,
+        thresholds=tuple(
+            _parsed("--threshold", lambda text: parse_threshold(text, LATENCIES), rule)
+            for rule in threshold
+        ),
+        cleanup=cleanup,
+        rate_per_connection=rate_per_connection,
+        rate_per_object=rate_per_object,
+    )
     problems = params.problems() + _config_problems(sim_config)
     if problems:
         for problem in problems:
@@ -227,6 +272,14 @@ def riders(
         raise typer.Exit(EXIT_INTERRUPTED)
     if report["thresholds"]["violations"] or report["shortfalls"]:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _parsed(flag: str, parse: Callable[[str], T], text: str) -> T:
+    """`parse`'s value, or a usage error (exit 2) that names the flag."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        fail(f"{flag}: {exc}", EXIT_USAGE)
 
 
 def _open_file_limits(assumed: int | None) -> tuple[int, int | None]:

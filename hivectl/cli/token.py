@@ -21,6 +21,7 @@ from hivectl.cli.common import (
     EXIT_USAGE,
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
+    duration_flag,
     err_console,
     fail,
     read_token,
@@ -28,7 +29,6 @@ from hivectl.cli.common import (
     settings_from,
 )
 from hivectl.core.permissions import GRANT_FORM, PROVIDER_FORM, parse_grant, parse_provider_flag
-from hivectl.core.settings import parse_duration
 
 app = typer.Typer(help="Mint and inspect tokens.", no_args_is_help=True)
 
@@ -54,14 +54,10 @@ def _check_dpv(values: list[str]) -> list[str]:
     return values
 
 
-def _check_ttl(value: str) -> str:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+def _check_ttl(seconds: float) -> float:
     if seconds <= 0:
         raise typer.BadParameter("must be longer than 0s")
-    return value
+    return seconds
 
 
 @app.command(
@@ -78,7 +74,14 @@ def mint(
     dpv: list[str] = typer.Option(
         [], "--dpv", callback=_check_dpv, metavar="PROVIDES", help=f"Data provider {PROVIDER_FORM}."
     ),
-    ttl: str = typer.Option("1h", "--ttl", callback=_check_ttl, help="Lifetime: 30m, 1h, 7d."),
+    ttl: float = typer.Option(
+        "1h",
+        "--ttl",
+        parser=duration_flag,
+        metavar="DURATION",
+        callback=_check_ttl,
+        help="Lifetime: 30m, 1h, 7d.",
+    ),
     jti: bool = typer.Option(False, "--jti", help="Add a random unique jti claim."),
     kid: str | None = typer.Option(None, "--kid", help="Key id for the token header."),
     claims_file: Path | None = typer.Option(
@@ -123,7 +126,7 @@ def mint(
             hint = f", or run `hivectl serve` here once: it generates {where}"
         fail(f"{exc}{hint}", EXIT_USAGE)
     try:
-        token = mint_token(claims, key, now=time.time(), ttl=parse_duration(ttl))
+        token = mint_token(claims, key, now=time.time(), ttl=ttl)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     if as_json:
@@ -169,16 +172,23 @@ def decode(token: str = TOKEN_ARGUMENT) -> None:
 
 @app.command(
     epilog="Examples:\n\n  hivectl token verify $TOKEN\n\n"
-    "  hivectl token mint --sub me | hivectl token verify -"
+    "  hivectl token mint --sub me | hivectl token verify -\n\n"
+    "  hivectl token verify $TOKEN --json | jq .expires_in_s"
 )
 def verify(
     token: str = TOKEN_ARGUMENT,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the verdict as JSON on stdout: valid, reason, error, claims, exp,"
+        " expires_in_s (negative: how long ago it expired).",
+    ),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
 ) -> None:
     """Verify a token as the server would; exit 3 with the reason when it fails."""
     from hivectl.core.keyfiles import with_generated_secret
-    from hivectl.core.tokens import TokenError, verify_token
+    from hivectl.core.tokens import TokenError, decode_unverified, verify_token
     from server.auth import AuthConfigError, keyring_from_settings
 
     loaded = settings_from(config, secret_file_flags(secret_file), SECRET_FILE_LABELS)
@@ -188,16 +198,79 @@ def verify(
         keys = keyring_from_settings(auth)
     except (AuthConfigError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
+    text = read_token(token)
+    now = time.time()
     try:
-        claims = verify_token(
-            read_token(token),
-            keys,
-            now=time.time(),
-            leeway=auth.leeway,
-            require_permissions=auth.require_permissions,
-            issuer=auth.issuer or None,
-            audience=auth.audience or None,
+        claims = dict(
+            verify_token(
+                text,
+                keys,
+                now=now,
+                leeway=auth.leeway,
+                require_permissions=auth.require_permissions,
+                issuer=auth.issuer or None,
+                audience=auth.audience or None,
+            ).raw
         )
     except TokenError as exc:
-        fail(f"token rejected: {exc.text}", EXIT_CHECK_FAILED)
-    typer.echo(json.dumps(dict(claims.raw), indent=2))
+        # The times are checked after the signature: a token refused for its times has a
+        # valid signature, so its claims can be shown.
+        timed = exc.reason in ("expired", "not_yet_valid")
+        shown = decode_unverified(text)[1] if timed else None
+        verdict = token_verdict(shown, now, error=exc.text, reason=exc.reason)
+        if as_json:
+            typer.echo(json.dumps(verdict, indent=2))
+            raise typer.Exit(EXIT_CHECK_FAILED) from None
+        fail(f"token rejected: {rejection_text(verdict)}", EXIT_CHECK_FAILED)
+    typer.echo(json.dumps(token_verdict(claims, now) if as_json else claims, indent=2))
+
+
+def token_verdict(
+    claims: dict[str, Any] | None,
+    now: float,
+    *,
+    error: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The ``--json`` answer of `token verify`: valid or not and why, and when it expires
+    (``expires_in_s`` negative once it has) or becomes valid, as seconds and RFC 3339 UTC."""
+    verdict: dict[str, Any] = {"valid": error is None, "reason": reason, "error": error}
+    for claim, field in (("exp", "expires_in_s"), ("nbf", "valid_in_s")):
+        value = (claims or {}).get(claim)
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        verdict[claim] = None if number is None else rfc3339(number)
+        verdict[field] = None if number is None else round(number - now, 3)
+    verdict["claims"] = claims
+    return verdict
+
+
+def rejection_text(verdict: dict[str, Any]) -> str:
+    """``token has expired at 2026-12-05T12:00:00Z, 3m12s ago``: the reason, and when."""
+    if verdict["reason"] == "expired" and verdict["exp"] is not None:
+        ago = format_span(-verdict["expires_in_s"])
+        return f"{verdict['error']} at {verdict['exp']}, {ago} ago"
+    if verdict["reason"] == "not_yet_valid" and verdict["nbf"] is not None:
+        wait = format_span(verdict["valid_in_s"])
+        return f"{verdict['error']}: valid from {verdict['nbf']}, in {wait}"
+    return str(verdict["error"])
+
+
+def rfc3339(at: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def format_span(seconds: float) -> str:
+    """A span the way durations are written: 45s, 3m12s, 2h05m, 3d4h."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -4,9 +4,11 @@ Output follows stdout: a Rich live view on a terminal; ``--json`` one JSON objec
 per line, flushed at once (for ``jq`` and scripts); otherwise one plain line per event. The
 ``--json`` fields are API: ``ts`` (ISO-8601 UTC, when the watcher received the event),
 ``realm``, ``event`` (``connectionStatusChanged``), ``id``, ``status`` (``connected`` |
-``disconnected``), ``label`` (the object's label, ``null`` if unknown) and ``previousFor``
+``disconnected``), ``label`` (the object's label, ``null`` if unknown), ``previousFor``
 (seconds it had been in the previous status, ``null`` when this watch has not seen it
-change before).
+change before) and ``reason`` (why it disconnected, from the server's presence ledger:
+``closed``, ``timeout``, ``expired``, ``node_lost``, ``shutdown``; ``null`` for
+``connected`` or when not known, see `hivectl.watch.driver`).
 
 When the server closes the watch (a slow consumer is closed with 4008, for one), the client
 reconnects with a growing, jittered backoff (`hivectl.client.backoff`) and the watch says so:
@@ -40,6 +42,7 @@ from hivectl.cli.common import (
     SECRET_FILE_LABELS,
     SECRET_FILE_OPTION,
     client_tls,
+    duration_flag,
     err_console,
     fail,
     secret_file_flags,
@@ -83,7 +86,13 @@ def watch_realm(
     limit: int = typer.Option(20, "--limit", help="Rows in the live table (1-1000)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON line per event on stdout."),
     count: int | None = typer.Option(None, "--count", help="Exit after this many events."),
-    timeout: str | None = typer.Option(None, "--timeout", help="Exit after this long: 30s, 5m."),
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Exit after this long: 30s, 5m.",
+    ),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
     ca_file: Path | None = CA_FILE_OPTION,
@@ -96,7 +105,6 @@ def watch_realm(
     from rich.live import Live
 
     from hivectl.cli.credentials import configured_token, signing_key_or_exit
-    from hivectl.core.settings import parse_duration
     from hivectl.core.tokens import mint_token
     from hivectl.watch.driver import RealmWatcher
     from hivectl.watch.render import event_json, event_line
@@ -105,10 +113,6 @@ def watch_realm(
         fail("--limit must be from 1 to 1000", EXIT_USAGE)
     if count is not None and count < 1:
         fail("--count must be at least 1", EXIT_USAGE)
-    try:
-        seconds = None if timeout is None else parse_duration(timeout)
-    except ValueError as exc:
-        fail(f"--timeout: {exc}", EXIT_USAGE)
     settings = settings_from(
         config,
         {
@@ -167,7 +171,7 @@ def watch_realm(
         on_close=on_close,
         tls=client_tls(settings.client.ca_file),
     )
-    ended = _run(watcher, live, seconds)
+    ended = _run(watcher, live, timeout)
     state = watcher.state
     if state.closes:
         times = "once" if state.closes == 1 else f"{state.closes} times"

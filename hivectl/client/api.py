@@ -310,7 +310,8 @@ class ObjectApi:
         ``tar`` (objects within r metres of that object), a ``shape`` is ``rec``, ``cir``
         or ``pol`` by its keys, neither is the whole realm (``rea``). ``where`` holds
         attribute filters (``'type="rider"'``), all of which must hold. With
-        ``execute_immediately`` the current set arrives as a ``ful`` push shortly after.
+        ``execute_immediately`` this returns once ``objects`` holds the whole current set,
+        however many pushes the server sends it in (`hivectl.client.subscriptions`).
         """
         options = {
             "typ": "obj",
@@ -327,6 +328,8 @@ class ObjectApi:
             on_change,
         )
         await self._subscriptions.open(subscription)
+        if execute_immediately:
+            await self._subscriptions.initial_state(subscription)
         return subscription
 
 

@@ -11,10 +11,23 @@ which re-creates every live subscription with the same id. Object subscriptions 
 re-created with ``exe:true``: the fresh ``ful`` replaces whatever the client held, so
 changes made while it was away are neither missed nor applied twice. Realm subscriptions
 carry events, not state: events during the gap are lost.
+
+The whole initial state, when subscribing returns. A server may send a large state in
+pieces: a ``ful`` push, then ``dta`` pushes with the rest in ``cre`` (hivectl does, 500
+objects each, as the client reads them), and nothing on the wire says "that was the last
+piece". What orders it: a connection's initial states are sent one after the other, each
+whole before the next begins. So once the ``ful`` has come, the client opens a *probe*, a
+second subscription with ``exe`` whose set is empty (a ``tar`` scope around an object that
+does not exist: it costs the server nothing), and waits for the probe's ``ful``: when it
+comes, every piece of the first state has come before it. The probe is then deleted. This
+is a reading of the protocol as it is (protocol.md §6.3), not an extension of it; against a
+server that sends the state whole, the probe's ``ful`` simply follows at once. A probe the
+server refuses (the subscription limit reached) leaves the client with the ``ful`` alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hivectl.client.connection import Connection, call_soon
-from hivectl.client.errors import ConnectionLost
+from hivectl.client.errors import ConnectionLost, HivekitError
 from hivectl.client.objects import HiveObject
 
 REALM_ACTIONS = {"cre": "created", "upd": "updated", "del": "deleted"}
@@ -89,6 +102,31 @@ class SubscriptionRegistry:
                 {"typ": "sub", "act": "del", "id": sub_id, "rea": realm_id}
             )
 
+    async def initial_state(self, subscription: ObjectSubscription) -> None:
+        """Return once `subscription` (created with ``exe``) holds its whole initial state
+        (see the module docstring). If it does not come within the connection's request
+        timeout, the subscription is ended and TimeoutError raised: no half-filled set is
+        handed out, and none is left behind on the server."""
+        try:
+            async with asyncio.timeout(self._connection.request_timeout):
+                await subscription.full_received.wait()
+                await self._after_what_is_queued(subscription.realm_id)
+        except BaseException:
+            await self.close(subscription.id, subscription.realm_id)
+            raise
+
+    async def _after_what_is_queued(self, realm_id: str) -> None:
+        """Return once the initial states asked for so far have all been received."""
+        probe = _Probe(self.new_id(), realm_id)
+        try:
+            await self.open(probe)
+        except HivekitError:
+            return
+        try:
+            await probe.done.wait()
+        finally:
+            await self.close(probe.id, probe.realm_id)
+
     async def restore(self) -> None:
         for subscription in list(self._live.values()):
             await self._connection.request(subscription.create_message(restoring=True))
@@ -113,6 +151,8 @@ class ObjectSubscription:
         self.id = sub_id
         self.realm_id = realm_id
         self.objects: dict[str, HiveObject] = {}
+        self.full_received = asyncio.Event()
+        """Set by the first ``ful`` push."""
         self._registry = registry
         self._options = options
         self._on_change = on_change
@@ -153,12 +193,32 @@ class ObjectSubscription:
         )
         if change.kind == "ful":
             self.objects.clear()
+            self.full_received.set()
         self.objects.update(change.created)
         self.objects.update(change.updated)
         for object_id in change.deleted:
             self.objects.pop(object_id, None)
         if self._on_change is not None:
             call_soon(self._on_change, self, change)
+
+
+class _Probe:
+    """An ``exe`` subscription that holds nothing: its ``ful`` marks the end of the initial
+    states asked for before it (`SubscriptionRegistry.initial_state`)."""
+
+    def __init__(self, sub_id: str, realm_id: str) -> None:
+        self.id = sub_id
+        self.realm_id = realm_id
+        self.done = asyncio.Event()
+
+    def create_message(self, *, restoring: bool) -> dict[str, Any]:
+        nowhere = {"id": f"hivectl-probe/{secrets.token_hex(8)}", "r": 1}
+        options = {"typ": "obj", "sty": "tar", "sta": nowhere, "exe": True}
+        return {"typ": "sub", "act": "cre", "id": self.id, "rea": self.realm_id, "dat": options}
+
+    def apply(self, message: dict[str, Any]) -> None:
+        if message.get("uty") == "ful":
+            self.done.set()
 
 
 class RealmSubscription:

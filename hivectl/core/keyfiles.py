@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hivectl.core.settings import AuthSettings, Settings
-from hivectl.core.tokens import SigningKey, load_pem, secret_from_text
+from hivectl.core.tokens import SigningKey, load_pem, read_secret_file, short_secret
 
 SECRET_FILE_NAME = "hivectl.secret"
 
@@ -76,15 +76,19 @@ def with_generated_secret(
 def signing_key(auth: AuthSettings, *, kid: str | None = None) -> SigningKey:
     """The key `token mint` signs with: the HS256 secret, or the RS256/ES256 private key file.
 
-    Raise `KeyFileError` when nothing usable is configured or a file cannot be read.
+    Raise `KeyFileError` when nothing usable is configured, an HS256 secret is shorter than
+    RFC 7518 allows, or a file cannot be read or is not a key (each naming the file).
     """
     try:
         if auth.algorithm == "HS256":
             if auth.secret:
-                return SigningKey("HS256", auth.secret.encode(), kid)
+                return _long_enough(
+                    SigningKey("HS256", auth.secret.encode(), kid),
+                    "[auth].secret (HIVECTL_AUTH_SECRET)",
+                )
             if auth.secret_file:
-                secret = secret_from_text(Path(auth.secret_file).read_text())
-                return SigningKey("HS256", secret, kid)
+                secret = SigningKey("HS256", read_secret_file(auth.secret_file), kid)
+                return _long_enough(secret, auth.secret_file)
             raise KeyFileError(
                 "no signing secret: set HIVECTL_AUTH_SECRET, --secret-file or [auth].secret_file"
             )
@@ -93,3 +97,14 @@ def signing_key(auth: AuthSettings, *, kid: str | None = None) -> SigningKey:
         return SigningKey(auth.algorithm, load_pem(auth.private_key_file), kid)
     except OSError as exc:
         raise KeyFileError(f"cannot read the key file: {exc}") from None
+    except KeyFileError:
+        raise
+    except ValueError as exc:  # a secret file that is not text, a key file that is not PEM
+        raise KeyFileError(str(exc)) from None
+
+
+def _long_enough(key: SigningKey, where: str) -> SigningKey:
+    too_short = short_secret(key)
+    if too_short is not None:
+        raise KeyFileError(f"{where}: {too_short}")
+    return key

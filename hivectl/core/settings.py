@@ -6,6 +6,9 @@ variable ``HIVECTL_<TABLE>_<KEY>`` (``HIVECTL_SERVER_PORT``) replaces the file's
 override (a command-line flag, given as a dotted key such as ``"server.port"``) replaces
 everything below it. A layer replaces only the keys it sets; it never resets the others.
 ``[[auth.keys]]`` can only come from the file: a list of tables does not fit in a variable.
+``[auth] secret`` and ``secret_file`` are two ways to give one key: when they come from different
+layers, the higher layer's replaces the lower one's (``HIVECTL_AUTH_SECRET`` wins over the
+file's ``secret_file``); only one layer setting both is an error.
 
 Why one function does all of it: "why is it listening on 0.0.0.0?" must be answered by the
 same code that decided it, so `load_settings` merges the layers and records, for every key,
@@ -18,7 +21,8 @@ the variable or the flag. Unknown keys are warnings with a "did you mean" sugges
 when ``strict``): a mistyped key would otherwise silently keep its default.
 
 Durations are float seconds, written as numbers or as ``"250ms"``, ``"30s"``, ``"5m"``,
-``"1h"``, ``"1d"``. Sizes are int bytes, written as numbers or as ``"512B"``, ``"64KiB"``,
+``"1h"``, ``"1d"``, or several of these from the largest unit down (``"1h30m"``, ``"2m30s"``).
+Sizes are int bytes, written as numbers or as ``"512B"``, ``"64KiB"``,
 ``"1MiB"``, ``"1GiB"`` (binary) or ``"1KB"``, ``"1MB"``, ``"1GB"`` (decimal).
 
 This module is pure: it reads the one TOML file it is given, takes the environment as a
@@ -83,7 +87,8 @@ _SIZE_UNITS = {
     "B": 1,
 }
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
-_DURATION_EXPECTED = 'a duration like "30s" or "250ms" (units ms, s, m, h, d)'
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
+_DURATION_EXPECTED = 'a duration like "30s", "250ms" or "1h30m" (units ms, s, m, h, d)'
 _SIZE_EXPECTED = 'a size like "64KiB" or "512B" (units B, KB, MB, GB, KiB, MiB, GiB)'
 
 
@@ -108,11 +113,30 @@ def _quantity(value: str, units: Mapping[str, Decimal | int], bare: str) -> Deci
     return None if unit is None else Decimal(match[1]) * unit
 
 
+def _compound_duration(text: str) -> Decimal | None:
+    """``"1h30m"`` -> 5400: parts from the largest unit down, each unit once (as Go's
+    ``time.ParseDuration`` reads them, without signs); None if malformed."""
+    total, position, last_rank = Decimal(0), 0, -1
+    ranks = list(_DURATION_UNITS)
+    text = text.strip()
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None or ranks.index(match[2]) <= last_rank:
+            return None
+        last_rank = ranks.index(match[2])
+        total += Decimal(match[1]) * _DURATION_UNITS[match[2]]
+        position = match.end()
+    return total if position else None
+
+
 def parse_duration(value: object) -> float:
-    """Seconds from a number of seconds or a string like ``"250ms"``; never negative."""
+    """Seconds from a number of seconds or a string like ``"250ms"`` or ``"1h30m"``; never
+    negative."""
     seconds: Decimal | None = None
     if isinstance(value, str):
         seconds = _quantity(value, _DURATION_UNITS, "s")
+        if seconds is None:
+            seconds = _compound_duration(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = Decimal(value)
     if seconds is not None and seconds.is_finite() and seconds >= 0:
@@ -591,7 +615,23 @@ def _merge(*layers: _Layer) -> _Layer:
     for layer in layers:
         for table, given in layer.items():
             merged.setdefault(table, {}).update(given)
+    _one_secret(merged.get("auth", {}))
     return merged
+
+
+_RANKS = {source: rank for rank, source in enumerate(Source)}
+
+
+def _one_secret(auth: dict[str, _Given]) -> None:
+    """``secret`` and ``secret_file`` from different layers: keep the higher layer's, as the
+    precedence says (``HIVECTL_AUTH_SECRET`` over a file's ``secret_file``, a flag's
+    ``--secret-file`` over ``HIVECTL_AUTH_SECRET``). From one layer, both stay: an error."""
+    secret, secret_file = auth.get("secret"), auth.get("secret_file")
+    if secret is None or secret_file is None or not secret.value or not secret_file.value:
+        return
+    if _RANKS[secret.source] != _RANKS[secret_file.source]:
+        lower = "secret" if _RANKS[secret.source] < _RANKS[secret_file.source] else "secret_file"
+        del auth[lower]
 
 
 # -- conversion ----------------------------------------------------------------------------------
@@ -645,7 +685,7 @@ def _check_auth(auth: AuthSettings, given: Mapping[str, _Given], report: _Report
     if auth.secret and auth.secret_file:
         report.problem(
             "[auth].secret_file",
-            "set together with [auth].secret; use one of them",
+            "set together with [auth].secret in the same place; use one of them",
             given.get("secret"),
             given.get("secret_file"),
         )

@@ -159,6 +159,11 @@ class _CheckedSecretHMAC(HMACAlgorithm):
             return key
         return super().prepare_key(key)
 
+    def check_key_length(self, key: bytes) -> str | None:
+        """Length is `short_secret`'s concern, said once in our words (not PyJWT's warning
+        at every verification)."""
+        return None
+
 
 _VERIFIER = jwt.PyJWT()
 """The decoder of `_verified_payload`: PyJWT's, with HS256 taking checked secrets as they
@@ -230,6 +235,41 @@ def load_pem(path: str | PathLike[str]) -> str:
 def secret_from_text(text: str) -> bytes:
     """An HS256 secret from a file or variable: its UTF-8 bytes, trailing newlines removed."""
     return text.rstrip("\r\n").encode("utf-8")
+
+
+def read_secret_file(path: str | PathLike[str]) -> bytes:
+    """The HS256 secret in a file (see `secret_from_text`). A file that is not UTF-8 text is
+    a ValueError naming it: secret files hold text, so a binary one is a mistake (a key file
+    of another kind, or random bytes not encoded)."""
+    data = Path(path).read_bytes()
+    try:
+        return secret_from_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path}: not a text file; an HS256 secret file holds text, e.g. the output of"
+            " `openssl rand -base64 32`"
+        ) from None
+
+
+MIN_HS256_SECRET_BYTES = 32
+"""RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 256 bits."""
+
+
+def short_secret(key: VerificationKey | SigningKey) -> str | None:
+    """Why `key` is too short for HS256 (None when it is not an HS256 key or is long enough).
+
+    `token mint` refuses such a key; a server warns, since refusing would lock out every
+    client holding a token signed with it until the secret is rotated."""
+    if key.algorithm != "HS256":
+        return None
+    length = len(key.key.encode() if isinstance(key.key, str) else key.key)
+    if length >= MIN_HS256_SECRET_BYTES:
+        return None
+    name = "HS256 secret" + (f" {key.kid!r}" if key.kid is not None else "")
+    return (
+        f"{name} is {length} bytes; RFC 7518 requires at least {MIN_HS256_SECRET_BYTES}"
+        " (256 bits): generate one with `openssl rand -base64 32` or `hivectl config init`"
+    )
 
 
 @dataclass(frozen=True)
@@ -434,12 +474,15 @@ def mint_token(
     """Sign `claims` with `key`, setting ``iat`` (and ``exp`` = now + ttl when given).
 
     Raise ClaimError for claims a server would refuse (``per``, ``dpv``, ``sub``, ``exp``...),
-    ValueError for an unusable key.
+    ValueError for an unusable key (an HS256 secret under 32 bytes included).
     """
     payload = {**claims, "iat": int(now)}
     if ttl is not None:
         payload["exp"] = int(now + ttl)
     _read_claims(payload, require_permissions=False)
+    too_short = short_secret(key)
+    if too_short is not None:
+        raise ValueError(too_short)
     private = _prepare(key, private=True)
     headers = {"kid": key.kid} if key.kid is not None else None
     return jwt.encode(payload, private, algorithm=key.algorithm, headers=headers)

@@ -19,9 +19,9 @@ The server limits each connection to ``limits.messages_per_second`` messages per
 connection with 4029), raised by ``limits.messages_per_object`` (2 by default, on servers
 that have it) for every object the connection provides. The simulator stays under that
 with margin: each connection is paced to `SAFE_MESSAGES_PER_S` plus
-`SAFE_MESSAGES_PER_OBJECT` per object it provides that exists. `Pacer` books each frame
-against that rate, so a connection's average rate never exceeds it and a frame never waits
-longer than it must.
+`SAFE_MESSAGES_PER_OBJECT` per object it provides that exists. `hivectl.core.pacing.Pacer`
+books each frame against that rate, so a connection's average rate never exceeds it and a
+frame never waits longer than it must.
 
 Frames
 ======
@@ -30,7 +30,7 @@ A frame holds at most `MAX_FRAME_MESSAGES` messages (the server's
 ``max_messages_per_frame`` is 1,000 by default: over it the whole frame is refused) and at
 most `MAX_FRAME_BYTES` (its ``max_message_size`` is 64 KiB: over it the connection is
 closed with 1009). 500 object creations are about 100 KB, so the byte bound is the one
-that usually decides; `split_frames` packs messages greedily under both.
+that usually decides; `hivectl.core.pacing.split_frames` packs messages greedily under both.
 
 All pure: counts, limits and times are passed in.
 """
@@ -44,8 +44,6 @@ SAFE_MESSAGES_PER_S = 800.0
 SAFE_MESSAGES_PER_OBJECT = 1.5
 MAX_FRAME_MESSAGES = 500
 MAX_FRAME_BYTES = 48 * 1024
-CID_BYTES = 24
-"""Room for the ``"cid"`` the client adds to each request, and the separating comma."""
 OBJECTS_PER_SETUP_LINK = 1_000
 MAX_SETUP_LINKS = 16
 """Objects are created (and deleted) over several connections, each paced on its own: one
@@ -90,41 +88,3 @@ def allowed_rate(
 ) -> float:
     """Messages per second for a connection that provides `provided` existing objects."""
     return per_connection + per_object * provided
-
-
-class Pacer:
-    """Spaces one connection's frames so that it sends at most `rate` messages per second
-    on average: a frame of n messages books n / rate seconds, and the next frame may leave
-    once the bookings before it are used up."""
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self._free_at = -math.inf
-
-    def delay(self, count: int, now: float) -> float:
-        """Book `count` messages; the seconds to wait before sending them."""
-        start = max(now, self._free_at)
-        self._free_at = start + count / self.rate
-        return start - now
-
-
-def split_frames(
-    sizes: list[int], *, max_messages: int = MAX_FRAME_MESSAGES, max_bytes: int = MAX_FRAME_BYTES
-) -> list[int]:
-    """How many of the messages (of these encoded sizes, in order) go in each frame: as many
-    as fit under both limits, and at least one (a message alone over `max_bytes` is the
-    server's to refuse)."""
-    counts: list[int] = []
-    count = used = 0
-    for size in sizes:
-        size += CID_BYTES
-        if count and (count == max_messages or used + size > max_bytes):
-            counts.append(count)
-            count = used = 0
-        count += 1
-        used += size
-    if count:
-        counts.append(count)
-    return counts

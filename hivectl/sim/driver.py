@@ -59,16 +59,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from hivectl.client import AuthenticationError, HivekitClient, HivekitError, Realm
 from hivectl.client.backoff import Backoff
 from hivectl.client.errors import ConnectionLost
+from hivectl.core.pacing import Pacer, split_frames
 from hivectl.core.tokens import SigningKey, mint_token
 from hivectl.sim.budget import (
+    MAX_FRAME_BYTES,
     MAX_FRAME_MESSAGES,
     SAFE_MESSAGES_PER_OBJECT,
     SAFE_MESSAGES_PER_S,
-    Pacer,
     allowed_rate,
     descriptors_needed,
     setup_links,
-    split_frames,
 )
 from hivectl.sim.ledger import SOFT_CAUSES, Match, PresenceLedger
 from hivectl.sim.plan import OBJECT_PREFIX, ConnectionPlan, Plan, PlanParams, Session, build_plan
@@ -81,6 +81,7 @@ from hivectl.sim.report import (
     SetupSnapshot,
     build_report,
 )
+from hivectl.sim.thresholds import Threshold
 
 LATE_AFTER_S = 0.1
 RETRY_S = 1.0
@@ -114,6 +115,8 @@ class SimConfig:
     abort_deadline_s: float = 45.0
     max_p99_ms: float | None = None
     max_lost: int | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    """Per-figure limits (``--threshold``), beside the two above."""
     progress_interval_s: float = 0.25
     cleanup: bool = False
     """Delete the rider objects this run created once it is over."""
@@ -207,12 +210,14 @@ class Simulation:
             realm = await self._prepare(admin)
             admin.on_connection_status(self._on_watcher_status)
             self._t0 = time.monotonic()
+            cpu_at_start = time.process_time()
             ticker = asyncio.create_task(self._progress_loop())
             riders = [asyncio.create_task(self._provider(conn)) for conn in self.plan.connections]
             await self._sleep_until(self._t0 + self.config.params.duration_s)
             self._stop.set()
             await asyncio.gather(*riders)
             elapsed = time.monotonic() - self._t0
+            load_cpu_s = time.process_time() - cpu_at_start
             await self._drain()
             connected_at_end = await self._connected_objects(realm)
             if ticker is not None:
@@ -240,6 +245,8 @@ class Simulation:
             never_connected=len(self._attempted - self._opened),
             max_p99_ms=self.config.max_p99_ms,
             max_lost=self.config.max_lost,
+            thresholds=self.config.thresholds,
+            load_cpu_s=load_cpu_s,
         )
 
     # -- setup -----------------------------------------------------------------
@@ -729,8 +736,12 @@ def lost_reason(client: HivekitClient) -> str:
 
 
 def frames_of(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """`messages` in frames that the server takes (`hivectl.sim.budget.split_frames`)."""
-    counts = split_frames([len(orjson.dumps(message)) for message in messages])
+    """`messages` in frames that the server takes (`hivectl.core.pacing.split_frames`)."""
+    counts = split_frames(
+        [len(orjson.dumps(message)) for message in messages],
+        max_messages=MAX_FRAME_MESSAGES,
+        max_bytes=MAX_FRAME_BYTES,
+    )
     frames, start = [], 0
     for count in counts:
         frames.append(messages[start : start + count])

@@ -82,7 +82,10 @@ class Area:
         parts = [part.strip() for part in text.split(",")]
         if len(parts) != 4:
             raise ValueError(f"expected LAT1,LON1,LAT2,LON2, got {text!r}")
-        lat1, lon1, lat2, lon2 = (float(part) for part in parts)
+        try:
+            lat1, lon1, lat2, lon2 = (float(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"expected four numbers LAT1,LON1,LAT2,LON2, got {text!r}") from None
         area = cls(lat1, lon1, lat2, lon2)
         if area.problems():
             raise ValueError("; ".join(area.problems()))
@@ -258,6 +261,15 @@ def make_sessions(
     return tuple(sessions)
 
 
+DEFAULT_RAMP_UP_S = 10.0
+
+
+def default_ramp_up(duration_s: float) -> float:
+    """The ramp-up when none is asked for: `DEFAULT_RAMP_UP_S`, or the whole run when that
+    is shorter (a 5 s run ramps up over 5 s rather than being refused)."""
+    return min(DEFAULT_RAMP_UP_S, duration_s)
+
+
 @dataclass(frozen=True)
 class PlanParams:
     riders: int = 100
@@ -265,7 +277,7 @@ class PlanParams:
     gateways: int = 0
     seed: int = 0
     duration_s: float = 60.0
-    ramp_up_s: float = 10.0
+    ramp_up_s: float = DEFAULT_RAMP_UP_S
     update_interval_s: float = 1.0
     churn_per_min: float = 0.1
     offline_s: tuple[float, float] = (5.0, 30.0)

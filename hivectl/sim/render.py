@@ -158,7 +158,8 @@ def render_report(report: dict[str, Any]) -> RenderableType:
 
     parts: list[RenderableType] = [head, counts, latency]
     thresholds = report["thresholds"]
-    if thresholds["max_p99_ms"] is not None or thresholds["max_lost"] is not None:
+    judged = thresholds["max_p99_ms"] is not None or thresholds["max_lost"] is not None
+    if judged or thresholds.get("rules"):
         if thresholds["violations"]:
             for line in thresholds["violations"]:
                 parts.append(Text(f"✗ {line}", style="red"))
@@ -166,9 +167,9 @@ def render_report(report: dict[str, Any]) -> RenderableType:
             parts.append(Text("✓ thresholds hold", style="green"))
     for line in report.get("shortfalls", ()):
         parts.append(Text(f"✗ {line}", style="red"))
-    note = report["open_files"]["note"]
-    if note:
-        parts.append(Text(f"note: {note}", style="yellow"))
+    for note in (report["open_files"]["note"], report.get("load_generator", {}).get("note")):
+        if note:
+            parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
 
 

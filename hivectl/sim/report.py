@@ -11,12 +11,14 @@ displays show. All pure: the driver owns the clock and passes elapsed times in.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hivectl.sim.ledger import LedgerSummary
 from hivectl.sim.plan import Plan
 from hivectl.sim.recorder import LatencyRecorder
+from hivectl.sim.thresholds import Threshold, violations
 
 UPDATE_SHORTFALL_TOLERANCE = 0.01
 """Share of due updates that may go unsent or fail before the run counts as not carried
@@ -168,8 +170,12 @@ def build_report(
     never_connected: int = 0,
     max_p99_ms: float | None = None,
     max_lost: int | None = None,
+    thresholds: Sequence[Threshold] = (),
+    load_cpu_s: float | None = None,
 ) -> dict[str, Any]:
-    """The report as plain JSON types; `threshold_violations` reads its numbers back."""
+    """The report as plain JSON types; `threshold_violations` and `thresholds.violations`
+    read its numbers back. `load_cpu_s` is the CPU time this process used over the
+    `elapsed_s` of riding (see `load_generator`)."""
     params = plan.params
     seconds = max(elapsed_s, 1e-9)
     report: dict[str, Any] = {
@@ -224,14 +230,45 @@ def build_report(
         "open_files": open_files.as_dict(),
         "setup": None if setup is None else setup.as_dict(),
         "cleanup": None if cleanup is None else cleanup.as_dict(),
+        "load_generator": load_generator(load_cpu_s, elapsed_s),
     }
     report["thresholds"] = {
         "max_p99_ms": max_p99_ms,
         "max_lost": max_lost,
-        "violations": threshold_violations(report, max_p99_ms=max_p99_ms, max_lost=max_lost),
+        "rules": [threshold.text for threshold in thresholds],
+        "violations": [
+            *threshold_violations(report, max_p99_ms=max_p99_ms, max_lost=max_lost),
+            *violations(report, thresholds),
+        ],
     }
     report["shortfalls"] = shortfalls(report)
     return report
+
+
+CPU_BOUND_SHARE = 0.9
+"""A load generator busy this much of the run on one core was likely the bottleneck."""
+
+
+def load_generator(cpu_s: float | None, elapsed_s: float) -> dict[str, Any]:
+    """How busy this process was while riding: its CPU seconds against the wall clock. The
+    simulator is one Python process, on one core; near 100 % it sends late and reads late,
+    and the latencies it measures are partly its own: the note says so."""
+    if cpu_s is None or elapsed_s <= 0:
+        return {"cpu_s": cpu_s, "wall_s": round(elapsed_s, 3), "cpu_share": None, "note": None}
+    share = cpu_s / elapsed_s
+    note = None
+    if share >= CPU_BOUND_SHARE:
+        note = (
+            f"the load generator used {share:.0%} of a core: it was CPU-bound, so rates may be"
+            " its limit and latencies partly its own delay (fewer riders, --gateways, or"
+            " several simulate processes)"
+        )
+    return {
+        "cpu_s": round(cpu_s, 3),
+        "wall_s": round(elapsed_s, 3),
+        "cpu_share": round(share, 3),
+        "note": note,
+    }
 
 
 def threshold_violations(

@@ -14,6 +14,14 @@ replaces the set); events published while it was away are not replayed. When the
 minted here, a fresh one is minted for every reconnect, so a long watch outlives any token.
 Every loss of the link (with the server's close code and reason, and when the next dial is)
 goes into the state and to ``on_close``, so the CLI can say it.
+
+Why an object disconnected (``closed``, ``timeout``, ``node_lost``...) is not in the event
+(protocol.md §6.4: ``{"cst":"dis"}``), but the server's presence ledger has it: for each
+``dis`` event the watcher asks ``pre`` for the object's ``lastReason``, the questions of one
+burst batched into one frame, before it hands the events out, in order. The questions are
+kept under `REASON_LOOKUPS_PER_S` (burst `REASON_LOOKUP_BURST`), well inside the server's
+per-connection rate limit: beyond it (a gateway of 50,000 objects leaving) events go out at
+once with the reason unknown (None) rather than late or rate-limited.
 """
 
 from __future__ import annotations
@@ -34,9 +42,30 @@ from hivectl.client import (
     RealmSubscription,
     SubscriptionChange,
 )
+from hivectl.client.errors import ConnectionLost
 from hivectl.watch.state import EVENT_NAME, WatchEvent, WatchState
 
 REALM_POLL_S = 1.0
+REASON_LOOKUPS_PER_S = 100.0
+REASON_LOOKUP_BURST = 200.0
+MAX_BATCH = 500
+"""Events handed out per round, and so ``pre`` questions per frame at most."""
+
+
+class LookupBudget:
+    """A token bucket for reason lookups (pure: time passed in)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, now
+
+    def take(self, wanted: int, now: float) -> int:
+        """How many of `wanted` lookups may go now (each one spends a token)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted
 
 
 class RealmWatcher:
@@ -60,6 +89,8 @@ class RealmWatcher:
         self.counted = asyncio.Event()
         """Set once `count` events were handed out (none are handed out after that)."""
         self._stopped = asyncio.Event()
+        self._arrived: asyncio.Queue[tuple[str, str, float]] = asyncio.Queue()
+        self._budget = LookupBudget(REASON_LOOKUPS_PER_S, REASON_LOOKUP_BURST, time.monotonic())
         self._on_event = on_event
         self._fresh_token = fresh_token
         self._on_close = on_close
@@ -74,10 +105,16 @@ class RealmWatcher:
         await self.client.connect()
         self.client.on_connection_status(self._on_link)
         self.client.on_close(self._on_lost)
+        handing_out = asyncio.create_task(self._hand_out())
+        subscribing = asyncio.create_task(self._subscribe())
+        stopping = asyncio.create_task(self._stopped.wait())
         try:
-            if await self._subscribe():
+            await asyncio.wait([subscribing, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if subscribing.done() and subscribing.result():
                 await _first(self._stopped, self.counted)
         finally:
+            for task in (handing_out, subscribing, stopping):
+                task.cancel()
             await self.client.close()
         return "counted" if self.counted.is_set() else "stopped"
 
@@ -89,9 +126,14 @@ class RealmWatcher:
         await realm.pubsub.subscribe(
             EVENT_NAME, self._on_presence, id_pattern=self.state.pattern.text
         )
-        await realm.object.subscribe(execute_immediately=True, on_change=self._on_change)
-        self.state.link = "connected"
-        return True
+        while not self._stopped.is_set():
+            try:
+                await realm.object.subscribe(execute_immediately=True, on_change=self._on_change)
+            except TimeoutError:  # the link went before the set came: ask again
+                continue
+            self.state.link = "connected"
+            return True
+        return False
 
     async def _realm(self) -> Realm | None:
         """The realm, once it exists (None if stopped before): a realm-list subscription
@@ -123,13 +165,44 @@ class RealmWatcher:
 
     def _on_presence(self, data: Any, object_id: str) -> None:
         cst = data.get("cst") if isinstance(data, dict) else None
-        if cst not in ("con", "dis") or self.counted.is_set() or self._stopped.is_set():
-            return
-        event = self.state.record(object_id, cst, time.time())
-        if self._on_event is not None:
-            self._on_event(event)
-        if self.count is not None and self.state.total_events >= self.count:
-            self.counted.set()
+        if cst in ("con", "dis"):
+            self._arrived.put_nowait((object_id, cst, time.time()))
+
+    async def _hand_out(self) -> None:
+        """Events in the order they came, each ``dis`` with its reason when the budget
+        allows asking for it."""
+        while True:
+            batch = [await self._arrived.get()]
+            while len(batch) < MAX_BATCH and not self._arrived.empty():
+                batch.append(self._arrived.get_nowait())
+            reasons = await self._reasons([oid for oid, cst, _ in batch if cst == "dis"])
+            for object_id, cst, at in batch:
+                if self.counted.is_set() or self._stopped.is_set():
+                    return
+                reason = reasons.get(object_id) if cst == "dis" else None
+                event = self.state.record(object_id, cst, at, reason)
+                if self._on_event is not None:
+                    self._on_event(event)
+                if self.count is not None and self.state.total_events >= self.count:
+                    self.counted.set()
+
+    async def _reasons(self, object_ids: list[str]) -> dict[str, str]:
+        """``lastReason`` of as many of `object_ids` as the budget allows, in one frame."""
+        unique = list(dict.fromkeys(object_ids))
+        asked = unique[: self._budget.take(len(unique), time.monotonic())]
+        if not asked:
+            return {}
+        realm = self.state.realm
+        messages = [{"typ": "sys", "act": "pre", "rea": realm, "id": oid} for oid in asked]
+        try:
+            answers = await self.client.connection.request_batch(messages)
+        except (ConnectionLost, TimeoutError):
+            return {}
+        return {
+            oid: answer["lastReason"]
+            for oid, answer in zip(asked, answers, strict=True)
+            if isinstance(answer, dict) and isinstance(answer.get("lastReason"), str)
+        }
 
     def _on_change(self, subscription: ObjectSubscription, change: SubscriptionChange) -> None:
         if change.kind == "ful":

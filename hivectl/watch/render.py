@@ -69,7 +69,7 @@ def render_watch(state: WatchState, now: float) -> RenderableType:
         table.add_row(
             _clock(event.at),
             Text(event.object_id),
-            Text(event.status, style=STATUS_STYLES.get(event.status, "")),
+            Text(_status(event), style=STATUS_STYLES.get(event.status, "")),
             Text(event.label or ""),
             format_for(event.previous_for),
         )
@@ -82,7 +82,12 @@ def event_line(event: WatchEvent) -> str:
     """One plain line per event, for a terminal-less stdout without ``--json``."""
     label = f" ({event.label})" if event.label else ""
     after = "" if event.previous_for is None else f" after {format_for(event.previous_for)}"
-    return f"{_clock(event.at)} {event.object_id} {event.status}{label}{after}"
+    return f"{_clock(event.at)} {event.object_id} {_status(event)}{label}{after}"
+
+
+def _status(event: WatchEvent) -> str:
+    """``disconnected (node_lost)``: the status, and why when the watch knows."""
+    return f"{event.status} ({event.reason})" if event.reason else event.status
 
 
 def event_json(event: WatchEvent, realm: str) -> str:

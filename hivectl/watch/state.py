@@ -35,6 +35,9 @@ class WatchEvent:
     status: str
     label: str | None
     previous_for: float | None
+    reason: str | None = None
+    """Why a ``disconnected`` object left (``closed``, ``timeout``, ``expired``,
+    ``node_lost``, ``shutdown``); None for ``connected``, or when not known."""
 
     def as_json(self, realm: str) -> dict[str, Any]:
         """One line of ``--json`` output; these field names are API."""
@@ -46,6 +49,7 @@ class WatchEvent:
             "status": self.status,
             "label": self.label,
             "previousFor": None if self.previous_for is None else round(self.previous_for, 3),
+            "reason": self.reason,
         }
 
 
@@ -97,8 +101,9 @@ class WatchState:
 
     # -- fed by the pub/sub subscription -------------------------------------------
 
-    def record(self, object_id: str, cst: str, at: float) -> WatchEvent:
-        """One ``connectionStatusChanged`` event, received at `at`."""
+    def record(self, object_id: str, cst: str, at: float, reason: str | None = None) -> WatchEvent:
+        """One ``connectionStatusChanged`` event, received at `at`; `reason` is why it
+        disconnected (the server's ``lastReason``), when known."""
         since = self._changed_at.get(object_id)
         self._changed_at[object_id] = at
         if object_id in self._statuses:
@@ -109,6 +114,7 @@ class WatchState:
             status=STATUS_NAMES.get(cst, cst),
             label=self._labels.get(object_id),
             previous_for=None if since is None else max(0.0, at - since),
+            reason=reason,
         )
         self.events.append(event)
         self.total_events += 1

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from hivectl.bench.report import build_report
 from hivectl.bench.runner import plan_jobs
 from hivectl.bench.servers import hivectl_server
 from hivectl.cli import app
+from hivectl.cli.bench import target_line
 from server.app import LISTEN_BACKLOG
 
 LOAD_PROCESSES = 2
@@ -36,8 +40,19 @@ def report() -> dict[str, Any]:
     result = CliRunner().invoke(
         app, ["bench", "--quick", "--json", "--load-processes", str(LOAD_PROCESSES)]
     )
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout))
+    report = dict(json.loads(result.stdout))
+    assert result.exit_code == exit_code_for(report), result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("target not met: ")] == [
+        f"target not met: {target_line(target)}"
+        for target in report["targets"]
+        if target["met"] is False
+    ]
+    return report
+
+
+def exit_code_for(report: dict[str, Any]) -> int:
+    """A quick run on a shared machine may miss a target: then, and only then, it exits 3."""
+    return 3 if any(target["met"] is False for target in report["targets"]) else 0
 
 
 def results(report: dict[str, Any], label: str) -> dict[str, dict[str, Any]]:
@@ -209,8 +224,8 @@ def test_a_running_server_is_loaded_with_tokens_from_the_configured_secret(
         result = CliRunner().invoke(
             app, ["bench", "latency", "--quick", "--url", served.url, "--json"]
         )
-    assert result.exit_code == 0, result.output
     ran = json.loads(result.stdout)
+    assert result.exit_code == exit_code_for(ran), result.output
     assert ran["url"] == served.url
     (loaded,) = [run for run in ran["runs"] if run["target"] == "hivectl"]
     assert loaded["result"]["presence"]["lost"] == 0
@@ -403,3 +418,47 @@ def test_process_figures_come_from_proc() -> None:
     assert (cpu_seconds(os.getpid()) or 0) > 0
     assert (rss_bytes(os.getpid()) or 0) > 0
     assert cpu_seconds(2**22 + 1) is None  # above the kernel's largest pid
+
+
+def test_a_target_not_met_is_one_line_with_the_figure() -> None:
+    target = {
+        "target": "connect 1,000: connections/s >= 0.8x the baseline's",
+        "value": 0.71,
+        "unit": "x",
+        "met": False,
+        "detail": None,
+    }
+    assert target_line(target) == "connect 1,000: connections/s >= 0.8x the baseline's (0.71 x)"
+    assert target_line({**target, "value": None, "detail": "lost 2"}).endswith(
+        "(no figure; lost 2)"
+    )
+
+
+def test_ctrl_c_prints_the_report_of_the_runs_that_finished_and_exits_130(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hivectl", "bench", "connect", "--quick", "--rounds", "3", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches it
+    )
+    try:
+        assert process.stderr is not None
+        started = 0
+        for line in process.stderr:
+            started += line.startswith("running connect")
+            if started == 2:  # the first run finished
+                break
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    assert 1 <= len(report["runs"]) < 6
+    assert all("result" in run for run in report["runs"])
+    assert f"interrupted: the report covers the {len(report['runs'])} runs that finished" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import tomllib
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import invoke, words
+from tests.cli.conftest import Client, ServeProcess, clean_env, invoke, words
+from tests.conftest import SECRET
 
 # key -> (file value, env value, flag value), each as the TOML text that writes it
 LAYERS = {
@@ -131,16 +133,38 @@ def test_init_writes_a_config_that_checks_and_a_private_secret(isolated: Path) -
     config = isolated / "hivectl.toml"
     secret = isolated / "hivectl.secret"
     written = tomllib.loads(config.read_text())
-    assert written["auth"]["secret_file"] == str(secret)
-    assert written["storage"]["path"] == str(isolated / "hivectl.db")
+    assert written["auth"]["secret_file"] == "hivectl.secret"  # as given: relative
+    assert written["storage"]["path"] == "hivectl.db"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert len(secret.read_text().strip()) >= 43  # 32 random bytes, URL-safe base64
     assert secret.read_text().strip() not in config.read_text()
     assert "hivectl serve" in result.stderr
+    assert "created directory" not in result.stderr
 
     check = invoke("config", "check")
     assert check.exit_code == 0, check.stderr
     assert check.stdout.strip() == "hivectl.toml: ok"
+
+
+def test_init_writes_paths_beside_the_config_as_given_and_names_folders_it_creates(
+    isolated: Path,
+) -> None:
+    result = invoke("config", "init", "deploy/prod/hivectl.toml")
+    assert result.exit_code == 0, result.stderr
+    written = tomllib.loads((isolated / "deploy/prod/hivectl.toml").read_text())
+    assert written["auth"]["secret_file"] == "deploy/prod/hivectl.secret"
+    assert written["storage"]["path"] == "deploy/prod/hivectl.db"
+    assert (isolated / "deploy/prod/hivectl.secret").is_file()
+    assert result.stderr.splitlines()[:2] == [
+        "created directory deploy",
+        "created directory deploy/prod",
+    ]
+    assert invoke("config", "check", "-c", "deploy/prod/hivectl.toml").exit_code == 0
+
+    absolute = isolated / "etc" / "hivectl.toml"
+    assert invoke("config", "init", str(absolute)).exit_code == 0
+    written = tomllib.loads(absolute.read_text())
+    assert written["auth"]["secret_file"] == str(isolated / "etc" / "hivectl.secret")
 
 
 def test_init_refuses_to_overwrite_without_force_and_keeps_the_secret(isolated: Path) -> None:
@@ -150,7 +174,7 @@ def test_init_refuses_to_overwrite_without_force_and_keeps_the_secret(isolated: 
     path.write_text("# edited by hand\n")
 
     refused = invoke("config", "init", str(path))
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # a usage error: the command line asks for what is refused
     assert "--force" in words(refused.stderr)
     assert path.read_text() == "# edited by hand\n"
 
@@ -159,6 +183,29 @@ def test_init_refuses_to_overwrite_without_force_and_keeps_the_secret(isolated: 
     assert "kept the existing secret" in words(forced.stderr)
     assert (isolated / "hivectl.secret").read_text() == secret
     assert invoke("config", "check", "-c", str(path)).exit_code == 0
+
+
+async def test_the_environment_secret_wins_over_the_secret_file_config_init_wrote(
+    isolated: Path, serve_process: list[ServeProcess]
+) -> None:
+    """Precedence as documented: HIVECTL_AUTH_SECRET over the file's secret_file, for
+    `token mint`, `token verify`, `config show` and `serve` alike."""
+    assert invoke("config", "init").exit_code == 0
+    env = {"HIVECTL_AUTH_SECRET": SECRET}
+    minted = invoke("token", "mint", "--sub", "ops", "--per", "*:*=CRUD", env=env)
+    assert minted.exit_code == 0, minted.stderr
+    token = minted.stdout.strip()
+    assert invoke("token", "verify", token, env=env).exit_code == 0
+    assert invoke("token", "verify", token).exit_code == 3  # the file's secret is another
+    shown = invoke("config", "show", "--sources", env=env)
+    assert show_line(shown.stdout, "auth.secret").endswith("# from env HIVECTL_AUTH_SECRET")
+    assert show_line(shown.stdout, "auth.secret_file") == 'secret_file = ""  # default'
+
+    serve = ServeProcess(isolated, clean_env(HIVECTL_AUTH_SECRET=SECRET), "--storage", "memory")
+    serve_process.append(serve)
+    client = await Client.open(serve.ws_url)
+    assert (await client.authenticate(token))["res"] == "suc"
+    await client.close()
 
 
 # -- check ---------------------------------------------------------------------------------
@@ -210,3 +257,28 @@ def test_a_missing_explicit_config_is_a_config_error(tmp_path: Path) -> None:
     result = invoke("config", "show", "--config", str(tmp_path / "nope.toml"))
     assert result.exit_code == 2
     assert "config file not found" in words(result.stderr)
+
+
+def test_check_json_gives_the_verdict_on_stdout(tmp_path: Path, isolated: Path) -> None:
+    good = invoke("config", "check", "--json")
+    assert good.exit_code == 0
+    verdict = json.loads(good.stdout)
+    assert verdict["ok"] is True and verdict["config_file"] is None
+    assert verdict["problems"] == [] and len(verdict["notes"]) == 1
+
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nport = "eighty"\nprot = 1\n')
+    bad = invoke("config", "check", "--json", "--config", str(config))
+    assert bad.exit_code == 2
+    verdict = json.loads(bad.stdout)
+    assert verdict["ok"] is False and verdict["config_file"] == str(config)
+    assert len(verdict["problems"]) == 2
+    assert any("[server].port: expected an integer" in line for line in verdict["problems"])
+    assert bad.stderr == ""
+
+
+def test_check_warns_about_an_hs256_secret_under_32_bytes(tmp_path: Path) -> None:
+    result = invoke("config", "check", "--json", env={"HIVECTL_AUTH_SECRET": "short-secret"})
+    assert result.exit_code == 0
+    (warning,) = json.loads(result.stdout)["warnings"]
+    assert "HS256 secret is 12 bytes; RFC 7518 requires at least 32" in warning

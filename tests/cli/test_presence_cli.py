@@ -76,7 +76,8 @@ async def test_explain_follows_a_multi_device_object_down_to_a_timeout(
         assert json.loads(await watch.recv())[0]["res"] == "suc"
 
         both = await explain(server, tmp_path, "riders/jo")
-        assert both["cst"] == "con"
+        assert (both["realm"], both["id"], both["status"]) == ("london", "riders/jo", "connected")
+        assert "cst" not in both  # the CLI's JSON says status, as watch --json does
         assert [(p["sub"], p["jti"]) for p in both["providers"]] == [
             ("phone", "jti-phone"),
             ("watch", "jti-watch"),
@@ -102,7 +103,7 @@ async def test_explain_follows_a_multi_device_object_down_to_a_timeout(
 
         await phone.close()
         one = await explain(server, tmp_path, "riders/jo")
-        assert one["cst"] == "con"
+        assert one["status"] == "connected"
         assert [p["sub"] for p in one["providers"]] == ["watch"]
         assert "lastReason" not in one  # the object never went down
 
@@ -113,7 +114,7 @@ async def test_explain_follows_a_multi_device_object_down_to_a_timeout(
         async with asyncio.timeout(REAP_DEADLINE):
             await went.wait()  # reaped by the ping timeout
         gone = await explain(server, tmp_path, "riders/jo")
-        assert gone["cst"] == "dis"
+        assert gone["status"] == "disconnected"
         assert gone["providers"] == []
         assert gone["lastReason"] == "timeout"
         assert "lastDisconnectedAt" in gone

@@ -130,10 +130,44 @@ async def test_health_readiness_and_metrics_that_move(
 
     healthy = run_cli("health", "--url", process.ws_url, "--ready", cwd=tmp_path, env=env)
     assert (healthy.returncode, healthy.stdout.strip()) == (0, f"{process.http_url}/readyz: ok")
+    as_json = run_cli("health", "--url", process.ws_url, "--json", cwd=tmp_path, env=env)
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == {
+        "url": f"{process.http_url}/healthz",
+        "ok": True,
+        "status": 200,
+        "error": None,
+    }
     assert process.stop() == 0
     down = run_cli("health", "--url", process.http_url, cwd=tmp_path, env=env)
     assert down.returncode == 3
     assert "/healthz" in down.stderr
+    down_json = run_cli("health", "--url", process.http_url, "--json", cwd=tmp_path, env=env)
+    assert down_json.returncode == 3
+    answer = json.loads(down_json.stdout)
+    assert (answer["ok"], answer["status"]) == (False, None)
+    assert "refused" in answer["error"].lower()
+
+
+def test_a_port_in_use_is_named_by_its_flag_on_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags, named in (
+            (
+                ("--port", "0", "--api-port", str(port)),
+                "the HTTP API port ([server].api_port, --api-port)",
+            ),
+            (("--port", str(port)), "the WebSocket port ([server].port, --port)"),
+        ):
+            result = run_cli("serve", "--storage", "memory", *flags, cwd=tmp_path, env=env)
+            assert result.returncode == 1
+            (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+            assert f"cannot listen on 127.0.0.1:{port}, {named}: " in line
+            assert line.lower().endswith("address already in use")
 
 
 async def test_sigterm_closes_clients_with_1001_keeps_acknowledged_writes_and_exits_0(

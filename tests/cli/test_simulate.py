@@ -25,7 +25,7 @@ from hivectl.core.tokens import SigningKey
 from hivectl.sim.driver import SimConfig, Simulation
 from hivectl.sim.plan import PlanParams, build_plan
 from server.app import HivekitServer
-from tests.cli.conftest import ServeProcess, clean_env, invoke, words
+from tests.cli.conftest import ServeProcess, clean_env, invoke, run_cli, words
 from tests.conftest import SECRET, make_settings, mint
 from tests.server.wsutil import eventually
 
@@ -329,3 +329,46 @@ async def test_ctrl_c_stops_cleanly_reports_and_exits_130(
     assert report["elapsed_s"] < 30
     assert report["presence"]["lost"] == 0
     assert report["presence"]["connected_at_end"] == 0
+
+
+async def test_per_figure_thresholds_a_short_run_and_the_load_generator_cpu(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    """A run shorter than the default ramp-up is ramped over the whole run (and says so);
+    each --threshold judges its own figure; the report measures the simulator's own CPU."""
+    code, out, err = await simulate_with_stderr(
+        tmp_path,
+        *("--url", serve.ws_url, "-n", "3", "--duration", "1s", "--seed", "3"),
+        *("--threshold", "connect.p99<0.001ms", "--threshold", "presence.max<=1h30m"),
+        *("--threshold", "lost<=0", "--no-progress"),
+    )
+    assert code == 3, err
+    assert "note: --ramp-up defaults to 10s, longer than --duration 1s" in err
+    report = json.loads(out)
+    assert report["plan"]["ramp_up_s"] == 1.0
+    thresholds = report["thresholds"]
+    assert thresholds["rules"] == ["connect.p99<0.001 ms", "presence.max<=5400000 ms", "lost<=0"]
+    (violation,) = thresholds["violations"]
+    assert violation.startswith("connect.p99 ") and violation.endswith(" ms, not <0.001 ms")
+    assert "threshold crossed: connect.p99" in err
+    load = report["load_generator"]
+    assert load["cpu_s"] > 0 and load["wall_s"] >= 1.0
+    assert abs(load["cpu_share"] - load["cpu_s"] / load["wall_s"]) < 0.002  # each rounded
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--area", "a,b,c,d"), "error: --area: expected four numbers LAT1,LON1,LAT2,LON2"),
+        (("--threshold", "presence.p98<5ms"), "error: --threshold: unknown metric"),
+        (("--duration", "-5s"), "error: Invalid value for '--duration'"),
+        (("--duration", "1h30m", "--ramp-up", "2h"), "error: --ramp-up must be from 0 to"),
+    ],
+)
+def test_bad_flags_are_named_on_one_unwrapped_line(
+    tmp_path: Path, flags: tuple[str, ...], named: str
+) -> None:
+    result = run_cli("simulate", "riders", "--url", "ws://127.0.0.1:9/ws", *flags, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(named)

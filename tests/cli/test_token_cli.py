@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hivectl.core.settings import load_settings
 from hivectl.core.tokens import SigningKey, mint_token
 from server.app import HivekitServer
-from tests.cli.conftest import Client, invoke, words
+from tests.cli.conftest import Client, ServeProcess, clean_env, invoke, words
 
 SECRET = "cli-test-secret-0123456789-abcdefghijkl"
 OTHER_SECRET = "another-secret-0123456789-abcdefghijklm"
@@ -120,12 +122,67 @@ def test_verify_exits_0_with_the_claims_or_3_with_the_reason(tmp_path: Path, con
     assert "token is malformed" in words(garbage.stderr)
 
 
-def test_verify_reports_an_expired_token(config: Path) -> None:
+def test_verify_says_when_a_token_expired(config: Path) -> None:
     key = SigningKey("HS256", SECRET.encode())
-    token = mint_token({"sub": "late"}, key, now=time.time() - 7200, ttl=3600)
+    now = time.time()
+    token = mint_token({"sub": "late"}, key, now=now - 7200 - 190, ttl=7200)
+    exp = int(now - 7200 - 190) + 7200
+    stamp = datetime.fromtimestamp(exp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = invoke("token", "verify", token, "--config", str(config))
     assert result.exit_code == 3
-    assert "token rejected: token has expired" in words(result.stderr)
+    assert re.fullmatch(
+        rf"error: token rejected: token has expired at {stamp}, 3m1[0-9]s ago",
+        result.stderr.strip(),
+    )
+
+    as_json = invoke("token", "verify", token, "--config", str(config), "--json")
+    assert as_json.exit_code == 3
+    verdict = json.loads(as_json.stdout)
+    assert (verdict["valid"], verdict["reason"], verdict["exp"]) == (False, "expired", stamp)
+    assert -200 < verdict["expires_in_s"] < -189
+    assert verdict["claims"]["sub"] == "late"
+
+
+def test_verify_json_of_a_valid_and_of_a_forged_token(tmp_path: Path, config: Path) -> None:
+    token = mint(config, "--sub", "ops", "--ttl", "1h")
+    verdict = json.loads(invoke("token", "verify", token, "-c", str(config), "--json").stdout)
+    assert (verdict["valid"], verdict["reason"], verdict["error"]) == (True, None, None)
+    assert 3590 < verdict["expires_in_s"] <= 3600
+    assert verdict["claims"]["sub"] == "ops"
+
+    other = tmp_path / "other.secret"
+    other.write_text(OTHER_SECRET)
+    forged = invoke("token", "verify", token, "--secret-file", str(other), "--json")
+    assert forged.exit_code == 3
+    verdict = json.loads(forged.stdout)
+    assert (verdict["reason"], verdict["error"]) == ("bad_signature", "signature is invalid")
+    assert verdict["claims"] is None  # nothing is shown from a token whose signature fails
+
+
+def test_mint_refuses_an_hs256_secret_under_32_bytes(tmp_path: Path) -> None:
+    short = invoke("token", "mint", "--sub", "x", env={"HIVECTL_AUTH_SECRET": "too-short"})
+    assert short.exit_code == 2
+    assert "HS256 secret is 9 bytes; RFC 7518 requires at least 32 (256 bits)" in words(
+        short.stderr
+    )
+    assert "HIVECTL_AUTH_SECRET" in short.stderr
+    assert "Warning" not in short.stderr  # PyJWT's own warning is not what the user sees
+    secret = tmp_path / "short.secret"
+    secret.write_text("x" * 31 + "\n")
+    from_file = invoke("token", "mint", "--sub", "x", "--secret-file", str(secret))
+    assert from_file.exit_code == 2
+    assert f"{secret}: HS256 secret is 31 bytes" in words(from_file.stderr)
+    secret.write_text("x" * 32 + "\n")
+    assert invoke("token", "mint", "--sub", "x", "--secret-file", str(secret)).exit_code == 0
+
+
+def test_a_binary_secret_file_is_named(tmp_path: Path) -> None:
+    secret = tmp_path / "binary.secret"
+    secret.write_bytes(bytes(range(256)))
+    for command in (("mint", "--sub", "x"), ("verify", "a.b.c")):
+        result = invoke("token", *command, "--secret-file", str(secret))
+        assert result.exit_code == 2
+        assert f"{secret}: not a text file" in words(result.stderr)
 
 
 @pytest.mark.parametrize(
@@ -235,3 +292,14 @@ def test_es256_tokens_are_signed_with_the_private_key_file(tmp_path: Path) -> No
     missing = invoke("token", "mint", "--config", str(config), "--sub", "x")
     assert missing.exit_code == 2
     assert "ES256 needs [auth].private_key_file" in words(missing.stderr)
+
+
+def test_serve_warns_about_a_short_secret_in_its_own_words_and_serves(
+    tmp_path: Path, serve_process: list[ServeProcess]
+) -> None:
+    """Served, not refused: refusing would lock out every client until the secret rotates."""
+    serve = ServeProcess(tmp_path, clean_env(HIVECTL_AUTH_SECRET="short"), "--storage", "memory")
+    serve_process.append(serve)
+    (warning,) = [line for line in serve.lines if "WARNING" in line]
+    assert "HS256 secret is 5 bytes; RFC 7518 requires at least 32" in warning
+    assert "InsecureKeyLengthWarning" not in serve.stderr

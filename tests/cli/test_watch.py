@@ -15,10 +15,17 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from websockets.asyncio.client import connect
 
 from hivectl.client import HivekitClient
-from hivectl.watch.driver import RealmWatcher
-from hivectl.watch.render import close_caption, event_json, format_for, render_watch
+from hivectl.watch.driver import LookupBudget, RealmWatcher
+from hivectl.watch.render import (
+    close_caption,
+    event_json,
+    event_line,
+    format_for,
+    render_watch,
+)
 from hivectl.watch.state import WatchEvent, WatchState
 from server.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env, words
@@ -103,13 +110,43 @@ async def test_json_prints_one_line_per_transition_with_the_documented_fields(
     events = [json.loads(line) for line in lines]
     assert [e["status"] for e in events] == ["connected", "disconnected"] * 2
     for event in events:
-        assert set(event) == {"ts", "realm", "event", "id", "status", "label", "previousFor"}
+        assert set(event) == {
+            *("ts", "realm", "event", "id", "status", "label", "previousFor", "reason")
+        }
         assert event["ts"].endswith("Z")
         datetime.fromisoformat(event["ts"])
         assert (event["realm"], event["event"]) == ("london", "connectionStatusChanged")
         assert (event["id"], event["label"]) == ("riders/jo", "Jo")
     assert events[0]["previousFor"] is None
     assert all(isinstance(e["previousFor"], float) for e in events[1:])
+    assert [e["reason"] for e in events] == [None, "closed", None, "closed"]
+
+
+async def test_json_says_why_an_object_disconnected(server: ServeProcess, tmp_path: Path) -> None:
+    """A provider that closes and one that goes silent (reaped by the ping timeout) differ
+    in ``reason``, where both used to read only ``disconnected``."""
+    async with HivekitClient(server.ws_url, mint("admin"), reconnect=False) as admin:
+        realm = await admin.realm.create("london")
+        await realm.object.create("riders/a")
+        await realm.object.create("riders/b")
+        proc = await watch(tmp_path, server.ws_url, "--json", "--count", "4")
+        await subscribed(admin, pubsub=1, objects=1)
+        closing = provider(server.ws_url, "riders/a")
+        await closing.connect()
+        silent = await connect(server.ws_url, proxy=None, ping_interval=None)
+        await silent.send("Bearer " + mint("device", dpv={"london": ["riders/b"]}))
+        assert json.loads(await silent.recv())[0]["res"] == "suc"
+        await closing.close()
+        assert silent.transport is not None
+        silent.transport.pause_reading()  # no pong, no close: reaped by the ping timeout
+        async with asyncio.timeout(LINE_TIMEOUT):
+            out, err = await proc.communicate()
+        silent.transport.abort()
+    assert proc.returncode == 0, err.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    gone = {e["id"]: e["reason"] for e in events if e["status"] == "disconnected"}
+    assert gone == {"riders/a": "closed", "riders/b": "timeout"}
+    assert [e["reason"] for e in events if e["status"] == "connected"] == [None, None]
 
 
 async def test_count_exits_0_and_a_timeout_before_the_count_exits_3(
@@ -284,7 +321,26 @@ def test_json_line_and_durations() -> None:
         "status": "connected",
         "label": None,
         "previousFor": 2.5,
+        "reason": None,
     }
+    gone = WatchEvent(
+        at=1.0,
+        object_id="riders/a",
+        status="disconnected",
+        label="A",
+        previous_for=None,
+        reason="node_lost",
+    )
+    assert json.loads(event_json(gone, "london"))["reason"] == "node_lost"
+    assert event_line(gone).endswith(" riders/a disconnected (node_lost) (A)")
+
+
+def test_reason_lookups_are_budgeted() -> None:
+    budget = LookupBudget(rate=100.0, burst=200.0, now=0.0)
+    assert budget.take(150, now=0.0) == 150
+    assert budget.take(150, now=0.0) == 50  # the burst is spent
+    assert budget.take(10, now=0.05) == 5  # 100/s refills 5 in 50 ms
+    assert budget.take(500, now=100.0) == 200  # never more than the burst
     assert [format_for(s) for s in (None, 0.25, 12.34, 245, 7380)] == [
         "-",
         "250ms",

@@ -321,12 +321,33 @@ def test_public_key_algorithms_need_a_public_key() -> None:
     assert loaded.settings.auth.public_key_file == "key.pub.pem"
 
 
-def test_secret_and_secret_file_together_are_an_error(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, '[auth]\nsecret_file = "secret.txt"\n')
-    assert problems_of(config_file=path, env={"HIVECTL_AUTH_SECRET": "s"}) == [
-        f"{path}: [auth].secret_file: set together with [auth].secret; use one of them"
-        " (from HIVECTL_AUTH_SECRET)"
+def test_secret_and_secret_file_in_one_layer_are_an_error(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, '[auth]\nsecret = "s"\nsecret_file = "secret.txt"\n')
+    assert problems_of(config_file=path) == [
+        f"{path}: [auth].secret_file: set together with [auth].secret in the same place;"
+        " use one of them"
     ]
+    env = {"HIVECTL_AUTH_SECRET": "s", "HIVECTL_AUTH_SECRET_FILE": "secret.txt"}
+    assert len(problems_of(env=env)) == 1
+
+
+def test_the_higher_layer_of_secret_and_secret_file_wins(tmp_path: Path) -> None:
+    """The documented precedence: what `config init` writes (a secret_file) gives way to
+    HIVECTL_AUTH_SECRET, which gives way to a --secret-file flag."""
+    path = write_toml(tmp_path, '[auth]\nsecret_file = "secret.txt"\n')
+    loaded = load_settings(config_file=path, env={"HIVECTL_AUTH_SECRET": "from-env"})
+    assert (loaded.settings.auth.secret, loaded.settings.auth.secret_file) == ("from-env", "")
+    assert loaded.sources["auth.secret"] == (Source.ENV, "HIVECTL_AUTH_SECRET")
+    assert loaded.sources["auth.secret_file"] == (Source.DEFAULT, "")
+    flagged = load_settings(
+        config_file=path,
+        env={"HIVECTL_AUTH_SECRET": "from-env"},
+        overrides={"auth.secret_file": "flag.secret"},
+    )
+    assert (flagged.settings.auth.secret, flagged.settings.auth.secret_file) == ("", "flag.secret")
+    path = write_toml(tmp_path, '[auth]\nsecret = "in-file"\n')
+    env_file = load_settings(config_file=path, env={"HIVECTL_AUTH_SECRET_FILE": "env.secret"})
+    assert (env_file.settings.auth.secret, env_file.settings.auth.secret_file) == ("", "env.secret")
 
 
 def test_rotation_keys_are_checked(tmp_path: Path) -> None:
@@ -410,6 +431,12 @@ def test_all_problems_are_collected_before_raising(tmp_path: Path) -> None:
         (10, 10.0),
         (0.5, 0.5),
         ("0s", 0.0),
+        ("1h30m", 5400.0),
+        ("2m30s", 150.0),
+        ("1d2h", 93600.0),
+        ("1m0.5s", 60.5),
+        ("1h 30m", 5400.0),
+        ("1s500ms", 1.5),
     ],
 )
 def test_parse_duration(text: object, seconds: float) -> None:
@@ -417,7 +444,11 @@ def test_parse_duration(text: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "s", "10x", "5min", "-5s", "1e3s", "ten", ".5s", -1, math.inf, True, None, [1]]
+    "bad",
+    [
+        *("", "s", "10x", "5min", "-5s", "1e3s", "ten", ".5s", -1, math.inf, True, None, [1]),
+        *("30m1h", "1h1h", "1h30", "h30m", "-1h30m", "1h-30m", "1hm"),
+    ],
 )
 def test_parse_duration_rejects(bad: object) -> None:
     with pytest.raises(ValueError, match="expected a duration"):

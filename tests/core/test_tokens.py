@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from hivectl.core.tokens import (
     decode_unverified,
     load_pem,
     mint_token,
+    read_secret_file,
     secret_from_text,
+    short_secret,
     verify_token,
 )
 
@@ -474,3 +477,31 @@ def test_hand_made_tokens_match_pyjwt() -> None:
     """The helper above really signs like HS256 (else the tests built on it prove nothing)."""
     token = hand_made({"alg": "HS256"}, '{"sub":"a"}', SECRET)
     assert jwt.decode(token, SECRET, algorithms=["HS256"]) == {"sub": "a"}
+
+
+def test_an_hs256_secret_under_32_bytes_is_short_and_cannot_sign(tmp_path: Path) -> None:
+    """RFC 7518 §3.2: an HS256 key is at least 256 bits."""
+    assert short_secret(SigningKey("HS256", b"x" * 32)) is None
+    assert short_secret(VerificationKey("HS256", "x" * 31, kid="old")) == (
+        "HS256 secret 'old' is 31 bytes; RFC 7518 requires at least 32 (256 bits): generate"
+        " one with `openssl rand -base64 32` or `hivectl config init`"
+    )
+    with pytest.raises(ValueError, match="is 31 bytes"):
+        mint_token({"sub": "x"}, SigningKey("HS256", b"x" * 31), now=0)
+    ring = KeyRing([VerificationKey("HS256", b"short")])  # verifying still works: a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        token = jwt.encode({"sub": "x"}, b"short", algorithm="HS256")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyJWT's own warning is not raised at each token
+        assert verify_token(token, ring, now=0).sub == "x"
+
+
+def test_a_secret_file_is_text_and_a_binary_one_is_named(tmp_path: Path) -> None:
+    text = tmp_path / "text.secret"
+    text.write_text("s3cret\n")
+    assert read_secret_file(text) == b"s3cret"
+    binary = tmp_path / "binary.secret"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=f"{binary}: not a text file"):
+        read_secret_file(binary)

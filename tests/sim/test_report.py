@@ -71,6 +71,7 @@ def test_report_schema_is_plain_json() -> None:
         "open_files",
         "setup",
         "cleanup",
+        "load_generator",
         "thresholds",
         "shortfalls",
     }

@@ -55,6 +55,7 @@ from hivectl.bench.plan import REALM, BenchPlan
 from hivectl.bench.procstat import CpuWindow, rss_bytes
 from hivectl.bench.scenarios.common import REPLY_TIMEOUT_S, Context, percentiles
 from hivectl.bench.subscriber import LINGER_S, authenticated
+from hivectl.core.pacing import Pacer
 from hivectl.core.settings import LimitsSettings
 from hivectl.core.tokens import SigningKey, mint_token
 from hivectl.sim.recorder import LatencyRecorder
@@ -252,24 +253,18 @@ async def _create_shard(
     limits: LimitsSettings,
 ) -> int:
     """Create every object of `shard` (ids ``offset``, ``offset + stride``, ...) in frames,
-    keeping under the rate limit with a client-side token bucket; the 429s it retried."""
+    keeping under the rate limit with a `Pacer`; the 429s it retried."""
     rate = limits.messages_per_second * PACE_SHARE
     burst = min(limits.burst * PACE_SHARE, float(limits.burst - per_frame))
     per_frame = min(per_frame, max(1, int(burst)))
+    pacer = Pacer(rate, max(0.0, burst - per_frame))
     session = await _Session.open(url, token)
     retried = 0
-    credit, stamp = burst, time.monotonic()
     todo = [(offset + i * stride, object_id) for i, object_id in enumerate(shard)]
     try:
         while todo:
             batch, todo = todo[:per_frame], todo[per_frame:]
-            now = time.monotonic()
-            credit = min(burst, credit + (now - stamp) * rate)
-            stamp = now
-            if credit < len(batch):
-                await asyncio.sleep((len(batch) - credit) / rate)
-                credit, stamp = float(len(batch)), time.monotonic()
-            credit -= len(batch)
+            await asyncio.sleep(pacer.delay(len(batch), time.monotonic()))
             messages = [_create_message(realm, object_id, index) for index, object_id in batch]
             replies = await session.call(messages)
             failed = []
