@@ -3,10 +3,15 @@
 What `hivectl bench` compares every figure with (design.md §6): the ceiling this library sets
 on this machine. It keeps the shape of a presence server and nothing else:
 
-* a connection's first message says what it is: ``{"role": "watch"}`` or
-  ``{"role": "provide", "id": OBJECT_ID}``; the server answers ``ok`` (the counterpart of
-  hivectl's authentication reply, so a client knows it is registered). No tokens, no
-  realms, no permissions, no storage, no ledger;
+* a connection's first message says what it is and carries a JWT:
+  ``{"role": "watch", "token": T}`` or ``{"role": "provide", "token": T}``. The token is
+  verified on every connection with PyJWT's ``jwt.decode`` (HS256, the secret in
+  ``$HIVECTL_BENCH_BASELINE_SECRET``; signature, ``exp`` and ``iat`` checked): the cost a
+  presence server must pay to know who connects. Nothing is cached: every connect pays a
+  full verification. A provider provides the object its token's ``sub`` names. The server
+  answers ``ok`` (the counterpart of hivectl's authentication reply, so a client knows it is
+  registered); a token that does not verify is answered ``refused`` and the connection
+  closed (1008). No realms, no permissions, no storage, no ledger;
 * when a provider registers and when its connection ends, one small JSON event
   (``{"id": ..., "cst": "con"|"dis"}``) goes to every watcher with
   `websockets.asyncio.server.broadcast`;
@@ -22,8 +27,10 @@ waits for the close frame it will not get. One exception: the listen backlog is 
 (`BACKLOG`), so that connect rates compare the work each server does, not the length of the
 kernel's accept queue.
 
-``python -m hivectl.bench.baseline --port 0`` listens on loopback and prints
-``baseline serving ws://127.0.0.1:PORT/`` when ready; SIGTERM or SIGINT stops it.
+``HIVECTL_BENCH_BASELINE_SECRET=... python -m hivectl.bench.baseline --port 0`` listens on
+loopback and prints ``baseline serving ws://127.0.0.1:PORT/`` when ready; SIGTERM or SIGINT
+stops it. The secret comes from the environment, as hivectl's does, not the command line,
+where ``ps`` would show it.
 """
 
 from __future__ import annotations
@@ -31,17 +38,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import jwt
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 HOST = "127.0.0.1"
 ACCEPTED = "ok"
+REFUSED = "refused"
+ALGORITHM = "HS256"
+SECRET_VARIABLE = "HIVECTL_BENCH_BASELINE_SECRET"
 CLOSE_TIMEOUT = 10.0
 BACKLOG = 1024
 """The same as hivectl's ``server.app.LISTEN_BACKLOG`` (a test keeps them equal)."""
@@ -50,7 +62,8 @@ BACKLOG = 1024
 class Baseline:
     """The watchers, and one handler per connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
         self.watchers: set[ServerConnection] = set()
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -60,11 +73,25 @@ class Baseline:
             return
         if not isinstance(hello, dict):
             return
+        claims = self._verified(hello.get("token"))
         with contextlib.suppress(ConnectionClosed):
-            if hello.get("role") == "watch":
+            if claims is None:
+                await ws.send(REFUSED)
+                await ws.close(1008)
+            elif hello.get("role") == "watch":
                 await self._watch(ws)
-            elif hello.get("role") == "provide" and isinstance(hello.get("id"), str):
-                await self._provide(ws, hello["id"])
+            elif hello.get("role") == "provide" and isinstance(claims.get("sub"), str):
+                await self._provide(ws, claims["sub"])
+
+    def _verified(self, token: object) -> dict[str, Any] | None:
+        """The token's claims once its signature and times hold; None otherwise."""
+        if not isinstance(token, str):
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(token, self.secret, algorithms=[ALGORITHM])
+        except jwt.InvalidTokenError:
+            return None
+        return claims
 
     async def _watch(self, ws: ServerConnection) -> None:
         self.watchers.add(ws)
@@ -88,7 +115,10 @@ class Baseline:
 
 
 async def serve_baseline(
-    port: int, ping_interval: float | None = None, ping_timeout: float | None = None
+    port: int,
+    secret: bytes,
+    ping_interval: float | None = None,
+    ping_timeout: float | None = None,
 ) -> None:
     """Serve on loopback until SIGTERM or SIGINT; keepalive arguments None keep the defaults."""
     options: dict[str, Any] = {}
@@ -101,7 +131,7 @@ async def serve_baseline(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with serve(Baseline().handle, HOST, port, backlog=BACKLOG, **options) as server:
+    async with serve(Baseline(secret).handle, HOST, port, backlog=BACKLOG, **options) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         print(f"baseline serving ws://{HOST}:{bound}/", flush=True)
         await stop.wait()
@@ -115,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ping-interval", type=float, help="seconds (default: websockets')")
     parser.add_argument("--ping-timeout", type=float, help="seconds (default: websockets')")
     args = parser.parse_args(argv)
-    asyncio.run(serve_baseline(args.port, args.ping_interval, args.ping_timeout))
+    secret = os.environ.get(SECRET_VARIABLE)
+    if not secret:
+        parser.error(f"the token secret comes in ${SECRET_VARIABLE}")
+    asyncio.run(serve_baseline(args.port, secret.encode(), args.ping_interval, args.ping_timeout))
     return 0
 
 

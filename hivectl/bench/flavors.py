@@ -7,7 +7,11 @@ than `hivectl.client`, so that it spends as little as possible per message: it i
 the first to run out of CPU.
 
 Both flavors connect the same way (`open_ws`): no compression offered, no client-side
-keepalive (the server pings; a silent client must be one that stops answering).
+keepalive (the server pings; a silent client must be one that stops answering). Both
+authenticate every connection with a JWT signed with the flavor's key, and a provider's
+token is the same in both: ``sub`` and ``dpv`` naming its object, ``iat``, ``exp``, and a
+``jti`` that makes each (object, serial) a token of its own -- a new rider's, when the
+serial is new -- so both servers verify the same bytes.
 """
 
 from __future__ import annotations
@@ -48,14 +52,41 @@ class SetupError(Exception):
     """The server refused what a scenario needs before it starts."""
 
 
+def key_line(key: SigningKey) -> bytes:
+    """The signing key as one JSON line, for a pipe to a load process (never its argv)."""
+    secret = key.key.decode() if isinstance(key.key, bytes) else key.key
+    return orjson.dumps({"algorithm": key.algorithm, "key": secret, "kid": key.kid}) + b"\n"
+
+
+def key_from(given: Any) -> SigningKey:
+    """The key `key_line` wrote, parsed; ValueError when it is not one."""
+    if not isinstance(given, dict) or not isinstance(given.get("key"), str):
+        raise ValueError("a signing key is a JSON object with a key")
+    return SigningKey(given.get("algorithm", "HS256"), given["key"], given.get("kid"))
+
+
+def flavor_named(name: str, key: SigningKey) -> Flavor:
+    return Baseline(key) if name == "baseline" else Hivectl(key)
+
+
+def provider_claims(object_id: str, serial: int) -> dict[str, Any]:
+    """A provider's claims for both servers: hivectl reads ``dpv``, the baseline ``sub``."""
+    return {"sub": object_id, "dpv": {REALM: [object_id]}, "jti": f"{object_id}#{serial}"}
+
+
 class Flavor(Protocol):
     name: str
+    key: SigningKey
 
     async def prepare(self, url: str, object_ids: Sequence[str]) -> None:
         """Create what providers and updates need (hivectl: the realm and the objects)."""
 
+    def hello(self, object_id: str, serial: int = 0) -> str:
+        """A provider's first message, with a token of its own for each `serial`; made
+        before any timing starts (minting is the load side's cost, not the server's)."""
+
     def hellos(self, object_ids: Sequence[str]) -> list[str]:
-        """Each provider's first message, made before any timing starts."""
+        """Each provider's first message (serial 0)."""
 
     def accepted(self, reply: Data) -> bool:
         """Whether the first reply to a hello registers the provider."""
@@ -79,6 +110,10 @@ class Flavor(Protocol):
         """A token for the ingest benchmark (hivectl only)."""
 
 
+def _token(claims: dict[str, Any], key: SigningKey) -> str:
+    return mint_token(claims, key, now=time.time(), ttl=TOKEN_TTL_S)
+
+
 def _location(step: int) -> dict[str, float]:
     return {"lon": -0.1 + (step % 1000) / 1e5, "lat": 51.5}
 
@@ -93,7 +128,7 @@ class Hivectl:
         self._cids = itertools.count(1)
 
     def _token(self, claims: dict[str, Any]) -> str:
-        return mint_token(claims, self.key, now=time.time(), ttl=TOKEN_TTL_S)
+        return _token(claims, self.key)
 
     def ingest_token(self) -> str:
         return self._token({"sub": "bench-admin"})
@@ -138,11 +173,11 @@ class Hivectl:
         finally:
             await ws.close()
 
+    def hello(self, object_id: str, serial: int = 0) -> str:
+        return f"Bearer {self._token(provider_claims(object_id, serial))}"
+
     def hellos(self, object_ids: Sequence[str]) -> list[str]:
-        return [
-            f"Bearer {self._token({'sub': object_id, 'dpv': {REALM: [object_id]}})}"
-            for object_id in object_ids
-        ]
+        return [self.hello(object_id) for object_id in object_ids]
 
     def accepted(self, reply: Data) -> bool:
         frame = orjson.loads(reply)
@@ -199,25 +234,34 @@ class Hivectl:
 
 
 class Baseline:
-    """The baseline's protocol (`hivectl.bench.baseline`): a hello, then raw JSON."""
+    """The baseline's protocol (`hivectl.bench.baseline`): a hello with a token, then raw
+    JSON."""
 
     name = "baseline"
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
 
     async def prepare(self, url: str, object_ids: Sequence[str]) -> None:
         """Nothing: the baseline has no objects."""
 
+    def hello(self, object_id: str, serial: int = 0) -> str:
+        token = _token(provider_claims(object_id, serial), self.key)
+        return orjson.dumps({"role": "provide", "token": token}).decode()
+
     def hellos(self, object_ids: Sequence[str]) -> list[str]:
-        return [orjson.dumps({"role": "provide", "id": i}).decode() for i in object_ids]
+        return [self.hello(object_id) for object_id in object_ids]
 
     def accepted(self, reply: Data) -> bool:
         return reply == ACCEPTED
 
     async def watch(self, url: str) -> ClientConnection:
         ws = await open_ws(url)
-        await ws.send(orjson.dumps({"role": "watch"}).decode())
+        token = _token({"sub": "bench-watcher"}, self.key)
+        await ws.send(orjson.dumps({"role": "watch", "token": token}).decode())
         if not self.accepted(await ws.recv()):
             await ws.close()
-            raise SetupError("the baseline refused a watcher")
+            raise SetupError("the baseline refused a watcher (is the secret the same?)")
         return ws
 
     def presence(self, frame: Data) -> Iterator[tuple[str, Status]]:

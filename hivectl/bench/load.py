@@ -3,17 +3,21 @@
     python -m hivectl.bench.load SCENARIO --url ws://127.0.0.1:PORT/ws
         [--flavor hivectl|baseline] [--server-pid PID] [--quick] [--connections N]
         [--duration SECONDS] [--ping-interval SECONDS] [--ping-timeout SECONDS]
-        [--objects N[,N...]] [--json]
+        [--objects N[,N...]] [--load-processes N] [--new-tokens] [--json]
 
 It runs in a process of its own, apart from the server it loads, so that each side's CPU
 time is its own and a busy load generator shows as such rather than as a slow server. With
 ``--server-pid`` (the server must run on this machine) it reads the server's CPU time and
 memory from ``/proc`` around the measured phase; its own CPU time comes with them, so the
-report can tell which side ran out first.
+report can tell which side ran out first. *connect*, *churn* and *fanout* spread their
+connections over ``--load-processes`` worker processes (`hivectl.bench.worker`; default:
+one per core this process may use, but one), whose CPU time joins its own. ``--new-tokens``
+makes *churn* connect with a new token every time.
 
-For hivectl, the signing key comes on stdin as one JSON line, ``{"algorithm": "HS256",
-"key": SECRET, "kid": null}`` -- not on the command line, where ``ps`` would show it. The
-plan options are those of ``hivectl bench`` and mean the same (`hivectl.bench.plan`).
+The signing key (hivectl's, or the baseline's secret) comes on stdin as one JSON line,
+``{"algorithm": "HS256", "key": SECRET, "kid": null}`` -- not on the command line, where
+``ps`` would show it. The plan options are those of ``hivectl bench`` and mean the same
+(`hivectl.bench.plan`).
 Exit codes: 0 with the figures printed, 1 when the scenario could not run, 2 bad options.
 """
 
@@ -30,19 +34,20 @@ import orjson
 from websockets.asyncio.server import serve
 from websockets.exceptions import WebSocketException
 
-from hivectl.bench.flavors import Baseline, Flavor, Hivectl, SetupError
+from hivectl.bench.flavors import Flavor, SetupError, flavor_named, key_from
 from hivectl.bench.plan import (
     SELECTABLE,
     TARGETS,
     BenchPlan,
     PlanOptions,
+    default_load_processes,
     parse_sizes,
     plan_problems,
 )
+from hivectl.bench.procstat import usable_cores
 from hivectl.bench.scenarios import SCENARIO_RUNS
 from hivectl.bench.scenarios.common import Context
 from hivectl.core.settings import LimitsSettings
-from hivectl.core.tokens import SigningKey
 from hivectl.sim.driver import raise_open_file_limit
 
 GC_THRESHOLD = (10_000, 10, 10)
@@ -65,12 +70,11 @@ def keepalive(flavor: str, plan: BenchPlan) -> tuple[float, float]:
 
 
 def _flavor(name: str) -> Flavor:
-    if name == "baseline":
-        return Baseline()
-    given = orjson.loads(sys.stdin.readline() or "null")
-    if not isinstance(given, dict) or "key" not in given:
-        raise SystemExit("hivectl needs its signing key as one JSON line on stdin")
-    return Hivectl(SigningKey(given.get("algorithm", "HS256"), given["key"], given.get("kid")))
+    try:
+        key = key_from(orjson.loads(sys.stdin.readline() or "null"))
+    except (ValueError, orjson.JSONDecodeError):
+        raise SystemExit("the signing key must come as one JSON line on stdin") from None
+    return flavor_named(name, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ping-interval", type=float, help="seconds")
     parser.add_argument("--ping-timeout", type=float, help="seconds")
     parser.add_argument("--objects", help="realm sizes of scale, separated by commas")
+    parser.add_argument("--load-processes", type=int, help="processes connect/churn/fanout use")
+    parser.add_argument("--new-tokens", action="store_true", help="churn: a new token per connect")
     parser.add_argument("--json", action="store_true", help="one compact JSON line")
     args = parser.parse_args(argv)
     try:
@@ -100,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.ping_interval,
         args.ping_timeout,
         objects=objects,
+        load_processes=args.load_processes,
     ).plan()
     problems = plan_problems(plan)
     if problems:
@@ -110,7 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {open_files.note}", file=sys.stderr)
     gc.set_threshold(*GC_THRESHOLD)
     interval, timeout = keepalive(args.flavor, plan)
-    context = Context(_flavor(args.flavor), args.url, plan, args.server_pid, interval, timeout)
+    processes = plan.load_processes or default_load_processes(len(usable_cores()))
+    context = Context(
+        _flavor(args.flavor),
+        args.url,
+        plan,
+        args.server_pid,
+        interval,
+        timeout,
+        load_processes=processes,
+        new_tokens=args.new_tokens,
+    )
     try:
         result = asyncio.run(SCENARIO_RUNS[args.scenario](context))
     except (SetupError, OSError, WebSocketException, TimeoutError) as exc:

@@ -20,11 +20,15 @@ TARGETS = ("hivectl", "baseline")
 STORAGES = ("memory", "sqlite")
 """The ``[storage] backend`` values *scale* compares."""
 REALM = "bench"
+NEW_TOKENS = "new tokens"
+"""The label's ending for *churn* with a new token per connect (``churn new tokens``)."""
 MAX_CONNECTIONS = 8000
 """Providers per run at most: client and server sockets share the machine's open files
 and ephemeral ports, and `hivectl serve` refuses more than 10,000 connections by default."""
 MAX_DURATION_S = 600.0
 MAX_ROUNDS = 9
+MAX_LOAD_PROCESSES = 16
+"""Load processes per scenario at most: each holds its share of the connections."""
 MAX_OBJECTS = 1_000_000
 """Objects per *scale* realm at most: each takes memory in the server and the load side."""
 
@@ -73,19 +77,23 @@ class BenchPlan:
     one round. *Scale* has nothing to take turns with and runs for minutes: one round. A
     load process always runs one round."""
 
+    load_processes: int | None = None
+    """Processes that drive *connect*, *churn* and *fanout* (each its share of the
+    connections); None: `default_load_processes` of the cores the load side may use."""
+
     @property
     def default_keepalive(self) -> bool:
         return self.ping_interval is None and self.ping_timeout is None
 
 
 QUICK = BenchPlan(
-    connect_sizes=(40,),
+    connect_sizes=(200,),
     in_flight=20,
     latency_cycles=10,
     churn_providers=10,
     churn_seconds=1.0,
     fanout_riders=20,
-    fanout_subscribers=3,
+    fanout_subscribers=10,
     fanout_seconds=2.0,
     update_interval=0.5,
     ingest_clients=4,
@@ -99,7 +107,9 @@ QUICK = BenchPlan(
     scale_wait_s=20.0,
     rounds=1,
 )
-"""A smoke run of every scenario in seconds; keepalive shortened so *silent* is quick too."""
+"""A smoke run of every scenario in seconds; keepalive shortened so *silent* is quick too.
+Big enough that each CPU window holds several of ``/proc``'s 10 ms ticks of server time, so
+that CPU per operation is never a zero read from a window too short to show."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class PlanOptions:
     ping_timeout: float | None = None
     rounds: int | None = None
     objects: tuple[int, ...] | None = None
+    load_processes: int | None = None
 
     def plan(self) -> BenchPlan:
         plan = QUICK if self.quick else BenchPlan()
@@ -139,6 +150,8 @@ class PlanOptions:
             plan = replace(plan, rounds=self.rounds)
         if self.objects is not None:
             plan = replace(plan, scale_sizes=self.objects)
+        if self.load_processes is not None:
+            plan = replace(plan, load_processes=self.load_processes)
         return plan
 
     def arguments(self) -> list[str]:
@@ -149,12 +162,20 @@ class PlanOptions:
             ("--duration", self.duration),
             ("--ping-interval", self.ping_interval),
             ("--ping-timeout", self.ping_timeout),
+            ("--load-processes", self.load_processes),
         ):
             if value is not None:
                 words += [flag, str(value)]
         if self.objects is not None:
             words += ["--objects", ",".join(str(size) for size in self.objects)]
         return words
+
+
+def default_load_processes(cores: int) -> int:
+    """One load process per core but one: the server's (on two cores, one load process on
+    the core the server leaves -- the peer benchmark's split). At least one, at most
+    `MAX_LOAD_PROCESSES`."""
+    return max(1, min(cores - 1, MAX_LOAD_PROCESSES))
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -175,6 +196,8 @@ def plan_problems(plan: BenchPlan) -> list[str]:
         problems.append(f"--duration must be from 0.5s to {MAX_DURATION_S:g}s")
     if not plan.scale_sizes or not all(2 <= n <= MAX_OBJECTS for n in plan.scale_sizes):
         problems.append(f"--objects must be sizes from 2 to {MAX_OBJECTS:,}")
+    if plan.load_processes is not None and not 1 <= plan.load_processes <= MAX_LOAD_PROCESSES:
+        problems.append(f"--load-processes must be from 1 to {MAX_LOAD_PROCESSES}")
     if not 1 <= plan.rounds <= MAX_ROUNDS:
         problems.append(f"--rounds must be from 1 to {MAX_ROUNDS}")
     keepalive = {"--ping-interval": plan.ping_interval, "--ping-timeout": plan.ping_timeout}

@@ -6,9 +6,11 @@ only; elsewhere the readers return None and the report says "n/a".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,17 +63,52 @@ class CpuWindow:
         self._own = time.process_time()
         self._server = cpu_seconds(self.server_pid) if self.server_pid else None
 
-    def stop(self) -> dict[str, float | None]:
+    def stop(self, workers: Sequence[float] | None = None) -> dict[str, float | None]:
+        """The window's figures; `workers` are the CPU seconds of the load processes this
+        one drove over the window, which join its own as the load side's."""
         seconds = time.monotonic() - self.started
         server_now = cpu_seconds(self.server_pid) if self.server_pid else None
+        own = time.process_time() - self._own
         server = None
         if server_now is not None and self._server is not None:
             server = round(server_now - self._server, 3)
-        return {
+        measured: dict[str, float | None] = {
             "seconds": round(seconds, 3),
-            "load_cpu_s": round(time.process_time() - self._own, 3),
+            "load_cpu_s": round(own + sum(workers or ()), 3),
             "server_cpu_s": server,
         }
+        if workers is not None:
+            measured["load_processes"] = len(workers)
+            measured["load_cpu_max_s"] = round(max(own, *workers), 3)
+            measured["load_cores"] = len(usable_cores())
+        return measured
+
+
+def usable_cores() -> set[int]:
+    """The cores this process may run on (all of them unless it was pinned)."""
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def running_on(cores: set[int] | None) -> Iterator[None]:
+    """Processes started inside run on `cores` (None: wherever they like).
+
+    A child inherits its parent's CPU affinity at fork, so this process pins itself for the
+    moment it starts one: the child is pinned before its first instruction, with every
+    thread it will ever start, which setting a pid's affinity after the start would not
+    guarantee.
+    """
+    if cores is None:
+        yield
+        return
+    before = usable_cores()
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def machine() -> dict[str, Any]:

@@ -28,6 +28,8 @@ def value_text(value: Any, unit: str) -> str:
         return f"{value:,.0f}/s"
     if unit == "ms":
         return f"{value:.2f} ms" if value < 10 else f"{value:,.1f} ms"
+    if unit == "µs":
+        return f"{value:.1f} µs"
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "% of a core":
@@ -60,7 +62,24 @@ def _header(report: dict[str, Any]) -> Text:
     )
     if report.get("url"):
         text.append(f"\nhivectl at {report['url']} (not started by the bench)")
+    end = machine.get("load_average_end")
+    if end:
+        text.append(f"\nload average {' '.join(f'{v:.2f}' for v in end)} at the end")
+    placement = report.get("load")
+    if placement:
+        text.append(f"\n{load_text(placement)}")
     return text
+
+
+def load_text(load: dict[str, Any]) -> str:
+    """How many load processes drove connect, churn and fanout, and what was pinned."""
+    text = f"load processes: {load['processes']} for connect, churn and fanout"
+    pinned = load.get("pinned")
+    if not pinned:
+        return text + "; nothing pinned"
+    cores = ", ".join(str(core) for core in pinned["load"])
+    server = ", ".join(str(core) for core in pinned["server"])
+    return text + f"; each server pinned to core {server}, the load to core(s) {cores}"
 
 
 def _figures(report: dict[str, Any]) -> Table:

@@ -11,10 +11,12 @@ collected (``date``, ``machine``, ``versions``, ``plan``, ``url``, ``runs``) plu
   the worst round's, so that one bad round shows;
 * ``targets``: the project's performance targets, each ``met`` True, False, or None when
   the run cannot judge it (a scenario not run or failed; *silent* with a non-default
-  keepalive);
+  keepalive); among them issue 19's, on the server's CPU time per operation;
 * ``notes``: what the reader must know to trust the figures -- above all, a run whose load
-  generator used (nearly) a whole core while the server used less: its figure is the load
-  generator's limit, not the server's;
+  side used (nearly) all the CPU it could while the server used less: its rates are the
+  load side's limit, not the server's. The server's CPU time per operation (per
+  authenticated connect, per connect + close, per delivered push) is the figure such a run
+  does not bend: the server's CPU seconds over the window divided by the operations done;
 * ``errors``: jobs that did not produce figures, and why;
 * ``growth``: for *scale*, how each figure grows from the smallest realm to the largest,
   per storage backend, set against the growth of the realm (linear or better, or not).
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hivectl.bench.plan import SCALE, TARGETS
+from hivectl.bench.plan import NEW_TOKENS, SCALE, TARGETS
 
 KIB = 1024.0
 LOAD_BOUND_SHARE = 0.9
@@ -43,6 +45,9 @@ LINEAR_SLACK = 1.2
 runs vary by 10-20 % on a small machine (see ``rounds``), and *scale* runs once."""
 
 Result = Mapping[str, Any]
+CPU_PER_CONNECT = "server CPU per authenticated connect"
+CPU_PER_CYCLE = "server CPU per connect + close"
+CPU_PER_PUSH = "server CPU per delivered push"
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,20 @@ def _server_cpu_percent(result: Result) -> float | None:
     return None if cpu is None or not seconds else round(100.0 * cpu / seconds, 1)
 
 
+def _server_cpu_per(count: str, scale: float) -> Callable[[Result], float | None]:
+    """The server's CPU time per operation (the window's CPU seconds / the `count` it
+    served), times `scale`: what an operation costs the server whatever the load side
+    could drive. None without CPU figures or operations."""
+
+    def read(result: Result) -> float | None:
+        cpu, done = result.get("server_cpu_s"), result.get(count)
+        if cpu is None or not done:
+            return None
+        return round(float(cpu) / float(done) * scale, 4)
+
+    return read
+
+
 def _missing_deliveries(result: Result) -> float | None:
     return float(result["expected_deliveries"] - result["deliveries"])
 
@@ -118,6 +137,8 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("connect p99", "ms", _get("connect_ms", "p99")),
         Figure("connect max", "ms", _get("connect_ms", "max")),
         Figure("memory per idle connection", "KiB", _kib_per_connection),
+        Figure(CPU_PER_CONNECT, "ms", _server_cpu_per("connected", 1e3)),
+        Figure("server CPU", "% of a core", _server_cpu_percent),
     ),
     "latency": tuple(
         Figure(f"{side} {p}", "ms", _get(f"{side}_ms", p))
@@ -128,12 +149,15 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("presence events/s", "/s", _get("events_per_s"), "higher"),
         Figure("lost", "", _get("presence", "lost"), ratio=False, combine=max),
         Figure("duplicated", "", _get("presence", "duplicated"), ratio=False, combine=max),
+        Figure(CPU_PER_CYCLE, "ms", _server_cpu_per("cycles", 1e3)),
+        Figure("server CPU", "% of a core", _server_cpu_percent),
     ),
     "fanout": (
         Figure("deliveries/s", "/s", _get("deliveries_per_s"), "higher"),
         Figure("latency p50", "ms", _get("latency_ms", "p50")),
         Figure("latency p99", "ms", _get("latency_ms", "p99")),
         Figure("server CPU", "% of a core", _server_cpu_percent),
+        Figure(CPU_PER_PUSH, "µs", _server_cpu_per("deliveries", 1e6)),
         Figure("missing deliveries", "", _missing_deliveries, ratio=False, combine=max),
     ),
     "ingest": (Figure("durable updates/s", "/s", _get("updates_per_s"), "higher"),),
@@ -315,6 +339,7 @@ def build_targets(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[d
                 f"lost {shown[0]}, duplicated {shown[1]}",
             )
         )
+    targets += _cpu_targets(rows)
     ingest = _find(rows, "ingest", "durable updates/s")
     if ingest is not None:
         rate = ingest["hivectl"]
@@ -336,6 +361,33 @@ def build_targets(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[d
     return targets
 
 
+def _cpu_targets(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Issue 19: the server's CPU per connect at most a share of the baseline's."""
+    for row in rows:
+        limit = cpu_limit(row["scenario"], row["figure"])
+        if limit is None:
+            continue
+        share = row["ratio"]
+        words = " (reused tokens)" if row["scenario"] == "churn" else ""
+        yield _target(
+            f"{row['scenario']}: {row['figure']} <= {limit}x the baseline's{words}",
+            share,
+            "x",
+            None if share is None else share <= limit,
+        )
+
+
+def cpu_limit(label: str, figure: str) -> float | None:
+    """Issue 19's most hivectl / baseline for a CPU-per-operation row, None if it sets none:
+    per authenticated connect 0.75, per connect + close 0.7 with reused tokens and 0.8 with
+    new ones (where deepstream is on the 2-core machine)."""
+    if figure == CPU_PER_CONNECT and label.startswith("connect"):
+        return 0.75
+    if figure == CPU_PER_CYCLE:
+        return {"churn": 0.7, f"churn {NEW_TOKENS}": 0.8}.get(label)
+    return None
+
+
 def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
     """Figures the load generator, not the server, may have set: one note per scenario and
     target, from the busiest of the rounds where it was the bottleneck."""
@@ -347,23 +399,47 @@ def _load_notes(runs: list[dict[str, Any]]) -> Iterator[str]:
             load_share, server_share = max(bound, key=lambda shares: shares[0])
             server_text = "?" if server_share is None else f"{server_share:.0%}"
             rounds = f" (in {len(bound)} of {len(made)} rounds)" if len(made) > 1 else ""
-            yield (
-                f"{label} on {target}: the load generator used {load_share:.0%} of a core, the"
-                f" server {server_text} -- the load generator was the bottleneck{rounds}"
+            processes = next(
+                (p for run in made if (p := (run.get("result") or {}).get("load_processes"))),
+                None,
             )
+            if processes is None:
+                yield (
+                    f"{label} on {target}: the load generator used {load_share:.0%} of a core,"
+                    f" the server {server_text} -- the load generator was the bottleneck{rounds}"
+                )
+            else:
+                yield (
+                    f"{label} on {target}: the load side ({_processes(processes)} and the"
+                    f" coordinator) used {load_share:.0%} of its cores, the server"
+                    f" {server_text} of a core -- the load side was the bottleneck{rounds}; the"
+                    " server's CPU per operation does not depend on it"
+                )
+
+
+def _processes(count: int) -> str:
+    return "1 load process" if count == 1 else f"{count} load processes"
 
 
 def _load_bound(run: Mapping[str, Any]) -> tuple[float, float | None] | None:
-    """(load generator's, server's) share of a core, when the load generator was the limit."""
+    """(load side's, server's) share, when the load side was the limit."""
     return _bound_window(run.get("result") or {})
 
 
 def _bound_window(measured: Mapping[str, Any]) -> tuple[float, float | None] | None:
-    """The same for one CPU window (``seconds``, ``load_cpu_s``, ``server_cpu_s``)."""
+    """The same for one CPU window (``seconds``, ``load_cpu_s``, ``server_cpu_s``, and for a
+    window of several load processes ``load_cpu_max_s`` and ``load_cores``).
+
+    The load side is saturated when one of its processes used (nearly) a whole core, or all
+    of them together (nearly) all the cores they may run on; its share is the larger of the
+    two, and it is the limit when the server used less than that.
+    """
     seconds, load, server = (measured.get(k) for k in ("seconds", "load_cpu_s", "server_cpu_s"))
     if not seconds or load is None:
         return None
-    load_share = load / seconds
+    busiest = measured.get("load_cpu_max_s", load) / seconds
+    together = load / seconds / (measured.get("load_cores") or 1)
+    load_share = max(busiest, together)
     server_share = None if server is None else server / seconds
     if load_share >= LOAD_BOUND_SHARE and (server_share is None or server_share < load_share):
         return load_share, server_share

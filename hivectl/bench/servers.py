@@ -10,7 +10,8 @@ not passed on: the figures are the defaults'. *Scale* differs in two ways: it na
 storage backend, and it keeps the default rate limit, since whether one gateway connection
 may send 10,000 updates per second under the defaults is one of its questions.
 
-`baseline_server` runs `hivectl.bench.baseline`. Both print a ``... serving ws://...``
+`baseline_server` runs `hivectl.bench.baseline`, with the same secret (in its own
+variable). Either may be pinned to cores (`running_on`). Both print a ``... serving ws://...``
 line when ready; output goes to a log file beside the run (a pipe nobody reads would fill
 and stall the server). Stopping is SIGTERM to the pid started here, then SIGKILL if it
 overstays.
@@ -29,8 +30,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hivectl.bench.baseline import HOST
+from hivectl.bench.baseline import HOST, SECRET_VARIABLE
 from hivectl.bench.plan import BenchPlan
+from hivectl.bench.procstat import running_on
 
 SERVING = re.compile(r"serving (ws://[^\s,]+)")
 STARTUP_TIMEOUT_S = 30.0
@@ -60,11 +62,13 @@ def hivectl_server(
     storage: str | None = None,
     rate_limited: bool = False,
     settings: Mapping[str, str] | None = None,
+    cores: set[int] | None = None,
 ) -> Iterator[Served]:
     """``hivectl serve`` in `directory` (its SQLite file stays there: a second server in the
     same directory finds what the first kept). `storage` names the backend (None: the
     default); `rate_limited` keeps the default rate limit; `settings` are ``HIVECTL_*``
-    variables applied last (a test raising a limit the scenario leaves at its default)."""
+    variables applied last (a test raising a limit the scenario leaves at its default);
+    `cores` pins the server (None: not pinned)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("HIVECTL_")}
     env.update(HIVECTL_AUTH_SECRET=secret, HIVECTL_LOG_LEVEL="warning")
     if not rate_limited:
@@ -79,26 +83,32 @@ def hivectl_server(
         env["HIVECTL_LIMITS_PING_TIMEOUT"] = f"{plan.ping_timeout}s"
     env.update(settings or {})
     command = ["-m", "hivectl", "serve", "--host", HOST, "--port", "0", "--api-port", "0"]
-    with _serving(command, directory, env) as served:
+    with _serving(command, directory, env, cores) as served:
         yield served
 
 
 @contextlib.contextmanager
-def baseline_server(directory: Path, plan: BenchPlan) -> Iterator[Served]:
+def baseline_server(
+    directory: Path, secret: str, plan: BenchPlan, *, cores: set[int] | None = None
+) -> Iterator[Served]:
+    """The baseline, verifying tokens signed with `secret` (HS256)."""
     command = ["-m", "hivectl.bench.baseline", "--port", "0"]
     if plan.ping_interval is not None:
         command += ["--ping-interval", str(plan.ping_interval)]
     if plan.ping_timeout is not None:
         command += ["--ping-timeout", str(plan.ping_timeout)]
-    with _serving(command, directory, dict(os.environ)) as served:
+    env = {**os.environ, SECRET_VARIABLE: secret}
+    with _serving(command, directory, env, cores) as served:
         yield served
 
 
 @contextlib.contextmanager
-def _serving(arguments: list[str], directory: Path, env: dict[str, str]) -> Iterator[Served]:
+def _serving(
+    arguments: list[str], directory: Path, env: dict[str, str], cores: set[int] | None
+) -> Iterator[Served]:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "server.log"
-    with log_path.open("w") as log_file:
+    with log_path.open("w") as log_file, running_on(cores):
         process = subprocess.Popen(
             [sys.executable, *arguments],
             cwd=directory,

@@ -49,13 +49,16 @@ class Scenario(StrEnum):
 
 def register(app: typer.Typer) -> None:
     app.command(
-        epilog="Scenarios: connect (connections/s, memory per idle connection), latency"
-        " (join/leave p50-p99), churn (presence events/s, none lost), fanout (deliveries/s to"
-        " realm subscribers), ingest (durable updates/s), silent (time to notice a stopped"
-        " provider). Named only, not in the default run: scale (realms of 10,000 and 100,000"
-        " objects, in memory and in SQLite: memory per object, restart, full state, presence"
-        " count, one gateway's updates, a mass disconnect; hivectl only).\n\nExamples:\n\n"
+        epilog="Scenarios: connect (connections/s, memory per idle connection, server CPU"
+        " per authenticated connect), latency (join/leave p50-p99), churn (presence events/s,"
+        " none lost, server CPU per connect + close; with reused and with new tokens), fanout"
+        " (deliveries/s to realm subscribers, server CPU per delivered push), ingest (durable"
+        " updates/s), silent (time to notice a stopped provider). Named only, not in the"
+        " default run: scale (realms of 10,000 and 100,000 objects, in memory and in SQLite:"
+        " memory per object, restart, full state, presence count, one gateway's updates, a"
+        " mass disconnect; hivectl only).\n\nExamples:\n\n"
         "  hivectl bench\n\n  hivectl bench --quick\n\n"
+        "  hivectl bench connect churn fanout --pin --load-processes 2\n\n"
         "  hivectl bench churn fanout --connections 2000 --duration 30s --json\n\n"
         "  hivectl bench scale --objects 10000,100000"
     )(bench)
@@ -109,6 +112,16 @@ def bench(
         "--objects",
         help="Realm sizes for scale, separated by commas (default 10000,100000).",
     ),
+    load_processes: int | None = typer.Option(
+        None,
+        "--load-processes",
+        help="Processes that drive connect, churn and fanout (default: one per core but one).",
+    ),
+    pin: bool = typer.Option(
+        False,
+        "--pin",
+        help="Run each server on one core of its own and the load processes on the others.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
@@ -123,7 +136,7 @@ def bench(
     from hivectl.bench.plan import SCALE, SCENARIOS, PlanOptions, parse_sizes, plan_problems
     from hivectl.bench.render import render_report
     from hivectl.bench.report import build_report
-    from hivectl.bench.runner import Job, run_bench
+    from hivectl.bench.runner import Job, PinError, run_bench
     from hivectl.core.tokens import SigningKey
 
     try:
@@ -135,6 +148,7 @@ def bench(
             ping_timeout=ping_timeout,
             rounds=rounds,
             objects=parse_sizes(objects) if objects is not None else None,
+            load_processes=load_processes,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -163,7 +177,11 @@ def bench(
         text = f"running {job.label} on {job.target}{turn}"
         err_console.print(f"[dim]{text}[/dim]", highlight=False)
 
-    report = build_report(run_bench(chosen, options, url=url, key=key, progress=progress))
+    try:
+        raw = run_bench(chosen, options, url=url, key=key, progress=progress, pin=pin)
+    except PinError as exc:
+        fail(str(exc), EXIT_USAGE)
+    report = build_report(raw)
     if json_output:
         typer.echo(json.dumps(report, indent=2))
     else:

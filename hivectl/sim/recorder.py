@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 FLOOR_S = 1e-6
 RELATIVE_ERROR = 0.01
@@ -59,6 +61,28 @@ class LatencyRecorder:
         clone = LatencyRecorder()
         clone.merge(self)
         return clone
+
+    def state(self) -> dict[str, Any]:
+        """Everything the recorder holds, JSON-ready: a recorder filled in another process
+        (a bench load process) travels as this and is merged exactly (`from_state`)."""
+        return {
+            "buckets": [[index, count] for index, count in self._buckets.items()],
+            "count": self.count,
+            "total": self.total,
+            "minimum": self.minimum if self.count else None,
+            "maximum": self.maximum if self.count else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> LatencyRecorder:
+        recorder = cls()
+        recorder._buckets.update({int(index): int(count) for index, count in state["buckets"]})
+        recorder.count = int(state["count"])
+        recorder.total = float(state["total"])
+        if recorder.count:
+            recorder.minimum = float(state["minimum"])
+            recorder.maximum = float(state["maximum"])
+        return recorder
 
     def percentile(self, p: float) -> float | None:
         """Nearest-rank percentile in seconds (None when empty)."""

@@ -1,9 +1,9 @@
 """`hivectl bench`: one quick run of every scenario against both servers, and its report.
 
-The quick run starts real processes (``hivectl serve``, the baseline, the load generators,
-a provider that is stopped with SIGSTOP), so it is shared by the tests of this module. They
-check the report's structure and that its counts are consistent -- never timings, which
-depend on the machine.
+The quick run starts real processes (``hivectl serve``, the baseline, the load generators
+with two load processes each for connect, churn and fanout, a provider that is stopped with
+SIGSTOP), so it is shared by the tests of this module. They check the report's structure
+and that its counts are consistent -- never timings, which depend on the machine.
 """
 
 from __future__ import annotations
@@ -32,10 +32,14 @@ from hivectl.cli import app
 from hivectl.cli.bench import target_line
 from server.app import LISTEN_BACKLOG
 
+LOAD_PROCESSES = 2
+
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    result = CliRunner().invoke(
+        app, ["bench", "--quick", "--json", "--load-processes", str(LOAD_PROCESSES)]
+    )
     report = dict(json.loads(result.stdout))
     assert result.exit_code == exit_code_for(report), result.output
     assert [line for line in result.stderr.splitlines() if line.startswith("target not met: ")] == [
@@ -51,8 +55,13 @@ def exit_code_for(report: dict[str, Any]) -> int:
     return 3 if any(target["met"] is False for target in report["targets"]) else 0
 
 
-def results(report: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
-    return {run["target"]: run["result"] for run in report["runs"] if run["scenario"] == scenario}
+def results(report: dict[str, Any], label: str) -> dict[str, dict[str, Any]]:
+    return {run["target"]: run["result"] for run in report["runs"] if run["label"] == label}
+
+
+def row(report: dict[str, Any], label: str, figure: str) -> dict[str, Any]:
+    (found,) = [r for r in report["rows"] if r["scenario"] == label and r["figure"] == figure]
+    return found
 
 
 def test_every_scenario_runs_on_both_servers_except_ingest(report: dict[str, Any]) -> None:
@@ -61,13 +70,17 @@ def test_every_scenario_runs_on_both_servers_except_ingest(report: dict[str, Any
     expected = {(s, t) for s in SCENARIOS for t in ("hivectl", "baseline")}
     assert ran == expected - {("ingest", "baseline")}
     assert {row["scenario"].split()[0] for row in report["rows"]} == set(SCENARIOS)
+    churns = {
+        (run["label"], run["new_tokens"]) for run in report["runs"] if run["scenario"] == "churn"
+    }
+    assert churns == {("churn", False), ("churn new tokens", True)}
     ingest = [row for row in report["rows"] if row["scenario"] == "ingest"]
     assert [row["baseline"] for row in ingest] == ["n/a"]
 
 
 def test_connect_counts_every_provider(report: dict[str, Any]) -> None:
     (size,) = QUICK.connect_sizes
-    for result in results(report, "connect").values():
+    for result in results(report, f"connect {size}").values():
         assert result["connected"] == result["connections"] == size
         assert result["failures"] == {}
         assert result["connect_ms"]["count"] == size
@@ -83,13 +96,61 @@ def test_latency_sees_every_join_and_leave(report: dict[str, Any]) -> None:
         assert presence["lost"] == presence["duplicated"] == presence["unexpected"] == 0
 
 
-def test_churn_loses_and_duplicates_nothing(report: dict[str, Any]) -> None:
-    for result in results(report, "churn").values():
-        presence = result["presence"]
-        assert result["failures"] == {}
-        assert result["cycles"] > 0
-        assert presence["expected"] == presence["seen"] == 2 * result["cycles"]
-        assert presence["lost"] == presence["duplicated"] == presence["unexpected"] == 0
+def test_churn_loses_and_duplicates_nothing_with_reused_or_new_tokens(
+    report: dict[str, Any],
+) -> None:
+    for label, new_tokens in (("churn", False), ("churn new tokens", True)):
+        for result in results(report, label).values():
+            presence = result["presence"]
+            assert result["new_tokens"] is new_tokens
+            assert result["failures"] == {}
+            assert result["cycles"] > 0
+            assert presence["expected"] == presence["seen"] == 2 * result["cycles"]
+            assert presence["lost"] == presence["duplicated"] == presence["unexpected"] == 0
+            assert presence["matched"] == presence["expected"]
+
+
+def test_connect_churn_and_fanout_say_how_many_load_processes_drove_them(
+    report: dict[str, Any],
+) -> None:
+    assert report["load"] == {"processes": LOAD_PROCESSES, "pinned": None}
+    for run in report["runs"]:
+        result = run["result"]
+        if run["scenario"] in ("connect", "churn", "fanout"):
+            assert result["load_processes"] == LOAD_PROCESSES
+            assert result["load_cores"] == len(os.sched_getaffinity(0))
+            assert 0 < result["load_cpu_max_s"] <= result["load_cpu_s"]
+        else:
+            assert "load_processes" not in result
+
+
+def test_server_cpu_per_operation_is_reported_for_both_servers(report: dict[str, Any]) -> None:
+    (size,) = QUICK.connect_sizes
+    figures = [
+        (f"connect {size}", "server CPU per authenticated connect", "connected", 1e3),
+        ("churn", "server CPU per connect + close", "cycles", 1e3),
+        ("churn new tokens", "server CPU per connect + close", "cycles", 1e3),
+        ("fanout", "server CPU per delivered push", "deliveries", 1e6),
+    ]
+    for label, figure, count, scale in figures:
+        shown = row(report, label, figure)
+        for target, result in results(report, label).items():
+            assert result["server_cpu_s"] > 0, (label, target)
+            per_operation = result["server_cpu_s"] / result[count] * scale
+            assert shown[target] == pytest.approx(per_operation, rel=1e-3), (label, target)
+            # No server does an operation in less than a microsecond.
+            assert shown[target] >= (1e-3 if scale == 1e3 else 1.0)
+        assert shown["ratio"] == round(shown["hivectl"] / shown["baseline"], 2)
+
+
+def test_the_cost_targets_of_issue_19_are_judged(report: dict[str, Any]) -> None:
+    judged = [t for t in report["targets"] if "server CPU per" in t["target"]]
+    assert [t["target"].split(":")[0] for t in judged] == [
+        f"connect {QUICK.connect_sizes[0]}",
+        "churn",
+        "churn new tokens",
+    ]
+    assert all(t["met"] in (True, False) for t in judged)
 
 
 def test_fanout_delivers_every_update_to_every_subscriber(report: dict[str, Any]) -> None:
@@ -122,7 +183,11 @@ def test_ratios_are_computed_from_the_two_figures(report: dict[str, Any]) -> Non
 
 
 def test_targets_are_judged_or_say_why_not(report: dict[str, Any]) -> None:
-    targets = {target["target"].split(":")[0]: target for target in report["targets"]}
+    targets = {
+        target["target"].split(":")[0]: target
+        for target in report["targets"]
+        if "server CPU per" not in target["target"]
+    }
     assert set(targets) >= {"latency", "churn", "ingest", "silent"}
     assert all(target["met"] in (True, False, None) for target in report["targets"])
     silent = targets["silent"]
@@ -132,6 +197,7 @@ def test_targets_are_judged_or_say_why_not(report: dict[str, Any]) -> None:
 
 def test_the_machine_and_versions_are_reported(report: dict[str, Any]) -> None:
     assert report["machine"]["cores"] == os.cpu_count()
+    assert len(report["machine"]["load_average_end"]) == 3
     assert set(report["versions"]) == {"python", "websockets", "hivectl"}
     assert report["plan"]["ping_interval"] == 0.5
 
@@ -144,6 +210,8 @@ def test_the_report_renders_as_tables(report: dict[str, Any]) -> None:
     assert "targets" in text
     for scenario in SCENARIOS:
         assert scenario in text
+    assert f"load processes: {LOAD_PROCESSES} for connect, churn and fanout" in text
+    assert "server CPU per delivered push" in text
 
 
 def test_a_running_server_is_loaded_with_tokens_from_the_configured_secret(
@@ -171,6 +239,8 @@ def test_a_running_server_is_loaded_with_tokens_from_the_configured_secret(
         ["--connections", "0"],
         ["--duration", "soon"],
         ["--rounds", "0"],
+        ["--load-processes", "0"],
+        ["--load-processes", "17"],
         ["nosuchscenario"],
     ],
 )
@@ -180,6 +250,11 @@ def test_bad_options_exit_2(args: list[str], monkeypatch: pytest.MonkeyPatch) ->
 
 
 # -- pure parts ----------------------------------------------------------------------------
+
+
+def rate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets but issue 19's on CPU per operation."""
+    return [t for t in report["targets"] if "server CPU per" not in t["target"]]
 
 
 def a_run(scenario: str, target: str, **result: Any) -> dict[str, Any]:
@@ -203,8 +278,8 @@ def test_no_ratio_without_a_baseline_figure_and_none_for_counts() -> None:
             a_run("churn", "baseline", **{**churn, "events_per_s": 0.0}),
         )
     )
-    assert [row["ratio"] for row in report["rows"]] == [None, None, None]
-    (target,) = report["targets"]
+    assert [row["ratio"] for row in report["rows"]] == [None] * 5
+    (target,) = rate_targets(report)
     assert target["met"] is None
 
 
@@ -215,7 +290,7 @@ def test_a_lost_event_fails_the_churn_target_whatever_the_rate() -> None:
             a_run("churn", "baseline", events_per_s=100.0, presence={"lost": 0, "duplicated": 0}),
         )
     )
-    (target,) = report["targets"]
+    (target,) = rate_targets(report)
     assert (target["value"], target["met"]) == (2.0, False)
 
 
@@ -260,6 +335,12 @@ def test_rounds_alternate_which_target_goes_first_and_silent_runs_once() -> None
         ("churn", 1, "hivectl"),
         ("churn", 2, "hivectl"),
         ("churn", 2, "baseline"),
+        ("churn new tokens", 0, "hivectl"),
+        ("churn new tokens", 0, "baseline"),
+        ("churn new tokens", 1, "baseline"),
+        ("churn new tokens", 1, "hivectl"),
+        ("churn new tokens", 2, "hivectl"),
+        ("churn new tokens", 2, "baseline"),
         ("silent", 0, "hivectl"),
         ("silent", 0, "baseline"),
     ]
@@ -279,11 +360,11 @@ def test_over_rounds_a_figure_is_the_median_and_a_failure_count_the_worst() -> N
             churn("baseline", 120.0, 0),
         )
     )
-    rate, lost, _ = report["rows"]
+    rate, lost, *_ = report["rows"]
     assert (rate["hivectl"], rate["baseline"], rate["ratio"]) == (90.0, 120.0, 0.75)
     assert rate["rounds"] == {"hivectl": [90.0, 40.0, 110.0], "baseline": [100.0, 130.0, 120.0]}
     assert (lost["hivectl"], lost["baseline"]) == (2.0, 0.0)
-    (target,) = report["targets"]
+    (target,) = rate_targets(report)
     assert target["met"] is False
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -81,3 +83,20 @@ def test_windowed_recorder_forgets_the_old_past() -> None:
     assert window.recent(now=6.0).maximum == 1.0
     assert window.recent(now=11.0).maximum == 0.010  # rolled again: the 1.0 is gone
     assert window.recent(now=30.0).count == 0
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=100.0), max_size=200))
+def test_a_recorder_survives_json_and_merges_as_if_it_never_left(values: list[float]) -> None:
+    half = len(values) // 2
+    travelled = LatencyRecorder.from_state(json.loads(json.dumps(recorded(values[half:]).state())))
+    merged = recorded(values[:half])
+    merged.merge(travelled)
+    whole = recorded(values)
+    assert (merged.count, merged.minimum, merged.maximum) == (
+        whole.count,
+        whole.minimum,
+        whole.maximum,
+    )
+    assert merged.total == pytest.approx(whole.total)
+    for p in (50.0, 90.0, 99.0, 100.0):
+        assert merged.percentile(p) == whole.percentile(p)

@@ -36,6 +36,10 @@ class Context:
     ping_interval: float
     ping_timeout: float
     """The server's keepalive (the plan's, or the server's default): *silent* needs it."""
+    load_processes: int = 1
+    """Processes *connect*, *churn* and *fanout* spread their connections over."""
+    new_tokens: bool = False
+    """*churn*: a new token for every connect (new riders) instead of one per provider."""
 
 
 Scenario = Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]
