@@ -12,6 +12,7 @@ from hivectl import __version__
 from hivectl.cli import (
     bench,
     config,
+    console,
     health,
     objects,
     presence,
@@ -49,6 +50,7 @@ def root(
 
 
 serve.register(app)
+console.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(config.app, name="config")
 health.register(app)
