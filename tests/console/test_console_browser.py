@@ -13,7 +13,7 @@ from playwright.async_api import Browser
 
 from hivectl.client import HivekitClient
 from server.app import HivekitServer
-from tests.conftest import SECRET, mint
+from tests.conftest import SECRET, make_settings, mint
 from tests.console.conftest import (
     REALM,
     Watched,
@@ -285,3 +285,57 @@ async def signed_in_many(
     await asyncio.sleep(0)  # let the frame that drew the last markers finish
     await page.wait(f"() => document.querySelector('#online').textContent === '{online}'")
     return page
+
+
+async def test_unreachable_tiles_leave_a_plain_map_with_a_scale(browser: Browser) -> None:
+    """Nothing listens on port 9 here: every tile fails, as on an air-gapped network."""
+    running = HivekitServer(
+        make_settings(**{"console.tile_url": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
+    )
+    await running.start()
+    try:
+        await create_riders(running.ws_url, 3)
+        page = await open_console(browser, console_url(running.ws_url, viewer_token()))
+        notice = await page.wait(
+            "() => !document.querySelector('#map-notice').hidden"
+            " && document.querySelector('#map-notice').textContent"
+        )
+        assert notice == "Map tiles cannot be fetched from 127.0.0.1:9: plain background."
+        await page.wait("() => window.hivectlConsole.markers().length === 3")
+        assert await page.page.is_visible(".leaflet-control-scale")
+        assert {
+            m["status"] for m in await page.page.evaluate("() => window.hivectlConsole.markers()")
+        } == {"disconnected"}
+        # The failed tiles are the only errors.
+        assert page.errors, "the tiles were not even tried"
+        assert all("ERR_" in error for error in page.errors), page.errors
+    finally:
+        await running.close()
+
+
+async def test_id_patterns_match_as_the_protocol_says(
+    browser: Browser, console_server: HivekitServer
+) -> None:
+    """The page's own pattern matcher (model.js) against protocol.md section 3."""
+    page = await open_console(browser, console_url(console_server.ws_url, viewer_token()))
+    cases = [
+        ["riders/*", "riders/r1", True],
+        ["riders/*", "riders/", True],
+        ["riders/*", "rider/r1", False],
+        ["*", "", True],
+        ["a*b*c", "abc", True],
+        ["a*b*c", "acb", False],
+        ["a*a", "a", False],
+        ["r?[1]", "r?[1]", True],
+        ["r?[1]", "rx1", False],
+        ["*/r0*", "london/riders/r01", True],
+        ["x", "X", False],
+    ]
+    got = await page.page.evaluate(
+        """async cases => {
+          const { compilePattern } = await import('./model.js');
+          return cases.map(([pattern, id]) => compilePattern(pattern)(id));
+        }""",
+        cases,
+    )
+    assert got == [expected for _, _, expected in cases]
