@@ -44,6 +44,7 @@ from hivectl.core.wire import (
 from server.auth import keyring_from_settings
 from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.cluster.peers import ClusterPeers
+from server.console import routes as console
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
 from server.http_api import ApiListener
@@ -175,6 +176,8 @@ class HivekitServer:
         self.slow_consumers = 0
         self.http_requests: Counter[int] = Counter()
         """``POST /api/v1`` answers by HTTP status."""
+        self.console_files = console.load_files()
+        """The web console's files, read once (`server.console.routes`)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -322,11 +325,24 @@ class HivekitServer:
             if self.taking_writes:
                 return protocol.reject(HTTPStatus.OK, "ready\n")
             return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        if self.settings.console.enabled and console.is_console(path):
+            return self._console(protocol, path)
         if not self.ready:
             return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
         if len(self.hub.sessions) >= self.settings.limits.max_connections:
             return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "server full\n")
         return None
+
+    def _console(self, protocol: ServerProtocol, path: str) -> Response:
+        found = console.answer(path, self.console_files, self.settings.console.tile_url)
+        response = protocol.reject(found.status, "")
+        response.body = found.body
+        del response.headers["Content-Length"], response.headers["Content-Type"]
+        response.headers["Content-Length"] = str(len(found.body))
+        response.headers["Content-Type"] = found.content_type
+        for name, value in found.headers:
+            response.headers[name] = value
+        return response
 
     # -- connections -----------------------------------------------------------
 

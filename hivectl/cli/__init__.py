@@ -13,6 +13,7 @@ from hivectl.cli import (
     admin,
     bench,
     config,
+    console,
     health,
     objects,
     presence,
@@ -50,6 +51,7 @@ def root(
 
 
 serve.register(app)
+console.register(app)
 app.add_typer(token.app, name="token")
 app.add_typer(config.app, name="config")
 health.register(app)

@@ -439,6 +439,27 @@ class ClientSettings:
     ca_file: str = _setting("", _TEXT)
 
 
+def _tile_url(value: object) -> str:
+    """A slippy-map tile URL template, or "" for none: the console draws a plain map then."""
+    if value == "":
+        return ""
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"https?://[\w.\-:\[\]{}]+/\S*", value)
+        or not all(part in value for part in ("{z}", "{x}", "{y}"))
+    ):
+        raise _Invalid('"" or an http(s) URL with {z}, {x} and {y}', value)
+    return value
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console at ``/console`` (`server.console`)."""
+
+    enabled: bool = _setting(True, _FLAG)
+    tile_url: str = _setting("https://tile.openstreetmap.org/{z}/{x}/{y}.png", _Spec(_tile_url))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, one frozen dataclass per TOML table."""
@@ -451,6 +472,7 @@ class Settings:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     log: LogSettings = field(default_factory=LogSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 _TABLES: dict[str, type[Any]] = get_type_hints(Settings)
