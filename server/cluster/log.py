@@ -36,7 +36,9 @@ How it keeps every node's state equal (design.md §3, §4):
   proposal lands whoever proposes, and none once the node renewed. Applying it drops
   that node's providers everywhere (reason ``node_lost``), within ``lease_ttl`` of the
   last renewal. A node leaving gracefully appends its own `NodeLost` after its
-  providers' departures, so the others stop waiting for its lease at once.
+  providers' departures, so the others stop waiting for its lease at once. For the
+  operator (`server.cluster.status`), each node also keeps when every lease was last
+  renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`).
 * **Losing NATS.** Writes fail with 503 while NATS is away; clients stay connected and
   reads keep working on the last applied state. Nobody is declared lost for the
   silence of an outage: a node that cannot renew its own lease judges nobody, and
@@ -167,6 +169,9 @@ SEED_BATCH = 256
 """Seed messages in flight at once."""
 STOP_TIMEOUT = 2.0
 """Seconds a task of this log may take to end once cancelled (`stop_tasks`)."""
+LOST_SHOWN = 600.0
+"""Seconds a node declared lost stays in `lost_nodes` (``hivectl cluster status``), unless
+it comes back under a new incarnation first."""
 
 _TRANSIENT_ERRORS = (
     OSError,
@@ -273,6 +278,14 @@ class ClusterLog:
         """Other nodes' leases: node -> (sequence of the last renewal, when we saw it)."""
         self._own_lease: tuple[str, int] = ("", 0)
         """(node id, sequence) of this node's last renewal JetStream stored."""
+        self._own_renewed: float | None = None
+        """When JetStream last stored this node's renewal (`time.monotonic`)."""
+        self._renewals: dict[str, tuple[float, str | None]] = {}
+        """Other nodes' last renewals: node -> (when applied here, the writing process).
+        Unlike the times in `_leases`, never restarted (by a proposal or an outage): what
+        the operator is shown, and how a node that left is told from one declared lost."""
+        self._lost: dict[str, float] = {}
+        """Nodes other nodes declared lost, since `LOST_SHOWN` ago: node -> `NodeLost.at`."""
         self._parked: dict[str, dict[str, ObjectPut]] = {}
         """Objects whose realm life is not applied here: realm -> object id -> last put."""
         self._applied = 0
@@ -1164,8 +1177,10 @@ class ClusterLog:
             case LeaseRenewed():
                 if change.node != self._host.node_id:
                     self._leases[change.node] = (sequence, time.monotonic())
+                    self._note_renewal(change.node, message_id)
             case NodeLost():
                 self._leases.pop(change.node, None)
+                self._note_loss(change, message_id)
                 self._host.apply(change)
                 if change.node == self._host.node_id and not self._closing:
                     self._reincarnate()
@@ -1288,6 +1303,7 @@ class ClusterLog:
             return False
         if self._host.node_id == node:
             self._own_lease = (node, stored)
+            self._own_renewed = time.monotonic()
         return True
 
     async def _is_own_renewal(self, subject: str, node: str, sequence: int) -> bool:
@@ -1301,9 +1317,8 @@ class ClusterLog:
         return message.seq == sequence and isinstance(change, LeaseRenewed) and change.node == node
 
     def _propose_lost_nodes(self, now: float) -> None:
-        deadline = self._settings.lease_ttl - self._settings.lease_interval
         for node, (sequence, seen) in list(self._leases.items()):
-            if now - seen > deadline:
+            if now - seen > self.lease_deadline:
                 self._leases[node] = (sequence, now)  # propose once per period
                 self._spawn(self._declare_lost(node))
 
@@ -1321,6 +1336,28 @@ class ClusterLog:
         )
         await self._purge(subjects.node_providers_filter(node), sequence)
 
+    def _note_renewal(self, node: str, message_id: str | None) -> None:
+        """Remember who renewed `node`'s lease, and when; its lost incarnations are back."""
+        self._renewals[node] = (time.monotonic(), _writer(message_id))
+        if self._lost:
+            base = node.split("#", 1)[0]
+            self._lost = {
+                lost: at for lost, at in self._lost.items() if not lost.startswith(f"{base}#")
+            }
+
+    def _note_loss(self, change: NodeLost, message_id: str | None) -> None:
+        """Remember a node that others declared lost; a node that left wrote its own loss.
+
+        Both the leaving node's `NodeLost` and its renewals carry its process's message
+        ids (`_new_id`); a `NodeLost` written by another process means the node missed its
+        lease. A loss read before any renewal of that node (at start-up) is not kept.
+        """
+        renewal = self._renewals.pop(change.node, None)
+        if renewal is None or renewal[1] == _writer(message_id):
+            return
+        self._lost = {node: at for node, at in self._lost.items() if change.at - at < LOST_SHOWN}
+        self._lost[change.node] = change.at
+
     def _fresh_leases(self) -> None:
         """Start a new period for every lease: silence this node could not hear proves nothing."""
         now = time.monotonic()
@@ -1330,6 +1367,7 @@ class ClusterLog:
         """This node was declared lost: take a new identity and re-register providers."""
         base = self._host.node_id.split("#", 1)[0]
         self._host.node_id = f"{base}#{secrets.token_hex(3)}"
+        self._own_renewed = None
         log.warning("declared lost by the cluster; continuing as %s", self._host.node_id)
         self._request_registration()
 
@@ -1451,6 +1489,24 @@ class ClusterLog:
         """The other nodes whose lease this node follows: alive, as far as it knows."""
         return sorted(self._leases)
 
+    @property
+    def lease_deadline(self) -> float:
+        """Seconds without a renewal after which the cluster declares a node lost."""
+        return self._settings.lease_ttl - self._settings.lease_interval
+
+    def renewals(self) -> dict[str, float]:
+        """When each lease this node follows, its own included, was last renewed
+        (`time.monotonic`; its own: when JetStream stored it), for ``cluster status``."""
+        renewed = {node: at for node, (at, _) in self._renewals.items()}
+        if self._own_renewed is not None:
+            renewed[self._host.node_id] = self._own_renewed
+        return renewed
+
+    def lost_nodes(self, now: float) -> dict[str, float]:
+        """The nodes declared lost in the last `LOST_SHOWN` seconds before `now`
+        (`time.time`), with when, that have not come back under a new incarnation."""
+        return {node: at for node, at in self._lost.items() if now - at < LOST_SHOWN}
+
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
         return self._last_seq.get(subject, 0)
@@ -1517,6 +1573,11 @@ async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str])
         except (nats.errors.NoRespondersError, *_TRANSIENT_ERRORS):
             pass  # NATS restarting or reconnecting meanwhile
         await asyncio.sleep(RETRY_DELAY)
+
+
+def _writer(message_id: str | None) -> str | None:
+    """The process that wrote a message: the prefix of its id (`ClusterLog._new_id`)."""
+    return None if message_id is None else message_id.rpartition(".")[0]
 
 
 def _current_sequence(description: str) -> int:
