@@ -44,6 +44,7 @@ from hivectl.core.wire import (
 from server.auth import keyring_from_settings
 from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.cluster.peers import ClusterPeers
+from server.cluster.status import ClusterStatus
 from server.console import routes as console
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
@@ -148,6 +149,7 @@ class HivekitServer:
             self.hub.log = self.cluster
             self.peers = ClusterPeers(self.cluster, self.hub, self._answer_peer)
             self.hub.peers = self.peers
+            self.hub.cluster = ClusterStatus(self.cluster, self.peers, self.hub)
         self._tick_proposed: float | None = None
         self.metrics = ServerMetrics(
             self.hub,

@@ -5,7 +5,8 @@ operator's view of every connection, or a disconnect that must reach the node ho
 the connection, needs the other nodes too: the handler does its local part and returns
 a `Deferred`, which the I/O shell awaits (the session's output held meanwhile, the rest
 of its frame waiting) before it sends the reply. The other nodes are behind `Peers`
-(core NATS request/reply, `server.cluster.peers`); on one node there are none.
+(core NATS request/reply, `server.cluster.peers`); on one node there are none. The
+cluster's status needs JetStream as well: it is behind `ClusterView`.
 """
 
 from __future__ import annotations
@@ -35,4 +36,17 @@ class Gathered:
 class Peers(Protocol):
     async def ask(self, request: dict[str, Any]) -> Gathered:
         """Every other live node's answer to `request` (a bounded wait)."""
+        ...
+
+
+class ClusterView(Protocol):
+    """The cluster as this node sees it, for ``hivectl cluster status``
+    (`server.cluster.status`)."""
+
+    def node(self) -> dict[str, Any]:
+        """This node's own row: what it answers another node's request."""
+        ...
+
+    async def report(self, act: str) -> dict[str, Any]:
+        """Every node, the stream and NATS; the other nodes are asked with `act`."""
         ...

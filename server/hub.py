@@ -78,7 +78,7 @@ from server.changes import (
     RealmPut,
     RealmRemoved,
 )
-from server.deferred import Deferred, Peers
+from server.deferred import ClusterView, Deferred, Peers
 from server.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.handlers.pubsub import PRESENCE_EVENT
 from server.log import LocalLog, Log
@@ -145,6 +145,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("adm", "dis"): admin.disconnect,
     ("adm", "rev"): admin.revoke,
     ("adm", "rvl"): admin.list_revocations,
+    ("adm", "cst"): admin.cluster_status,
 }
 
 
@@ -213,6 +214,8 @@ class Hub:
         """Sessions the hub closed while handling another's work: the shell closes them."""
         self.peers: Peers | None = None
         """The other nodes (cluster mode), for operations on every connection."""
+        self.cluster: ClusterView | None = None
+        """The cluster's status as this node sees it (cluster mode)."""
         self.queued: Callable[[Session], int] = lambda session: 0
         """Bytes waiting to be sent to a session: the shell knows, for the connection list."""
 

@@ -62,7 +62,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "obj": frozenset({"cre", "rea", "lis", "upd", "del", "set"}),
     "sub": frozenset({"cre", "upd", "del"}),
     "sys": frozenset({"hbt", "sta", "pre", "aut"}),
-    "adm": frozenset({"con", "dis", "rev", "rvl"}),
+    "adm": frozenset({"con", "dis", "rev", "rvl", "cst"}),
 }
 """``adm`` is our extension for operators (`server.handlers.admin`), not Hivekit's."""
 

@@ -1,4 +1,5 @@
-"""Operator requests (``typ:"adm"``): connections, disconnects and token revocations.
+"""Operator requests (``typ:"adm"``): connections, disconnects, token revocations and
+the cluster's status.
 
 Our extension of the protocol, served over the WebSocket and ``POST /api/v1`` alike
 (README, "Operating"). Every action needs a token with the admin grant (``adm: true``,
@@ -17,14 +18,20 @@ act         ``dat``                              reply ``dat``
             ``issuedBefore``, seconds or
             ISO-8601)
 ``rvl``     none                                 ``{"revocations": [...]}``, oldest first
+``cst``     none                                 ``{"mode", "node", "nodes": [...],
+                                                 "unanswered": [nodes], "stream",
+                                                 "natsServers"}`` (`server.cluster.status`)
 ==========  ===================================  ==========================================
 
-In a cluster, ``con`` and ``dis`` are served for the whole cluster from any node: this
-node does its own part, then asks the others (`server.hub.Peers`, core NATS) and waits a
-bounded time; nodes whose lease it saw that did not answer are listed in
-``unanswered``. A kicked provider's departure travels the log like any other, so its
-objects go ``disconnected`` with reason ``kicked`` on every node. A revocation travels
-the log itself (`server.revocations`), and every node closes its own connections that
+In a cluster, ``con``, ``dis`` and ``cst`` are served for the whole cluster from any
+node: this node does its own part, then asks the others (`server.hub.Peers`, core NATS)
+and waits a bounded time; nodes whose lease it saw that did not answer are listed in
+``unanswered``. On one node, ``cst`` answers ``mode: "embedded"`` with that node alone and
+no stream, so a script can tell "not a cluster" from an error.
+
+A kicked provider's departure travels the log like any other, so its objects go
+``disconnected`` with reason ``kicked`` on every node. A revocation travels the log
+itself (`server.revocations`), and every node closes its own connections that
 use the revoked tokens.
 
 `answer_peer` is what a node does for another's request: the same local parts, without
@@ -120,8 +127,45 @@ def list_revocations(hub: Hub, session: Session, request: Request, now: float) -
     )
 
 
+def cluster_status(hub: Hub, session: Session, request: Request, now: float) -> Message | Deferred:
+    _require_admin(session)
+    _options(request, ())
+    cluster = hub.cluster
+    if cluster is None:
+        return success(request, embedded_status(hub.node_id))
+
+    async def reply() -> Message:
+        return success(request, await cluster.report(request.act))
+
+    return Deferred(reply)
+
+
+def embedded_status(node: str) -> dict[str, Any]:
+    """``cst`` on a node that is no cluster: itself, taking writes, and no stream."""
+    row = {
+        "node": node,
+        "incarnation": None,
+        "state": None,
+        "writable": True,
+        "applied": None,
+        "lag": None,
+        "leaseAge": None,
+        "missed": False,
+        "lostAt": None,
+        "nats": None,
+    }
+    return {
+        "mode": "embedded",
+        "node": node,
+        "nodes": [row],
+        "unanswered": [],
+        "stream": None,
+        "natsServers": [],
+    }
+
+
 def answer_peer(hub: Hub, request: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """Another node's ``con`` or ``dis``: this node's part (`server.cluster.peers`)."""
+    """Another node's ``con``, ``dis`` or ``cst``: this node's part (`server.cluster.peers`)."""
     options = request.get("dat")
     if not isinstance(options, dict):
         raise ValueError("dat must be an object")
@@ -129,6 +173,8 @@ def answer_peer(hub: Hub, request: Mapping[str, Any], now: float) -> dict[str, A
         return {"connections": local_connections(hub, options)}
     if request.get("act") == "dis":
         return {"disconnected": kick_local(hub, options, now)}
+    if request.get("act") == "cst" and hub.cluster is not None:
+        return {"status": hub.cluster.node()}
     raise ValueError(f"unknown action {request.get('act')!r}")
 
 

@@ -21,6 +21,7 @@ ACTIONS = [
     ("dis", {"sub": "rider-1"}),
     ("rev", {"jti": "j1"}),
     ("rvl", None),
+    ("cst", None),
 ]
 REALM = "london"
 
