@@ -12,6 +12,7 @@ from hivectl import __version__
 from hivectl.cli import (
     admin,
     bench,
+    cluster,
     config,
     console,
     health,
@@ -63,6 +64,7 @@ app.add_typer(realm.app, name="realm")
 app.add_typer(objects.app, name="object")
 app.add_typer(storage.app, name="storage")
 app.add_typer(admin.connections_app, name="connections")
+app.add_typer(cluster.app, name="cluster")
 app.command(
     epilog="Examples:\n\n  hivectl disconnect --sub rider-12 --reason 'left the company'\n\n"
     "  hivectl disconnect --conn node-a:3f2a1b:17"

@@ -79,15 +79,17 @@ def list_connections(
     """Every live connection (of every node in a cluster), sorted by sub, node and age."""
     result = call(config, url, token, timeout, "con", connections_options(realm, sub, node))
     if json_output:
-        _print_json(result)
+        print_json(result)
     else:
-        table = _table("id", "node", "remote", "sub", "jti", "dpv", "since", "in", "out", "queued")
+        table = new_table(
+            "id", "node", "remote", "sub", "jti", "dpv", "since", "in", "out", "queued"
+        )
         for entry in result["connections"]:
             dpv = entry.get("dpv")
             table.add_row(
-                *(Text(_show(entry.get(key))) for key in ("id", "node", "remote", "sub", "jti")),
+                *(Text(show(entry.get(key))) for key in ("id", "node", "remote", "sub", "jti")),
                 Text("-" if dpv is None else json.dumps(dpv, separators=(",", ":"))),
-                Text(_show(entry.get("since"))),
+                Text(show(entry.get("since"))),
                 *(str(entry.get(key, 0)) for key in ("messagesIn", "messagesOut", "queued")),
             )
         Console().print(table)
@@ -112,11 +114,11 @@ def disconnect(
     options = disconnect_options(conn, sub, jti, reason)
     result = call(config, url, token, timeout, "dis", options)
     if json_output:
-        _print_json(result)
+        print_json(result)
     else:
         closed = result["disconnected"]
         for entry in closed:
-            typer.echo(f"disconnected {entry['id']} (sub {_show(entry.get('sub'))})")
+            typer.echo(f"disconnected {entry['id']} (sub {show(entry.get('sub'))})")
         typer.echo(f"{len(closed)} connections disconnected")
     _warn_unanswered(result)
 
@@ -140,10 +142,10 @@ def revoke(
     options = revoke_options(jti, sub, issued_before)
     result = call(config, url, token, timeout, "rev", options)
     if json_output:
-        _print_json(result)
+        print_json(result)
     else:
         entry = result["revocation"]
-        typer.echo(f"revoked {_target(entry)}; forgotten at {_show(entry.get('expires'))}")
+        typer.echo(f"revoked {_target(entry)}; forgotten at {show(entry.get('expires'))}")
 
 
 def revocations(
@@ -156,15 +158,15 @@ def revocations(
     """The revocations in force, oldest first (until the tokens they cover expire)."""
     result = call(config, url, token, timeout, "rvl", {})
     if json_output:
-        _print_json(result)
+        print_json(result)
         return
-    table = _table("revoked", "issued before", "revoked at", "forgotten at")
+    table = new_table("revoked", "issued before", "revoked at", "forgotten at")
     for entry in result["revocations"]:
         table.add_row(
             Text(_target(entry)),
-            Text(_show(entry.get("issuedBefore"))),
-            Text(_show(entry.get("at"))),
-            Text(_show(entry.get("expires"), none="never")),
+            Text(show(entry.get("issuedBefore"))),
+            Text(show(entry.get("at"))),
+            Text(show(entry.get("expires"), none="never")),
         )
     Console().print(table)
 
@@ -259,9 +261,10 @@ def admin_token(settings: Settings) -> str:
 
 
 # -- rendering ------------------------------------------------------------------
+# Shared with `hivectl.cli.cluster`.
 
 
-def _table(*headers: str) -> Table:
+def new_table(*headers: str) -> Table:
     """Cells wrap rather than end in an ellipsis: an id cut short cannot be used."""
     table = Table()
     for header in headers:
@@ -279,9 +282,9 @@ def _target(entry: dict[str, Any]) -> str:
     return f"jti {entry['jti']}" if "jti" in entry else f"sub {entry.get('sub')}"
 
 
-def _show(value: Any, none: str = "-") -> str:
+def show(value: Any, none: str = "-") -> str:
     return none if value is None else str(value)
 
 
-def _print_json(result: Any) -> None:
+def print_json(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

@@ -425,8 +425,8 @@ class SystemApi:
 class AdminApi:
     """Operator requests (``typ:"adm"``, README "Operating"); the token needs ``adm: true``.
 
-    In a cluster `connections` and `disconnect` cover every node; their answers say which
-    nodes did not answer (``unanswered``).
+    In a cluster `connections`, `disconnect` and `cluster_status` cover every node; their
+    answers say which nodes did not answer (``unanswered``).
     """
 
     def __init__(self, connection: Connection) -> None:
@@ -461,6 +461,11 @@ class AdminApi:
 
     async def revocations(self) -> dict[str, Any]:
         return await self.request("rvl")
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """Every node (lease, log state and position), the stream and NATS servers; on a
+        server that is no cluster, ``mode: "embedded"`` and that node alone."""
+        return await self.request("cst")
 
     async def request(self, act: str, **options: Any) -> dict[str, Any]:
         """One ``adm`` request; options that are None are left out."""

@@ -4,10 +4,12 @@ killed hard is marked, one that leaves gracefully is simply gone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.cli.conftest import invoke, words
 from tests.cluster.conftest import (
     LEASE_INTERVAL,
     LEASE_TTL,
@@ -20,6 +22,7 @@ from tests.cluster.test_admin_cluster import adm, admin_token, two_nodes
 from tests.natsutil import NatsServer
 from tests.server.wsutil import eventually, until
 
+WIDE = {"COLUMNS": "200"}
 DETECTION_SLACK = 1.0
 """Seconds allowed past the lease TTL: one lease check period, a publish and an apply."""
 
@@ -63,6 +66,16 @@ async def test_any_node_lists_every_node_the_stream_and_nats(
             None,
         )
         assert status["natsServers"] == [nats_server.url]
+    shown = await asyncio.to_thread(
+        invoke, "cluster", "status", "--url", a.ws_url, "--token", admin_token(), env=WIDE
+    )
+    assert shown.exit_code == 0, shown.output
+    text = words(shown.stdout)
+    for node in (a, b):
+        name, incarnation = node.hub.node_id.split("#")
+        mark = " *" if node is a else ""
+        assert f"{name}{mark} {incarnation} following yes" in text
+    assert f"stream {STREAM}: 1 replicas, leader {nats_server.name};" in text
 
 
 async def test_a_node_that_leaves_gracefully_is_not_marked(cluster: Cluster) -> None:
@@ -113,6 +126,11 @@ async def test_a_killed_node_is_marked_missed_then_lost(cluster: Cluster, tmp_pa
         assert (row["state"], row["missed"], row["leaseAge"]) == ("lost", True, None)
         assert row["lostAt"] is not None
         assert not by_node(lost)[a.hub.node_id]["missed"]
+        checked = await asyncio.to_thread(
+            invoke, "cluster", "status", "--json", "--url", a.ws_url, "--token", admin_token()
+        )
+        assert checked.exit_code == 3
+        assert f"missed their lease: {b_id}" in words(checked.stderr)
     finally:
         b.kill()
 

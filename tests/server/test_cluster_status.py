@@ -10,6 +10,7 @@ from typing import Any
 
 from nats.js.api import ClusterInfo, PeerInfo, StreamConfig, StreamInfo, StreamState
 
+from hivectl.client import HivekitClient
 from server.app import HivekitServer
 from server.cluster.status import blank_row, describe_stream, node_rows
 from tests.conftest import mint
@@ -38,6 +39,8 @@ async def test_an_embedded_server_answers_as_one_node_without_a_stream(
     )
     assert http_status == 200
     assert body == [{"cid": "s", "typ": "adm", "act": "cst", "res": "suc", "dat": status}]
+    async with HivekitClient(server.ws_url, mint("ops", adm=True), reconnect=False) as client:
+        assert await client.admin.cluster_status() == status
 
 
 async def test_cluster_status_takes_no_options(server: HivekitServer) -> None:
