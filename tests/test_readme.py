@@ -104,7 +104,7 @@ def python_example() -> str:
 def test_the_admin_fragment_calls_methods_the_client_has() -> None:
     (fragment,) = [block for block in python_blocks() if "client.admin." in block]
     called = set(re.findall(r"client\.admin\.(\w+)\(", fragment))
-    assert called == {"connections", "disconnect", "revoke"}
+    assert called == {"connections", "disconnect", "revoke", "cluster_status"}
     assert all(callable(getattr(AdminApi, name, None)) for name in called)
 
 
