@@ -129,6 +129,7 @@ from server.cluster.recovery import (
     should_claim,
     stale_changes,
 )
+from server.cluster.urls import server_url, shown_urls
 from server.log import Applier
 from server.presence import NodeLost, ProviderDown, ProviderUp, Tick
 from server.records import RealmRecord
@@ -331,6 +332,7 @@ class ClusterLog:
         its leaders first), or refuses the stream (more replicas than servers...).
         """
         servers = [url.strip() for url in self._settings.nats_url.split(",") if url.strip()]
+        shown = f"{shown_urls(self._settings.nats_url)} (tried for {CONNECT_TIMEOUT:g}s)"
         try:
             self._nc = await within(
                 CONNECT_TIMEOUT,
@@ -346,9 +348,7 @@ class ClusterLog:
                 ),
             )
         except TimeoutError:
-            raise LogUnavailable(
-                f"cannot reach NATS at {self._settings.nats_url} (tried for {CONNECT_TIMEOUT:g}s)"
-            ) from None
+            raise LogUnavailable(f"cannot reach NATS at {shown}") from None
         self.connected = True
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT)
         # Quick attempts while JetStream gets ready: an unanswered one is retried, not awaited.
@@ -360,9 +360,7 @@ class ClusterLog:
             await self._nc.subscribe("hive.pub.>", cb=self._on_pubsub)
         except TimeoutError:
             await self._nc.close()
-            raise LogUnavailable(
-                f"{problem[0]} at {self._settings.nats_url} (tried for {CONNECT_TIMEOUT:g}s)"
-            ) from None
+            raise LogUnavailable(f"{problem[0]} at {shown}") from None
         except BaseException:
             await self._nc.close()
             raise
@@ -826,7 +824,7 @@ class ClusterLog:
 
     def _server(self) -> str:
         url = self._nc.connected_url if self._nc is not None else None
-        return f"nats://{url.netloc}" if url is not None else self._settings.nats_url
+        return server_url(url) if url is not None else shown_urls(self._settings.nats_url)
 
     # -- choosing who re-seeds -----------------------------------------------------
 

@@ -23,13 +23,13 @@ import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import ParseResult
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StreamInfo
 
 from hivectl.core.wire import iso8601
 from server.cluster.log import ClusterLog, within
+from server.cluster.urls import server_url
 from server.deferred import Peers
 
 STREAM_TIMEOUT = 2.0
@@ -210,12 +210,3 @@ def connected_server(nc: NatsClient | None) -> dict[str, Any] | None:
 def known_servers(nc: NatsClient | None) -> list[str]:
     """Every NATS server the client may connect to: those configured and discovered."""
     return [] if nc is None else sorted({server_url(url) for url in nc.servers})
-
-
-def server_url(url: ParseResult) -> str:
-    """A server's URL without the credentials it may have been configured with."""
-    host = url.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{host}{port}"
