@@ -62,7 +62,7 @@ def test_the_duration_flags_are_found() -> None:
         ("token mint", "--ttl"),
         ("simulate riders", "--ramp-up"),
     } <= found
-    assert len(found) == 25  # realm, object and admin commands take --timeout too
+    assert len(found) == 26  # realm, object and admin commands take --timeout too
 
 
 @pytest.mark.parametrize(
