@@ -16,21 +16,17 @@ from server.app import HivekitServer
 from tests.conftest import SECRET, make_settings, mint
 from tests.console.conftest import (
     REALM,
+    SCREENSHOTS,
     Watched,
     connect_rider,
     console_url,
     create_riders,
     open_console,
     rider_id,
+    viewer_token,
 )
 
 RIDERS = 12
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "console"
-
-
-def viewer_token() -> str:
-    return mint("console-viewer", per={REALM: {"*": "R"}})
 
 
 @pytest.fixture
