@@ -1,11 +1,13 @@
 """`hivectl console`: open the web console in a browser, signed in.
 
 It mints a short-lived token from the server's own key (as `watch` and `presence` do; read
-rights only unless ``--admin``) and opens ``http(s)://HOST:PORT/console/#token=...``. The
-token is in the URL *fragment*: browsers never send a fragment to the server, so it never
-reaches the server's logs or a proxy's, and the page removes it from the address bar (and
-so from the history) as soon as it has read it. ``--no-browser`` prints the link instead,
-for a server reached through an SSH tunnel or a browser on another machine.
+rights only unless ``--admin``, which adds write rights and the admin grant the console's
+Connections panel needs, and lives as briefly as `hivectl token mint --admin` by default) and
+opens ``http(s)://HOST:PORT/console/#token=...``. The token is in the URL *fragment*:
+browsers never send a fragment to the server, so it never reaches the server's logs or a
+proxy's, and the page removes it from the address bar (and so from the history) as soon as
+it has read it. ``--no-browser`` prints the link instead, for a server reached through an
+SSH tunnel or a browser on another machine.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hivectl.cli.common import (
     settings_from,
 )
 from hivectl.cli.remote import URL_OPTION
+from hivectl.cli.token import TTL_OPTION, format_span, lifetime
 
 CONSOLE_SUBJECT = "hivectl-console"
 """``sub`` of minted console tokens, as the server's logs and presence explanations show it."""
@@ -34,7 +37,8 @@ CONSOLE_SUBJECT = "hivectl-console"
 def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:\n\n  hivectl console --realm london\n\n"
-        "  hivectl console --realm london --no-browser --ttl 8h"
+        "  hivectl console --realm london --no-browser --ttl 8h\n\n"
+        "  hivectl console --realm london --admin"
     )(console)
 
 
@@ -50,9 +54,11 @@ def console_link(ws_url: str, token: str, realm: str | None) -> str:
 
 def console_claims(realm: str | None, *, admin: bool, jti: str) -> dict[str, object]:
     """Read rights on the realm (every realm without one); ``--admin`` adds the right to
-    change it. No ``dpv``: the console never makes anything look online."""
-    letters = "CRUD" if admin else "R"
-    return {"sub": CONSOLE_SUBJECT, "jti": jti, "per": {realm or "*": {"*": letters}}}
+    change it and the admin grant (``adm``: list and disconnect connections). No ``dpv``:
+    the console never makes anything look online."""
+    if not admin:
+        return {"sub": CONSOLE_SUBJECT, "jti": jti, "per": {realm or "*": {"*": "R"}}}
+    return {"sub": CONSOLE_SUBJECT, "jti": jti, "per": {realm or "*": {"*": "CRUD"}}, "adm": True}
 
 
 def console(
@@ -60,12 +66,15 @@ def console(
         None, "--realm", help="Realm to open (default: the first one the token may read)."
     ),
     admin: bool = typer.Option(
-        False, "--admin", help="Mint a token that may also change the realm (default: read-only)."
+        False,
+        "--admin",
+        help="Mint an admin token (adm: true) that may also change the realm, list connections"
+        " and disconnect them (default: read-only).",
     ),
     no_browser: bool = typer.Option(
         False, "--no-browser", help="Print the link instead of opening a browser."
     ),
-    ttl: str = typer.Option("1h", "--ttl", help="Lifetime of the minted token: 30m, 8h."),
+    ttl: float | None = TTL_OPTION,
     url: str | None = URL_OPTION,
     config: Path | None = CONFIG_OPTION,
     secret_file: Path | None = SECRET_FILE_OPTION,
@@ -75,15 +84,9 @@ def console(
     import webbrowser
 
     from hivectl.cli.credentials import signing_key_or_exit
-    from hivectl.core.settings import parse_duration
     from hivectl.core.tokens import mint_token
 
-    try:
-        seconds = parse_duration(ttl)
-    except ValueError as exc:
-        fail(f"--ttl: {exc}", EXIT_USAGE)
-    if seconds <= 0:
-        fail("--ttl must be more than 0s", EXIT_USAGE)
+    seconds = lifetime(ttl, admin=admin)
     settings = settings_from(
         config,
         {"client.url": url, **secret_file_flags(secret_file)},
@@ -98,8 +101,8 @@ def console(
         link = console_link(settings.client.url, token, realm)
     except ValueError as exc:
         fail(f"[client] url: {exc}", EXIT_USAGE)
-    rights = "read and write" if admin else "read-only"
-    typer.echo(f"{rights} token, jti {jti}, valid for {ttl}", err=True)
+    rights = "admin (read, write, disconnect)" if admin else "read-only"
+    typer.echo(f"{rights} token, jti {jti}, valid for {format_span(seconds)}", err=True)
     if no_browser:
         typer.echo(link)
         return

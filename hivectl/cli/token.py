@@ -66,6 +66,22 @@ def _check_ttl(seconds: float | None) -> float | None:
     return seconds
 
 
+TTL_OPTION = typer.Option(
+    None,
+    "--ttl",
+    parser=duration_flag,
+    metavar="DURATION",
+    callback=_check_ttl,
+    help=f"Lifetime of the token: 30m, 1h, 7d (default {DEFAULT_TTL}, {ADMIN_TTL} with --admin).",
+)
+"""``--ttl`` of the commands that mint a token to hand out (`mint`, `hivectl console`)."""
+
+
+def lifetime(ttl: float | None, *, admin: bool) -> float:
+    """``--ttl`` as given, or the default: shorter for a token with the admin grant."""
+    return ttl if ttl is not None else duration_flag(ADMIN_TTL if admin else DEFAULT_TTL)
+
+
 @app.command(
     epilog="Examples:\n\n"
     "  hivectl token mint --sub johndoe-123 --per 'london:deliveryRiders/*=R' "
@@ -81,14 +97,7 @@ def mint(
     dpv: list[str] = typer.Option(
         [], "--dpv", callback=_check_dpv, metavar="PROVIDES", help=f"Data provider {PROVIDER_FORM}."
     ),
-    ttl: float | None = typer.Option(
-        None,
-        "--ttl",
-        parser=duration_flag,
-        metavar="DURATION",
-        callback=_check_ttl,
-        help=f"Lifetime: 30m, 1h, 7d (default {DEFAULT_TTL}, {ADMIN_TTL} with --admin).",
-    ),
+    ttl: float | None = TTL_OPTION,
     admin: bool = typer.Option(
         False, "--admin", help="Add the admin grant (adm: true): disconnect, revoke, list all."
     ),
@@ -138,8 +147,7 @@ def mint(
             hint = f", or run `hivectl serve` here once: it generates {where}"
         fail(f"{exc}{hint}", EXIT_USAGE)
     try:
-        lifetime = ttl if ttl is not None else duration_flag(ADMIN_TTL if admin else DEFAULT_TTL)
-        token = mint_token(claims, key, now=time.time(), ttl=lifetime)
+        token = mint_token(claims, key, now=time.time(), ttl=lifetime(ttl, admin=admin))
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     if as_json:

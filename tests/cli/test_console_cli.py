@@ -41,7 +41,12 @@ def test_claims_read_only_unless_admin_and_never_a_provider() -> None:
         "jti": "j",
         "per": {"london": {"*": "R"}},
     }
-    assert console_claims(None, admin=True, jti="j")["per"] == {"*": {"*": "CRUD"}}
+    assert console_claims(None, admin=True, jti="j") == {
+        "sub": CONSOLE_SUBJECT,
+        "jti": "j",
+        "per": {"*": {"*": "CRUD"}},
+        "adm": True,
+    }
 
 
 def _claims_of(link: str) -> dict[str, object]:
@@ -69,7 +74,42 @@ def test_no_browser_prints_a_link_with_a_short_lived_read_only_token() -> None:
     assert claims["per"] == {"london": {"*": "R"}}
     assert "dpv" not in claims
     assert 590 <= int(claims["exp"]) - int(claims["iat"]) <= 600  # type: ignore[call-overload]
-    assert f"read-only token, jti {claims['jti']}, valid for 10m" in result.stderr
+    assert f"read-only token, jti {claims['jti']}, valid for 10m00s" in result.stderr
+
+
+def test_admin_mints_an_admin_token_that_lives_15_minutes_by_default() -> None:
+    result = invoke(
+        "console",
+        "--realm",
+        "london",
+        "--admin",
+        "--no-browser",
+        "--url",
+        "ws://127.0.0.1:9/ws",
+        env={"HIVECTL_AUTH_SECRET": SECRET},
+    )
+    assert result.exit_code == 0, result.stderr
+    claims = _claims_of(result.stdout.strip())
+    assert claims["adm"] is True
+    assert claims["per"] == {"london": {"*": "CRUD"}}
+    assert int(claims["exp"]) - int(claims["iat"]) == 15 * 60  # type: ignore[call-overload]
+    assert f"admin (read, write, disconnect) token, jti {claims['jti']}, valid for 15m00s" in (
+        result.stderr
+    )
+
+
+def test_without_admin_the_token_lives_an_hour_by_default() -> None:
+    result = invoke(
+        "console",
+        "--no-browser",
+        "--url",
+        "ws://127.0.0.1:9/ws",
+        env={"HIVECTL_AUTH_SECRET": SECRET},
+    )
+    assert result.exit_code == 0, result.stderr
+    claims = _claims_of(result.stdout.strip())
+    assert "adm" not in claims
+    assert int(claims["exp"]) - int(claims["iat"]) == 3600  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("ttl", ["0s", "soon"])

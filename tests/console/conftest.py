@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REALM = "london"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+"""Where ``HIVECTL_SCREENSHOTS=1`` puts the README's pictures."""
 CHUNK = 200
 """Objects per setup frame: well under the server's 64 KiB frames."""
 
@@ -51,6 +54,11 @@ async def console_server() -> AsyncIterator[HivekitServer]:
         yield running
     finally:
         await running.close()
+
+
+def viewer_token() -> str:
+    """A console's token that may only read the realm."""
+    return mint("console-viewer", per={REALM: {"*": "R"}})
 
 
 def console_url(server_ws_url: str, token: str, realm: str | None = REALM) -> str:

@@ -8,7 +8,7 @@
 
 import { AuthError, HivekitClient, RequestError, tokenClaims } from "./hivekit.js";
 import { EventLog, Fleet, History, position } from "./model.js";
-import { mountAdmin } from "./admin.js";
+import { AdminPanel, isAdmin } from "./admin.js";
 
 const SUB_ID = "console-objects";
 const EVENT = "connectionStatusChanged";
@@ -26,6 +26,7 @@ const $ = (id) => document.getElementById(id);
 const view = {
   client: null,
   claims: null,
+  admin: null,
   realm: null,
   fleet: new Fleet(),
   events: new EventLog(),
@@ -97,6 +98,7 @@ async function start(token, realm, tileUrl) {
   $("main").hidden = false;
   $("sign-out").hidden = false;
   $("who").textContent = describeToken(view.claims);
+  view.admin.signedIn(view.claims);
   if (!view.map) makeMap(tileUrl);
   else view.map.invalidateSize();
   const realms = await listRealms(realm);
@@ -114,7 +116,8 @@ function socketUrl() {
 
 function describeToken(claims) {
   if (!claims) return "";
-  const parts = [`signed in as ${claims.sub ?? "(no sub)"}`];
+  const who = `${claims.sub ?? "(no sub)"}${isAdmin(claims) ? " (admin)" : ""}`;
+  const parts = [`signed in as ${who}`];
   if (claims.exp) parts.push(`token expires ${new Date(claims.exp * 1000).toLocaleTimeString()}`);
   return parts.join(", ");
 }
@@ -175,6 +178,7 @@ async function openRealm(realm) {
   view.listDirty = view.eventsDirty = true;
   view.autoFitUntil = performance.now() + AUTO_FIT_MS;
   closeDetails();
+  view.admin.follow(realm);
   try {
     await client.subscribeEvent(realm, EVENT, "*", onPresenceEvent);
     await client.subscribeObjects(realm, SUB_ID, onPush);
@@ -444,6 +448,7 @@ function select(id, { pan = true, focus = false } = {}) {
     if (pan) view.map.panTo(marker.getLatLng());
   }
   $("details").hidden = false;
+  if (id !== before) $("providers-result").textContent = "";
   showDetails();
   askPresence(id);
   if (focus) $("details-heading").focus();
@@ -511,6 +516,7 @@ async function askPresence(id) {
     providers.length === 0
       ? "No provider holds it."
       : `Held by ${providers.length} provider${providers.length === 1 ? "" : "s"}.`;
+  $("providers-action").hidden = !view.admin.enabled;
   $("providers").tBodies[0].replaceChildren(
     ...providers.map((provider) => {
       const tr = document.createElement("tr");
@@ -519,6 +525,7 @@ async function askPresence(id) {
         td.textContent = provider[key] ?? "—";
         tr.append(td);
       }
+      if (view.admin.enabled) tr.append(view.admin.providerCell(provider));
       return tr;
     }),
   );
@@ -533,7 +540,6 @@ async function askPresence(id) {
       ["grace until", explained.graceUntil],
     ].filter(([, value]) => value !== undefined && value !== null),
   );
-  mountAdmin($("admin"), { claims: view.claims, realm: view.realm, id });
 }
 
 // -- every second: rates and the sparkline -----------------------------------------------
@@ -558,6 +564,7 @@ function tick() {
 // -- wiring ------------------------------------------------------------------------------
 
 function wire(tileUrl) {
+  view.admin = new AdminPanel((message) => view.client.request(message));
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token-input").value.trim();
@@ -595,7 +602,8 @@ function wire(tileUrl) {
     (item || $("search")).focus();
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && view.selected !== null) {
+    // Escape in the disconnect confirmation cancels it, and only it.
+    if (event.key === "Escape" && view.selected !== null && !event.target.closest("dialog")) {
       const item = closeDetails();
       (item || $("search")).focus();
     }

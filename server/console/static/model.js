@@ -160,3 +160,60 @@ export class History {
       .join(" ");
   }
 }
+
+// -- the admin panel -----------------------------------------------------------------------
+
+// "a, b, c and 7 more": a gateway may provide thousands of ids, a sub may have many
+// connections, and a table cell or a status line should stay a line or two.
+function someOf(items, limit) {
+  const shown = items.slice(0, limit).join(", ");
+  return items.length > limit ? `${shown} and ${items.length - limit} more` : shown;
+}
+
+function counted(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+// A connection's `dpv` claim ({realmPattern: [idPattern, ...]}) written the way `--dpv`
+// flags are (`london:riders/r03`); "—" for a connection that provides nothing.
+export function providesText(dpv, limit = 3) {
+  const entries = Object.entries(dpv || {}).flatMap(([realm, ids]) =>
+    (Array.isArray(ids) ? ids : []).map((id) => `${realm}:${id}`),
+  );
+  return entries.length ? someOf(entries, limit) : "—";
+}
+
+// In a cluster, the nodes that did not answer in time: the operator must know that the
+// list lacks their connections, or that a disconnect may have left theirs open.
+export function unansweredText(nodes, consequence) {
+  if (!nodes || !nodes.length) return "";
+  const which = nodes.length === 1 ? `node ${nodes[0]}` : `nodes ${someOf(nodes, 5)}`;
+  return `No answer from ${which}: ${consequence}.`;
+}
+
+// The reply to `adm dis` in words: how many connections closed, and whose.
+export function disconnectSummary(reply) {
+  const closed = reply.disconnected || [];
+  if (!closed.length) return "Nothing closed: the connection had already gone.";
+  const who = someOf(closed.map((entry) => entry.sub ?? entry.id), 3);
+  return `Closed ${counted(closed.length, "connection")} (${who}).`;
+}
+
+// The target of a provider's Disconnect in the object panel: its token (`jti`) when it has
+// one, so only that provider goes; otherwise every connection of its `sub`.
+export function providerTarget(provider) {
+  if (provider.jti) return { jti: provider.jti };
+  if (provider.sub) return { sub: provider.sub };
+  return null;
+}
+
+export function connectionsSummary(count, realm) {
+  return `${counted(count, "connection")} in realm ${realm}`;
+}
+
+// When a connection opened: the time of day, with the date when that was not today.
+export function sinceText(iso, now) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return String(iso ?? "—");
+  return at.toDateString() === now.toDateString() ? at.toLocaleTimeString() : at.toLocaleString();
+}
