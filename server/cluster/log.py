@@ -28,10 +28,13 @@ How it keeps every node's state equal (design.md §3, §4):
   refused write does not hold back the others. A write is acknowledged once JetStream
   stored it and this node applied it, so a read after it sees it.
 * **Leases and node loss.** Each node renews ``hive.lease.<node>`` every
-  ``lease_interval``, beside the publish queue, compare-and-set against its own last
-  renewal (the one stored last, not only the one applied last: a consumer that lags
-  must not make a healthy node miss renewals). A
-  node that has seen no renewal from another for ``lease_ttl - lease_interval``
+  ``lease_interval``, beside the publish queue and whatever state it is in,
+  compare-and-set against its own last renewal (the one stored last, not only the one
+  applied last: a consumer that lags must not make a healthy node miss renewals), or
+  against nothing when the lease holds no message (`renews_over`): on a stream
+  re-created or re-seeded, a node renews before it has read the new life itself, since
+  the nodes that read it first start every lease with it. A following node that has
+  seen no renewal from another for ``lease_ttl - lease_interval``
   proposes `NodeLost`, fenced by the sequence of the last renewal it saw, so exactly one
   proposal lands whoever proposes, and none once the node renewed. Applying it drops
   that node's providers everywhere (reason ``node_lost``), within ``lease_ttl`` of the
@@ -41,8 +44,9 @@ How it keeps every node's state equal (design.md §3, §4):
   renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`).
 * **Losing NATS.** Writes fail with 503 while NATS is away; clients stay connected and
   reads keep working on the last applied state. Nobody is declared lost for the
-  silence of an outage: a node that cannot renew its own lease judges nobody, and
-  every lease starts a fresh period once it can again. The ordered consumer resumes
+  silence of an outage: a node that cannot renew its own lease, or does not follow the
+  stream (it does not hear the others' renewals), judges nobody, and every lease
+  starts a fresh period once it follows again. The ordered consumer resumes
   after the last delivered sequence (after two missed heartbeats when the consumer was
   lost with a restarted server). The node then catches up with the stream and
   reconciles its providers with the log: it publishes every live local provider again
@@ -1269,20 +1273,27 @@ class ClusterLog:
                     # nothing (NATS is away, or its stream has no leader yet), so their
                     # leases start a fresh period once this node can write again.
                     self._fresh_leases()
-            if healthy:
+            if healthy and self._following():
+                # Only a node that follows the stream hears the others' renewals; one
+                # coming back to it gives every lease a fresh period (`_resume`, `_follow`).
                 self._propose_lost_nodes(time.monotonic())
 
     async def _renew_lease(self) -> bool:
         """Renew this node's lease, beside the publish queue: a slow write must not delay it.
 
-        True when the renewal is stored.
+        True when the renewal is stored. It is renewed in whatever state the node is,
+        so that the others hear it is alive while it recovers.
 
-        A refusal means either that the lease was taken (the `NodeLost` that took it
-        arrives through the log, and applying it gives this node a new identity), or that
-        an earlier renewal was stored but its acknowledgement lost while this node's
-        consumer lags behind: the stream's last message on the lease tells which, and in
-        the second case the renewal is made again at once, or the other nodes would soon
-        declare a healthy node lost.
+        A refusal means that the stream's last message on the lease is not the renewal
+        this node expected: the lease was taken (the `NodeLost` that took it arrives
+        through the log, and applying it gives this node a new identity), an earlier
+        renewal was stored but its acknowledgement lost while this node's consumer lags
+        behind, or the stream was re-created or re-seeded and holds nothing there yet.
+        The stream's last message on the lease tells which (`renews_over`); in the last
+        two cases the renewal is made again at once over it. A node must not wait until
+        it reads a new stream life itself: the nodes that read it first start its lease
+        with it and would declare a healthy node lost if that took longer than
+        ``lease_ttl`` (its check waiting out a request lost with the old connection).
         """
         node = self._host.node_id
         change = LeaseRenewed(node, time.time())
@@ -1292,7 +1303,7 @@ class ClusterLog:
             try:
                 stored = await self._publish(change, subject, expected, timeout, internal=True)
             except Conflict as conflict:
-                if not await self._is_own_renewal(subject, node, conflict.current):
+                if not await self._may_renew_over(subject, node, conflict.current):
                     return False
                 stored = await self._publish(
                     change, subject, conflict.current, timeout, internal=True
@@ -1304,15 +1315,18 @@ class ClusterLog:
             self._own_renewed = time.monotonic()
         return True
 
-    async def _is_own_renewal(self, subject: str, node: str, sequence: int) -> bool:
-        """Whether the message at `sequence`, last on `subject`, is a renewal by `node`."""
+    async def _may_renew_over(self, subject: str, node: str, sequence: int) -> bool:
+        """Whether `node` may renew over the stream's last message on its lease `subject`,
+        which JetStream said is at `sequence` (0: none)."""
         assert self._js is not None
         try:
-            message = await self._js.get_last_msg(self._settings.stream, subject)
-            change = decode_change(message.data or b"")
+            message = await _message(self._js.get_last_msg(self._settings.stream, subject))
+            last, at = decode_change(message.data or b""), int(message.seq or 0)
+        except _MessageMissing:
+            last, at = None, 0
         except Exception:
             return False
-        return message.seq == sequence and isinstance(change, LeaseRenewed) and change.node == node
+        return at == sequence and renews_over(last, node)
 
     def _propose_lost_nodes(self, now: float) -> None:
         for node, (sequence, seen) in list(self._leases.items()):
@@ -1582,6 +1596,18 @@ def _current_sequence(description: str) -> int:
     """The subject's last sequence, from JetStream's "wrong last sequence: N" error."""
     match = re.search(r"(\d+)", description)
     return int(match.group(1)) if match else 0
+
+
+def renews_over(last: Change | None, node: str) -> bool:
+    """Whether `node` may renew its lease over `last`, the lease subject's last message
+    (None: the subject holds none).
+
+    Over its own renewal, or over nothing: a stream re-created or re-seeded holds no
+    message on the lease yet, and cannot hold the lease's loss either, since a
+    `NodeLost` stays the last message of its subject. Never over a `NodeLost`: the node
+    was declared lost and takes a new identity (`ClusterLog._reincarnate`).
+    """
+    return last is None or (isinstance(last, LeaseRenewed) and last.node == node)
 
 
 def _is_tombstone(change: Change) -> bool:
