@@ -1097,14 +1097,22 @@ class ClusterLog:
         except Exception as exc:
             raise LogUnavailable(f"the cluster log is unavailable: {exc}") from None
         sequence = int(ack.seq)
-        if sequence <= self._applied:
-            # A new message numbered at or below what this node applied: the stream is
-            # not the life this node follows any more (or it lost its tail). The message
-            # itself is not applied here, so nobody is told it is.
+        if sequence <= self._applied and not self._applied_this(
+            subject, sequence, headers[HIVE_ID]
+        ):
+            # A new message numbered at or below what this node applied, and not this very
+            # message read back before its acknowledgement: the stream is not the life this
+            # node follows any more (or it lost its tail). The message itself is not
+            # applied here, so nobody is told it is.
             self._request_check()
         if isinstance(change, RealmRemoved):
             self._spawn(self._purge(subjects.realm_objects_filter(change.realm), sequence))
         return sequence
+
+    def _applied_this(self, subject: str, sequence: int, message_id: str) -> bool:
+        """Whether this node's consumer already applied the message stored as `sequence`
+        (it often does before JetStream's acknowledgement arrives)."""
+        return self._last_seq.get(subject) == sequence and self._last_ids.get(subject) == message_id
 
     async def _purge(self, subject_filter: str, before: int) -> None:
         """Drop the messages on `subject_filter` older than sequence `before`.
