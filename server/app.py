@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -48,7 +49,8 @@ from server.cluster.status import ClusterStatus
 from server.console import routes as console
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
-from server.http_api import ApiListener
+from server.http_api import REQUEST_TIMEOUT, ApiListener, api_refusal
+from server.http_exchange import HttpAnswer, HttpRequest
 from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
 from server.reload import ReloadPlan, plan
@@ -334,6 +336,29 @@ class HivekitServer:
         if len(self.hub.sessions) >= self.settings.limits.max_connections:
             return protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "server full\n")
         return None
+
+    async def answer_http(self, request: HttpRequest) -> HttpAnswer:
+        """``POST /api/v1`` on the WebSocket port, as on `ApiListener`'s (protocol.md §1)."""
+        if request.method != "POST":
+            self._http_answered(HTTPStatus.METHOD_NOT_ALLOWED)
+            body = orjson.dumps({"err": "method not allowed", "erc": 405})
+            return HttpAnswer(HTTPStatus.METHOD_NOT_ALLOWED, body, headers=[("Allow", "GET, POST")])
+        refusal = api_refusal(
+            request.path,
+            len(request.body),
+            request.headers.get("authorization", ""),
+            self.settings.limits.max_message_size,
+        )
+        if isinstance(refusal, str):
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    status, payload = await self.handle_http(refusal, request.body)
+            except TimeoutError:
+                status, payload = HTTPStatus.SERVICE_UNAVAILABLE, {"err": "timeout", "erc": 503}
+        else:
+            status, payload = refusal
+        self._http_answered(status)
+        return HttpAnswer(status, orjson.dumps(payload))
 
     def _console(self, protocol: ServerProtocol, path: str) -> Response:
         found = console.answer(path, self.console_files, self.settings.console.tile_url)

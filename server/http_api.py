@@ -1,9 +1,10 @@
-"""``POST /api/v1``: the request/response API on a listener of its own (protocol.md §1).
+"""``POST /api/v1``: the request/response API (protocol.md §1).
 
-The `websockets` server refuses HTTP requests that carry a body, so the API gets its
-own port. HTTP parsing is the standard library's (`http.server`, one thread per
-request); each request is handed to the event loop, which owns all state, and the
-thread waits for the answer.
+Served on the WebSocket port (`server.http_exchange`, h11 inside the transport) and,
+for those who want a listener of its own, on ``server.api_port`` (`ApiListener`: the
+standard library's `http.server`, one thread per request; each request is handed to the
+event loop, which owns all state, and the thread waits for the answer). Both ask
+`api_refusal` first, so they refuse alike.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ REQUEST_TIMEOUT = 30.0
 SHUTDOWN_POLL = 0.05
 """How often the listener thread checks for a stop (the stdlib's 0.5 s made every stop slow)."""
 UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
+
+
+API_PATH = "/api/v1"
+
+
+def api_refusal(
+    path: str, length: int | None, authorization: str, max_body: int
+) -> tuple[int, Any] | str:
+    """The answer to a request the API will not run, or the Bearer token of one it will."""
+    if path.split("?", 1)[0].rstrip("/") != API_PATH:
+        return HTTPStatus.NOT_FOUND, {"err": "not found", "erc": 404}
+    if length is None:
+        return HTTPStatus.LENGTH_REQUIRED, {"err": "length required", "erc": 400}
+    if length > max_body:
+        return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"err": "too large", "erc": 413}
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return HTTPStatus.UNAUTHORIZED, UNAUTHORIZED
+    return token.strip()
 
 
 class ApiListener:
@@ -75,23 +95,16 @@ def _handler_class(
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
-            if self.path.split("?", 1)[0].rstrip("/") != "/api/v1":
-                self._send(HTTPStatus.NOT_FOUND, {"err": "not found", "erc": 404})
-                return
             length = self._content_length()
-            if length is None:
-                self._send(HTTPStatus.LENGTH_REQUIRED, {"err": "length required", "erc": 400})
+            refusal = api_refusal(
+                self.path, length, self.headers.get("Authorization", ""), max_body
+            )
+            if not isinstance(refusal, str):
+                self.close_connection = True  # its body, unread, is not a next request
+                self._send(HTTPStatus(refusal[0]), refusal[1])
                 return
-            if length > max_body:
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"err": "too large", "erc": 413})
-                return
-            body = self.rfile.read(length)
-            authorization = self.headers.get("Authorization", "")
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                self._send(HTTPStatus.UNAUTHORIZED, UNAUTHORIZED)
-                return
-            future = asyncio.run_coroutine_threadsafe(handle(token.strip(), body), loop)
+            body = self.rfile.read(length or 0)
+            future = asyncio.run_coroutine_threadsafe(handle(refusal, body), loop)
             try:
                 status, payload = future.result(timeout=REQUEST_TIMEOUT)
             except TimeoutError:

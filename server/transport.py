@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -51,6 +51,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
+from server.http_exchange import HttpAnswer, HttpExchange, HttpRequest
+
 log = logging.getLogger("hivectl.server")
 
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
@@ -59,6 +61,11 @@ WRITE_HIGH_WATER = 256 * 1024
 """Bytes in a transport's buffer past which it reports itself full (`Connection.write_paused`):
 output that can wait is held back until it drains to `WRITE_LOW_WATER`."""
 WRITE_LOW_WATER = 64 * 1024
+_UPGRADE = b"GET "
+"""How every WebSocket opening handshake starts; any other request is plain HTTP."""
+_SNIFF = 8
+"""Bytes enough to tell a request's method (the longest, OPTIONS, and its space)."""
+SERVER_ERROR = HttpAnswer(500, b'{"err":"server error","erc":500}')
 
 
 class Handler(Protocol):
@@ -79,6 +86,10 @@ class Handler(Protocol):
 
     def writable(self, connection: Connection) -> None:
         """The connection's send buffer drained below its low-water mark: it can take more."""
+
+    def answer_http(self, request: HttpRequest) -> Awaitable[HttpAnswer]:
+        """The answer to a plain HTTP request (not a GET: those go through
+        `process_request`), e.g. ``POST /api/v1``."""
 
 
 class Listener:
@@ -203,6 +214,8 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_fragments",
+        "_head",
+        "_http",
         "_opened",
         "_text",
         "_timer",
@@ -237,6 +250,10 @@ class Connection(asyncio.Protocol):
         self._written = 0
         self.write_paused = False
         """The transport's buffer is over its high-water mark (asyncio's flow control)."""
+        self._head: bytes | None = b""
+        """The first bytes, until they tell a WebSocket upgrade (then None) from plain HTTP."""
+        self._http: HttpExchange | None = None
+        """Set once the connection turned out to be plain HTTP (`server.http_exchange`)."""
 
     # -- asyncio callbacks -----------------------------------------------------
 
@@ -251,6 +268,14 @@ class Connection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(self.listener.open_timeout, self.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._http is not None:
+            self._next_http(self._http.receive(data))
+            return
+        if self._head is not None:
+            sniffed = self._sniff(data)
+            if sniffed is None:
+                return
+            data = sniffed
         protocol = self.protocol
         # Frames parsed from this read that precede a close frame in it are the peer's
         # last messages: they are handled although the protocol has left OPEN meanwhile.
@@ -272,6 +297,9 @@ class Connection(asyncio.Protocol):
                 self._ended()
 
     def eof_received(self) -> bool | None:
+        if self._http is not None:
+            self._http.ended()
+            return None
         self.protocol.receive_eof()
         self._send_data()
         return None
@@ -370,6 +398,62 @@ class Connection(asyncio.Protocol):
                 self.abort()
             elif self.transport is not None:
                 self.transport.close()
+
+    # -- plain HTTP on the WebSocket port ----------------------------------------
+
+    def _sniff(self, data: bytes) -> bytes | None:
+        """The bytes for the WebSocket protocol, or None: kept until the method shows, or
+        handed to an `HttpExchange` because the request is not an upgrade's GET."""
+        head = self._head + data if self._head else data
+        if head[:4] == _UPGRADE:
+            self._head = None
+            return head
+        if len(head) < _SNIFF and b" " not in head:
+            self._head = head
+            return None
+        self._head = None
+        self._http = HttpExchange(self.listener.max_size)
+        self._next_http(self._http.receive(head))
+        return None
+
+    def _next_http(self, request: HttpRequest | None) -> None:
+        """Answer `request`, reading nothing more meanwhile; or close a connection that is
+        over or refused."""
+        http, transport = self._http, self.transport
+        assert http is not None
+        if transport is None or transport.is_closing():
+            return
+        if request is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            transport.pause_reading()
+            answer = asyncio.ensure_future(self.listener.handler.answer_http(request))
+            answer.add_done_callback(self._answered)
+        elif http.refused is not None:
+            transport.write(http.refuse())
+            transport.close()
+        elif http.closing:
+            transport.close()
+
+    def _answered(self, answer: asyncio.Future[HttpAnswer]) -> None:
+        http, transport = self._http, self.transport
+        assert http is not None
+        if transport is None or transport.is_closing():
+            return
+        try:
+            result = answer.result()
+        except Exception:
+            log.exception("answering an HTTP request failed")
+            result = SERVER_ERROR
+        transport.write(http.respond(result))
+        if http.closing:
+            transport.close()
+            return
+        # An idle keep-alive connection gets as long as an opening handshake.
+        self._timer = asyncio.get_running_loop().call_later(self.listener.open_timeout, self.abort)
+        transport.resume_reading()
+        self._next_http(http.receive(b""))
 
     # -- internals -------------------------------------------------------------
 

@@ -1,9 +1,12 @@
-"""``POST /api/v1`` on its own listener, and the health endpoints (protocol.md §1)."""
+"""``POST /api/v1`` on the WebSocket port and on its own listener, and the health
+endpoints (protocol.md §1): every API test runs against both, which answer alike."""
 
 from __future__ import annotations
 
 import asyncio
 import urllib.request
+
+import pytest
 
 from server.app import HivekitServer
 from tests.conftest import Mint
@@ -12,17 +15,24 @@ from tests.server.wsutil import RawClient, eventually, post, subscribe_msg
 UNAUTHORIZED = {"err": "signature is invalid", "erc": 401}
 
 
-def _url(server: HivekitServer) -> str:
+def _ws_port_api(server: HivekitServer) -> str:
+    return server.ws_url.replace("ws://", "http://").removesuffix("/ws") + "/api/v1"
+
+
+@pytest.fixture(params=["websocket port", "api port"])
+def api_url(request: pytest.FixtureRequest, server: HivekitServer) -> str:
+    if request.param == "websocket port":
+        return _ws_port_api(server)
     url = server.api_url
     assert url is not None
     return url
 
 
 async def test_replies_come_back_as_an_array_with_their_cids(
-    server: HivekitServer, token: Mint
+    server: HivekitServer, token: Mint, api_url: str
 ) -> None:
     status, body = await post(
-        _url(server),
+        api_url,
         [
             {"typ": "rea", "act": "cre", "id": "r", "lab": "R", "cid": "a"},
             {"typ": "obj", "act": "set", "rea": "r", "id": "x", "dat": {"v": 1}},
@@ -55,14 +65,16 @@ async def test_replies_come_back_as_an_array_with_their_cids(
     await ws.close()
 
 
-async def test_bad_or_missing_token_is_401(server: HivekitServer, token: Mint) -> None:
+async def test_bad_or_missing_token_is_401(
+    server: HivekitServer, token: Mint, api_url: str
+) -> None:
     hello = [{"typ": "sys", "act": "hbt", "cid": "h"}]
     wrong = token(secret="a-different-secret-0123456789-abcdefgh")
-    assert await post(_url(server), hello, wrong) == (401, UNAUTHORIZED)
-    assert await post(_url(server), hello, None) == (401, UNAUTHORIZED)
+    assert await post(api_url, hello, wrong) == (401, UNAUTHORIZED)
+    assert await post(api_url, hello, None) == (401, UNAUTHORIZED)
     malformed = {"err": "token is malformed", "erc": 401}
-    assert await post(_url(server), hello, "garbage") == (401, malformed)
-    assert (await post(_url(server), hello, token("admin")))[0] == 200
+    assert await post(api_url, hello, "garbage") == (401, malformed)
+    assert (await post(api_url, hello, token("admin")))[0] == 200
 
     async def counted() -> bool:
         return server.http_requests == {401: 3, 200: 1}
@@ -74,10 +86,10 @@ async def test_bad_or_missing_token_is_401(server: HivekitServer, token: Mint) -
 
 
 async def test_per_message_errors_are_in_the_array_with_http_200(
-    server: HivekitServer, token: Mint
+    server: HivekitServer, token: Mint, api_url: str
 ) -> None:
     status, body = await post(
-        _url(server),
+        api_url,
         [
             {"typ": "rea", "act": "cre", "id": "r", "cid": 1},
             {"typ": "rea", "act": "cre", "id": "r", "cid": 2},
@@ -102,7 +114,7 @@ async def test_per_message_errors_are_in_the_array_with_http_200(
 
     limited = token("u", per={"r": {"a/*": "R"}})
     status, body = await post(
-        _url(server), [{"typ": "obj", "act": "cre", "rea": "r", "id": "a/1", "cid": "c"}], limited
+        api_url, [{"typ": "obj", "act": "cre", "rea": "r", "id": "a/1", "cid": "c"}], limited
     )
     assert status == 200
     assert body == [
@@ -117,17 +129,17 @@ async def test_per_message_errors_are_in_the_array_with_http_200(
     ]
 
 
-async def test_malformed_bodies_are_400(server: HivekitServer, token: Mint) -> None:
-    status, body = await post(_url(server), b"not json", token())
+async def test_malformed_bodies_are_400(server: HivekitServer, token: Mint, api_url: str) -> None:
+    status, body = await post(api_url, b"not json", token())
     assert status == 400
     assert body[0]["erc"] == 400
-    status, body = await post(_url(server), {"typ": "sys", "act": "hbt"}, token())
+    status, body = await post(api_url, {"typ": "sys", "act": "hbt"}, token())
     assert status == 400
     assert body == [{"res": "err", "err": "body must be a JSON array of messages", "erc": 400}]
 
 
 async def test_a_provider_token_over_http_provides_nothing(
-    server: HivekitServer, token: Mint
+    server: HivekitServer, token: Mint, api_url: str
 ) -> None:
     watcher = await RawClient.open(server.ws_url, token("watcher"))
     await watcher.ok({"typ": "rea", "act": "cre", "id": "r"})
@@ -135,7 +147,7 @@ async def test_a_provider_token_over_http_provides_nothing(
     await watcher.ok(subscribe_msg("r"))
     provider = token("gw", dpv={"r": ["car/*"]})
     status, body = await post(
-        _url(server),
+        api_url,
         [
             {"typ": "obj", "act": "cre", "rea": "r", "id": "car/2", "cid": "c"},
             {"typ": "obj", "act": "rea", "rea": "r", "id": "car/1", "cid": "r1"},
