@@ -80,6 +80,9 @@ class BenchPlan:
     load_processes: int | None = None
     """Processes that drive *connect*, *churn* and *fanout* (each its share of the
     connections); None: `default_load_processes` of the cores the load side may use."""
+    log_level: str = "warning"
+    """The started hivectl's ``log.level``: warning (no line per connection) unless a run
+    asks what logging at the default level (info) costs."""
 
     @property
     def default_keepalive(self) -> bool:
@@ -130,6 +133,7 @@ class PlanOptions:
     rounds: int | None = None
     objects: tuple[int, ...] | None = None
     load_processes: int | None = None
+    log_level: str | None = None
 
     def plan(self) -> BenchPlan:
         plan = QUICK if self.quick else BenchPlan()
@@ -152,6 +156,8 @@ class PlanOptions:
             plan = replace(plan, scale_sizes=self.objects)
         if self.load_processes is not None:
             plan = replace(plan, load_processes=self.load_processes)
+        if self.log_level is not None:
+            plan = replace(plan, log_level=self.log_level)
         return plan
 
     def arguments(self) -> list[str]:

@@ -615,6 +615,18 @@ def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "targets": [*build_targets(rows, raw["plan"]), *_scale_targets(runs)],
         "growth": build_growth(rows, runs),
-        "notes": [*raw.get("notes", []), *_load_notes(runs), *_scale_notes(runs)],
+        "notes": [
+            *raw.get("notes", []),
+            *_log_level_notes(raw["plan"]),
+            *_load_notes(runs),
+            *_scale_notes(runs),
+        ],
         "errors": errors,
     }
+
+
+def _log_level_notes(plan: Mapping[str, Any]) -> list[str]:
+    level = plan.get("log_level", "warning")
+    if level == "warning":
+        return []
+    return [f"hivectl ran with log.level {level} (the bench's usual warning logs no connections)"]

@@ -4,7 +4,8 @@
 defaults, in an empty directory (a fresh SQLite file), with the bench's secret in
 ``HIVECTL_AUTH_SECRET``. Three settings differ, each for a reason: the per-connection rate
 limit is lifted (setup creates thousands of objects on one connection, and the bench
-measures capacity, not the limiter), logging is at warning (no line per connection), and
+measures capacity, not the limiter), logging is at warning (no line per connection; the
+plan's ``log_level`` when a run measures what logging costs), and
 the keepalive follows the plan when it sets one. The caller's ``HIVECTL_*`` variables are
 not passed on: the figures are the defaults'. *Scale* differs in two ways: it names the
 storage backend, and it keeps the default rate limit, since whether one gateway connection
@@ -70,7 +71,7 @@ def hivectl_server(
     variables applied last (a test raising a limit the scenario leaves at its default);
     `cores` pins the server (None: not pinned)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("HIVECTL_")}
-    env.update(HIVECTL_AUTH_SECRET=secret, HIVECTL_LOG_LEVEL="warning")
+    env.update(HIVECTL_AUTH_SECRET=secret, HIVECTL_LOG_LEVEL=plan.log_level)
     if not rate_limited:
         env.update(
             HIVECTL_LIMITS_MESSAGES_PER_SECOND=UNLIMITED_RATE, HIVECTL_LIMITS_BURST=UNLIMITED_RATE

@@ -35,6 +35,7 @@ from hivectl.cli.common import (
     secret_file_flags,
     settings_from,
 )
+from hivectl.cli.serve import LogLevel
 
 
 class Scenario(StrEnum):
@@ -117,6 +118,12 @@ def bench(
         "--load-processes",
         help="Processes that drive connect, churn and fanout (default: one per core but one).",
     ),
+    log_level: LogLevel | None = typer.Option(
+        None,
+        "--log-level",
+        help="Log level of the hivectl the bench starts (default warning; info, the"
+        " server's default, shows what logging costs).",
+    ),
     pin: bool = typer.Option(
         False,
         "--pin",
@@ -149,6 +156,7 @@ def bench(
             rounds=rounds,
             objects=parse_sizes(objects) if objects is not None else None,
             load_processes=load_processes,
+            log_level=log_level.value if log_level is not None else None,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -31,6 +32,8 @@ from hivectl.bench.servers import hivectl_server
 from hivectl.cli import app
 from hivectl.cli.bench import target_line
 from server.app import LISTEN_BACKLOG
+from tests.conftest import SECRET, mint
+from tests.server.wsutil import eventually
 
 LOAD_PROCESSES = 2
 
@@ -462,3 +465,25 @@ def test_ctrl_c_prints_the_report_of_the_runs_that_finished_and_exits_130(tmp_pa
     assert 1 <= len(report["runs"]) < 6
     assert all("result" in run for run in report["runs"])
     assert f"interrupted: the report covers the {len(report['runs'])} runs that finished" in err
+
+
+def test_the_server_log_level_is_the_plans_and_named_in_the_report() -> None:
+    assert PlanOptions().plan().log_level == "warning"
+    assert PlanOptions(quick=True, log_level="info").plan().log_level == "info"
+    assert not build_report(a_raw(log_level="warning"))["notes"]
+    (note,) = build_report(a_raw(log_level="info"))["notes"]
+    assert "log.level info" in note
+
+
+async def test_a_hivectl_started_at_info_logs_its_connections(tmp_path: Path) -> None:
+    plan = PlanOptions(quick=True, log_level="info").plan()
+    log_path = tmp_path / "server.log"
+    with hivectl_server(tmp_path, SECRET, plan) as served:
+        async with websockets.connect(served.url) as client:
+            await client.send(f"Bearer {mint('bench-probe')}")
+            await client.recv()
+
+        async def logged() -> bool:
+            return "sub bench-probe" in log_path.read_text()
+
+        await eventually(logged)
