@@ -49,7 +49,7 @@ from server.cluster.status import ClusterStatus
 from server.console import routes as console
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
-from server.http_api import REQUEST_TIMEOUT, ApiListener, api_refusal
+from server.http_api import REQUEST_TIMEOUT, api_refusal
 from server.http_exchange import HttpAnswer, HttpRequest
 from server.hub import Hub, Pending
 from server.metrics import ServerMetrics
@@ -163,7 +163,8 @@ class HivekitServer:
         self._conn_ids = itertools.count(1)
         self._listener: Listener | None = None
         self._stopped = asyncio.Event()
-        self._api: ApiListener | None = None
+        self._api: Listener | None = None
+        """``server.api_port``'s listener: plain HTTP only (``POST /api/v1``)."""
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_at: float | None = None
         self._close_reasons: dict[str, str] = {}
@@ -214,11 +215,20 @@ class HivekitServer:
         with _naming_the_port(host, port, "WebSocket port ([server].port, --port)"):
             await self._listener.start(host, port, backlog=LISTEN_BACKLOG, tls=self.tls)
         if self.settings.server.api_enabled:
-            self._api = ApiListener(
-                self.handle_http, self.settings.limits.max_message_size, self._http_answered
+            self._api = Listener(
+                self,
+                ping_interval=None,
+                ping_timeout=None,
+                close_timeout=CLOSE_TIMEOUT,
+                open_timeout=OPEN_TIMEOUT,
+                max_size=limits.max_message_size,
+                compression=False,
+                origins=None,
+                server_header="hivectl",
+                http_only=True,
             )
             with _naming_the_port(host, api_port, "HTTP API port ([server].api_port, --api-port)"):
-                await self._api.start(host, api_port, self.tls)
+                await self._api.start(host, api_port, backlog=LISTEN_BACKLOG, tls=self.tls)
         self.ready = True
         log.info("serving %s", self.ws_url)
 
@@ -227,7 +237,7 @@ class HivekitServer:
         self.ready = False
         self.hub.flush()
         if self._api is not None:
-            await self._api.close()
+            await self._api.close(CLOSE_GOING_AWAY, "", self.settings.server.shutdown_timeout)
         if self._listener is not None:
             for session in self.hub.sessions.values():
                 self._close_reasons.setdefault(session.conn_id, "shutdown")
@@ -275,6 +285,8 @@ class HivekitServer:
                 max_size=limits.max_message_size,
                 origins=limits.allowed_origins,
             )
+        if self._api is not None:
+            self._api.max_size = effective.limits.max_message_size
         return reload
 
     async def serve_forever(self) -> None:
@@ -338,7 +350,7 @@ class HivekitServer:
         return None
 
     async def answer_http(self, request: HttpRequest) -> HttpAnswer:
-        """``POST /api/v1`` on the WebSocket port, as on `ApiListener`'s (protocol.md §1)."""
+        """``POST /api/v1`` on the WebSocket port and on ``server.api_port`` (protocol.md §1)."""
         if request.method != "POST":
             self._http_answered(HTTPStatus.METHOD_NOT_ALLOWED)
             body = orjson.dumps({"err": "method not allowed", "erc": 405})

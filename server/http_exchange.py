@@ -58,6 +58,9 @@ class HttpExchange:
         self.refused: HttpAnswer | None = None
         """The answer to a request that cannot be read (malformed, too large): sent, then
         the connection closes."""
+        self.answering = False
+        """A request was handed out and not answered yet."""
+        self._stopping = False
 
     def receive(self, data: bytes) -> HttpRequest | None:
         """Feed bytes (b"" at the end of the stream); the next whole request, if any.
@@ -106,6 +109,7 @@ class HttpExchange:
                 self._head_only = request.method == "HEAD"
                 request.body = b"".join(self._body)
                 self._body = []
+                self.answering = True
                 return request
             elif isinstance(event, h11.ConnectionClosed):
                 return None
@@ -119,8 +123,9 @@ class HttpExchange:
             ("Server", "hivectl"),
             *answer.headers,
         ]
-        if self.refused is not None:
+        if self.refused is not None or self._stopping:
             headers.append(("Connection", "close"))
+        self.answering = False
         out = (
             self._h11.send(
                 h11.Response(
@@ -147,10 +152,18 @@ class HttpExchange:
             return _raw(self.refused)
         return self.respond(self.refused)
 
+    def stop(self) -> None:
+        """The server is stopping: the request being answered is the last one."""
+        self._stopping = True
+
     @property
     def closing(self) -> bool:
         """Nothing more can be read or answered on this connection."""
-        return self.refused is not None or self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED)
+        return (
+            self.refused is not None
+            or self._stopping
+            or self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED)
+        )
 
 
 def _headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

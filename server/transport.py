@@ -107,8 +107,11 @@ class Listener:
         compression: bool,
         origins: Sequence[str] | None,
         server_header: str,
+        http_only: bool = False,
     ) -> None:
         self.handler = handler
+        self.http_only = http_only
+        """Every connection is plain HTTP (``server.api_port``): no WebSocket upgrades."""
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
@@ -250,9 +253,11 @@ class Connection(asyncio.Protocol):
         self._written = 0
         self.write_paused = False
         """The transport's buffer is over its high-water mark (asyncio's flow control)."""
-        self._head: bytes | None = b""
+        self._head: bytes | None = None if listener.http_only else b""
         """The first bytes, until they tell a WebSocket upgrade (then None) from plain HTTP."""
-        self._http: HttpExchange | None = None
+        self._http: HttpExchange | None = (
+            HttpExchange(listener.max_size) if listener.http_only else None
+        )
         """Set once the connection turned out to be plain HTTP (`server.http_exchange`)."""
 
     # -- asyncio callbacks -----------------------------------------------------
@@ -355,8 +360,13 @@ class Connection(asyncio.Protocol):
         return self._written - self.queued
 
     def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake behind what is queued; cut it after close_timeout."""
-        if self.protocol.state is State.OPEN:
+        """Start the closing handshake behind what is queued; cut it after close_timeout.
+        A plain HTTP connection ends once the request it is answering (if any) is answered."""
+        if self._http is not None:
+            self._http.stop()
+            if not self._http.answering and self.transport is not None:
+                self.transport.close()
+        elif self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._send_data()
             self._expect_close()

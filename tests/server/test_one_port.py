@@ -112,3 +112,26 @@ async def test_answers_on_the_websocket_port_are_counted_by_status(
     await _exchange(server, _post("garbage", hello, close=True))
     await _exchange(server, _post(token("admin"), hello, close=True))
     assert server.http_requests == {401: 1, 200: 1}
+
+
+async def test_the_api_port_answers_the_api_and_upgrades_nothing(
+    server: HivekitServer, token: Mint
+) -> None:
+    assert server.api_port is not None and server.api_port != server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.api_port)
+    hello = b'[{"typ":"sys","act":"hbt","cid":"h"}]'
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    try:
+        writer.write(_post(token("admin"), hello) + upgrade)
+        raw = b""
+        async with asyncio.timeout(DEADLINE):
+            while raw.count(b"HTTP/1.1 ") < 2 or not raw.endswith(b"}"):
+                raw += await reader.read(65536)  # the connection stays open: keep-alive
+    finally:
+        writer.close()
+    answers = _bodies(raw)
+    assert answers[0] == (200, [{"typ": "sys", "act": "hbt", "cid": "h", "res": "suc"}])
+    assert answers[1][0] == 405
