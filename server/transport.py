@@ -51,7 +51,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
+from server.handshake import HandshakeProtocol, quick_accept
+
 log = logging.getLogger("hivectl.server")
+_WEBSOCKETS_LOG = logging.getLogger("websockets.server")
+"""The logger `ServerProtocol` takes by default, looked up once rather than per connection."""
 
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 _PING = b"hive"
@@ -110,6 +114,7 @@ class Listener:
             [Origin(origin) for origin in origins] if origins else None
         )
         self.server_header = server_header
+        self._server_bytes = server_header.encode("iso-8859-1")
         self.connections: set[Connection] = set()
         self.serving = False
         self._server: asyncio.Server | None = None
@@ -219,8 +224,11 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
-        self.protocol = ServerProtocol(
-            origins=listener.origins, extensions=listener.extensions, max_size=listener.max_size
+        self.protocol: ServerProtocol = HandshakeProtocol(
+            origins=listener.origins,
+            extensions=listener.extensions,
+            max_size=listener.max_size,
+            logger=_WEBSOCKETS_LOG,
         )
         self.transport: asyncio.Transport | None = None
         self.remote = ""
@@ -383,11 +391,19 @@ class Connection(asyncio.Protocol):
             response = protocol.reject(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "Failed to open a WebSocket connection.\n"
             )
+        templated = False
+        if response is None and listener.serving:
+            # The common valid request's 101 from a template (Server header included);
+            # websockets' accept answers every other.
+            response = quick_accept(protocol, request, listener._server_bytes)
+            templated = response is not None
         if response is None:
             response = protocol.accept(request)
         if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS and not listener.serving:
             response = protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
-        response.headers["Server"] = listener.server_header
+            templated = False
+        if not templated:
+            response.headers["Server"] = listener.server_header
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
