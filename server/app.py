@@ -522,6 +522,11 @@ class HivekitServer:
         started, events = time.perf_counter(), self.hub.presence_events
         self.hub.close_session(session, reason, time.time())
         self._after_work(started, events)
+        # The client and its session refer to each other (`deliver` too): unlinked, the
+        # connection's objects are freed at once by reference counting, not left for the
+        # cyclic collector (`server.transport.Connection.connection_lost`).
+        session.handle = None
+        session.deliver = _gone
 
     def _after_work(self, started: float | None = None, events: int = 0) -> None:
         """After a unit of work: flush what it pushed, soon.
@@ -817,6 +822,10 @@ async def _gathered(pending: Pending, deferred: Deferred) -> dict[str, Any] | No
         log.exception("asking the other nodes failed")
         reply = _failed(pending, 500, "internal error")
     return reply if pending.item.get("cid") is not None else None
+
+
+def _gone(data: bytes) -> None:
+    """The `Session.deliver` of a session whose connection is over: nothing goes out."""
 
 
 def _queued(session: Session) -> int:

@@ -299,6 +299,13 @@ class Connection(asyncio.Protocol):
             self._timer = None
         self.listener._forget(self)
         self._ended()
+        # Nothing reaches the protocol any more. Its parser is a generator that refers to
+        # the protocol; closed, it lets go, and so does this connection of the handler's
+        # object: the connection's objects hold no reference cycle and are freed at once by
+        # reference counting. Left to the cyclic collector, every connection's objects went
+        # through it: about a tenth of the server's CPU in a connect + close.
+        self.protocol.parser.close()
+        self.user = None
 
     # -- used by the handler ---------------------------------------------------
 
