@@ -73,7 +73,8 @@ def quick_request(buffer: bytearray) -> Request | None:
     raw_path = request_line[4:-9]
     if _PATH.fullmatch(raw_path) is None or len(lines) - 1 > http11.MAX_NUM_HEADERS:
         return None
-    headers = Headers()
+    pairs: list[tuple[str, str]] = []
+    by_name: dict[str, list[str]] = {}
     for line in lines[1:]:
         raw_name, colon, raw_value = line.partition(b":")
         if not colon or _TOKEN.fullmatch(raw_name) is None:
@@ -81,9 +82,15 @@ def quick_request(buffer: bytearray) -> Request | None:
         raw_value = raw_value.strip(b" \t")
         if _VALUE.fullmatch(raw_value) is None:
             return None
-        headers.set_insecure(raw_name.decode("ascii"), raw_value.decode("iso-8859-1"))
-    if "Transfer-Encoding" in headers or "Content-Length" in headers:
+        name, value = raw_name.decode("ascii"), raw_value.decode("iso-8859-1")
+        by_name.setdefault(name.lower(), []).append(value)
+        pairs.append((name, value))
+    if "transfer-encoding" in by_name or "content-length" in by_name:
         return None
+    # What Headers.set_insecure builds, one header at a time, as parse_headers calls it.
+    headers = Headers.__new__(Headers)
+    headers._dict = by_name
+    headers._list = pairs
     del buffer[: end + 4]
     return Request(raw_path.decode("ascii"), headers)
 
