@@ -45,6 +45,7 @@ from server.auth import keyring_from_settings
 from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.cluster.peers import ClusterPeers
 from server.console import routes as console
+from server.deadlines import Deadlines, Entry
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
 from server.http_api import ApiListener
@@ -101,7 +102,7 @@ class _Client:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.opened_at = time.monotonic()
-        self.auth_timer: asyncio.TimerHandle | None = None
+        self.auth_timer: Entry | None = None
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.backlog: deque[str | bytes] | None = None
         """Messages that arrived while one was waiting; None when none is waiting."""
@@ -167,6 +168,8 @@ class HivekitServer:
         self._flush_scheduled = False
         self._presence_started: list[float] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        self._authenticating = Deadlines(settings.limits.auth_timeout)
+        """Every connection's authentication deadline, on one loop timer (`server.deadlines`)."""
         self._full: dict[_Client, tuple[int, float]] = {}
         """Backed-up connections (`_backed_up`): bytes the kernel had taken, and when that
         last grew (`_check_stalls`)."""
@@ -236,6 +239,7 @@ class HivekitServer:
             self._tick_handle.cancel()
         for timer in self._timers:
             timer.cancel()
+        self._authenticating.close()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
         if self.cluster is not None:
@@ -361,9 +365,10 @@ class HivekitServer:
             )
         client.session.handle = client
         connection.user = client
-        client.auth_timer = asyncio.get_running_loop().call_later(
-            self.settings.limits.auth_timeout, self._auth_deadline, client
-        )
+        auth_timeout = self.settings.limits.auth_timeout
+        if auth_timeout != self._authenticating.delay:
+            self._authenticating = Deadlines(auth_timeout)  # the old one runs out by itself
+        client.auth_timer = self._authenticating.add(self._auth_deadline, client)
 
     def received(self, connection: Connection, message: str | bytes) -> None:
         client: _Client = connection.user
@@ -487,9 +492,10 @@ class HivekitServer:
 
     def _end(self, client: _Client) -> None:
         """The connection is gone: its session ends and its presence with it."""
-        for timer in (client.auth_timer, client.expiry_timer):
-            if timer is not None:
-                timer.cancel()
+        if client.auth_timer is not None:
+            Deadlines.cancel(client.auth_timer)
+        if client.expiry_timer is not None:
+            client.expiry_timer.cancel()
         session = client.session
         reason = self._close_reasons.pop(session.conn_id, None) or (
             "timeout" if client.connection.timed_out else "closed"

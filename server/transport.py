@@ -51,6 +51,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
+from server.deadlines import Deadlines, Entry
 from server.handshake import HandshakeProtocol, quick_accept
 
 log = logging.getLogger("hivectl.server")
@@ -116,6 +117,9 @@ class Listener:
         self.server_header = server_header
         self._server_bytes = server_header.encode("iso-8859-1")
         self.connections: set[Connection] = set()
+        self._opening = Deadlines(open_timeout)
+        self._closing = Deadlines(close_timeout)
+        """The connections' handshake deadlines, on one loop timer each (`server.deadlines`)."""
         self.serving = False
         self._server: asyncio.Server | None = None
         self._sweep: asyncio.TimerHandle | None = None
@@ -136,6 +140,8 @@ class Listener:
             self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        if close_timeout != self._closing.delay:
+            self._closing = Deadlines(close_timeout)  # the old one runs out by itself
         self.max_size = max_size
         self.origins = [Origin(origin) for origin in origins] if origins else None
 
@@ -178,6 +184,8 @@ class Listener:
                     connection.abort()
         if self._server is not None:
             await self._server.wait_closed()
+        self._opening.close()
+        self._closing.close()
 
     def _forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
@@ -240,7 +248,7 @@ class Connection(asyncio.Protocol):
         self._opened = False
         self._fragments: list[bytes] | None = None
         self._text = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Entry | None = None
         """The opening handshake's deadline, then the closing handshake's."""
         self._written = 0
         self.write_paused = False
@@ -256,7 +264,7 @@ class Connection(asyncio.Protocol):
         if isinstance(address, tuple) and len(address) >= 2:
             self.remote = f"{address[0]}:{address[1]}"
         self.listener.connections.add(self)
-        self._timer = asyncio.get_running_loop().call_later(self.listener.open_timeout, self.abort)
+        self._timer = self.listener._opening.add(Connection.abort, self)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
@@ -295,7 +303,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.protocol.receive_eof()
         if self._timer is not None:
-            self._timer.cancel()
+            Deadlines.cancel(self._timer)
             self._timer = None
         self.listener._forget(self)
         self._ended()
@@ -412,7 +420,7 @@ class Connection(asyncio.Protocol):
         if not templated:
             response.headers["Server"] = listener.server_header
         if self._timer is not None:
-            self._timer.cancel()
+            Deadlines.cancel(self._timer)
             self._timer = None
         protocol.send_response(response)
         self._send_data()
@@ -487,6 +495,4 @@ class Connection(asyncio.Protocol):
     def _expect_close(self) -> None:
         """The peer owes us its close (or the socket a flush): cut it after close_timeout."""
         if self._timer is None and self.transport is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.listener.close_timeout, self.abort
-            )
+            self._timer = self.listener._closing.add(Connection.abort, self)
