@@ -31,12 +31,14 @@ _EARLY = 0.001
 class Deadlines:
     """``callback(argument)`` `delay` seconds after `add`, unless cancelled first."""
 
-    __slots__ = ("_queue", "_timer", "delay")
+    __slots__ = ("_loop", "_queue", "_timer", "delay")
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self._queue: deque[Entry] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first `add` (every later one runs in it too)."""
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -46,7 +48,9 @@ class Deadlines:
         queue = self._queue
         while queue and queue[0][1] is None:
             queue.popleft()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         entry: Entry = [loop.time() + self.delay, callback, argument]
         queue.append(entry)
         if self._timer is None:

@@ -95,6 +95,14 @@ def quick_request(buffer: bytearray) -> Request | None:
     return Request(raw_path.decode("ascii"), headers)
 
 
+def _no_headers() -> Headers:
+    """An empty `Headers`, as ``Headers()`` makes it (without its update call)."""
+    headers = Headers.__new__(Headers)
+    headers._dict = {}
+    headers._list = []
+    return headers
+
+
 class _Accepted(Response):
     """A 101 response serialized once, from the template."""
 
@@ -156,7 +164,7 @@ def quick_accept(protocol: ServerProtocol, request: Request, server: bytes) -> R
         return None  # websockets may still match a pattern, or refuse it
     protocol.accept_called = True
     protocol.origin = origin
-    response = _Accepted(101, "Switching Protocols", Headers())
+    response = _Accepted(101, "Switching Protocols", _no_headers())
     response.raw = b"".join(
         (
             b"HTTP/1.1 101 Switching Protocols\r\nDate: ",

@@ -314,6 +314,11 @@ class Connection(asyncio.Protocol):
         # through it: about a tenth of the server's CPU in a connect + close.
         self.protocol.parser.close()
         self.user = None
+        # asyncio's selector transport refers to itself through its read callback (a bound
+        # method) and never lets go: the one cycle left per connection. It is not read
+        # again once the connection is lost.
+        if self.transport is not None and hasattr(self.transport, "_read_ready_cb"):
+            self.transport._read_ready_cb = None
 
     # -- used by the handler ---------------------------------------------------
 
