@@ -45,7 +45,7 @@ from server.auth import keyring_from_settings
 from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.cluster.peers import ClusterPeers
 from server.console import routes as console
-from server.deadlines import Deadlines, Entry
+from server.deadlines import Deadlines, Entry, Moments
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
 from server.http_api import ApiListener
@@ -103,7 +103,7 @@ class _Client:
         self.connection = connection
         self.opened_at = time.monotonic()
         self.auth_timer: Entry | None = None
-        self.expiry_timer: asyncio.TimerHandle | None = None
+        self.expiry_timer: Entry | None = None
         self.backlog: deque[str | bytes] | None = None
         """Messages that arrived while one was waiting; None when none is waiting."""
         self.lost = False
@@ -170,6 +170,8 @@ class HivekitServer:
         self._timers: set[asyncio.TimerHandle] = set()
         self._authenticating = Deadlines(settings.limits.auth_timeout)
         """Every connection's authentication deadline, on one loop timer (`server.deadlines`)."""
+        self._expiries = Moments()
+        """Every connection's token expiry, likewise."""
         self._full: dict[_Client, tuple[int, float]] = {}
         """Backed-up connections (`_backed_up`): bytes the kernel had taken, and when that
         last grew (`_check_stalls`)."""
@@ -240,6 +242,7 @@ class HivekitServer:
         for timer in self._timers:
             timer.cancel()
         self._authenticating.close()
+        self._expiries.close()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
         if self.cluster is not None:
@@ -495,7 +498,7 @@ class HivekitServer:
         if client.auth_timer is not None:
             Deadlines.cancel(client.auth_timer)
         if client.expiry_timer is not None:
-            client.expiry_timer.cancel()
+            self._expiries.cancel(client.expiry_timer)
         session = client.session
         reason = self._close_reasons.pop(session.conn_id, None) or (
             "timeout" if client.connection.timed_out else "closed"
@@ -730,15 +733,13 @@ class HivekitServer:
 
     def _arm_expiry(self, client: _Client) -> None:
         if client.expiry_timer is not None:
-            client.expiry_timer.cancel()
+            self._expiries.cancel(client.expiry_timer)
             client.expiry_timer = None
         claims = client.session.claims
         exp = claims.exp if claims else None
         if exp is None:
             return
-        client.expiry_timer = asyncio.get_running_loop().call_later(
-            max(0.0, exp - time.time()), self._expire, client
-        )
+        client.expiry_timer = self._expiries.add(max(0.0, exp - time.time()), self._expire, client)
 
     def _expire(self, client: _Client) -> None:
         self._close_reasons[client.session.conn_id] = "expired"

@@ -17,6 +17,8 @@ delay) has passed, as with `call_later`.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +87,86 @@ class Deadlines:
                 self._timer = loop.call_at(entry[0], self._due)
                 return
             queue.popleft()
+            argument = entry[2]
+            entry[1] = entry[2] = None
+            callback(argument)
+
+
+class Moments:
+    """``callback(argument)`` at a moment of the loop's clock, unless cancelled first: one
+    loop timer for many deadlines that are each their own distance away (a token's expiry).
+
+    A heap instead of `Deadlines`' queue; a cancelled entry loses its callback and stays in
+    the heap until it reaches the top, or until cancelled entries are most of the heap,
+    which is then rebuilt without them (what the loop does with its own timers).
+    """
+
+    __slots__ = ("_cancelled", "_heap", "_loop", "_order", "_timer")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Entry]] = []
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap) - self._cancelled
+
+    def add(self, delay: float, callback: Callable[[Any], object], argument: Any) -> Entry:
+        """Set a deadline `delay` seconds from now; `cancel` the entry returned to call it off."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        entry: Entry = [when, callback, argument]
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._order), entry))
+        if heap[0][2] is entry:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(when, self._due)
+        return entry
+
+    def cancel(self, entry: Entry) -> None:
+        if entry[1] is None:
+            return
+        entry[1] = entry[2] = None
+        self._cancelled += 1
+        heap = self._heap
+        if self._cancelled > 64 and self._cancelled * 2 > len(heap):
+            self._heap = [item for item in heap if item[2][1] is not None]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
+    def close(self) -> None:
+        """Call off every deadline (the server is stopping)."""
+        for _, _, entry in self._heap:
+            entry[1] = entry[2] = None
+        self._heap.clear()
+        self._cancelled = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> None:
+        self._timer = None
+        heap = self._heap
+        loop = asyncio.get_running_loop()
+        now = loop.time() + _EARLY
+        while heap:
+            when, _, entry = heap[0]
+            callback = entry[1]
+            if callback is None:
+                heapq.heappop(heap)
+                self._cancelled -= 1
+                continue
+            if when > now:
+                if self._timer is not None:  # armed by a callback's own `add`
+                    self._timer.cancel()
+                self._timer = loop.call_at(when, self._due)
+                return
+            heapq.heappop(heap)
             argument = entry[2]
             entry[1] = entry[2] = None
             callback(argument)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.deadlines import Deadlines
+from server.deadlines import Deadlines, Moments
 
 
 async def test_deadlines_fall_due_in_order_after_their_delay() -> None:
@@ -64,3 +64,34 @@ async def test_close_calls_every_deadline_off() -> None:
     deadlines.close()
     await asyncio.sleep(0.03)
     assert fired == []
+
+
+async def test_moments_fall_due_in_time_order_whatever_the_order_they_were_set() -> None:
+    loop = asyncio.get_running_loop()
+    moments = Moments()
+    fired: list[tuple[str, float]] = []
+    started = loop.time()
+    for name, delay in (("late", 0.06), ("early", 0.02), ("middle", 0.04)):
+        moments.add(delay, lambda name: fired.append((name, loop.time())), name)
+    await asyncio.sleep(0.1)
+    assert [name for name, _ in fired] == ["early", "middle", "late"]
+    delays = (0.02, 0.04, 0.06)
+    assert all(at - started >= delay - 0.002 for (_, at), delay in zip(fired, delays, strict=True))
+    assert len(moments) == 0
+
+
+async def test_cancelled_moments_never_fire_and_the_heap_is_rebuilt_without_them() -> None:
+    moments = Moments()
+    fired: list[int] = []
+    entries = [moments.add(60.0 + i, fired.append, i) for i in range(200)]
+    moments.add(0.02, fired.append, -1)
+    for entry in entries[:150]:
+        moments.cancel(entry)
+        moments.cancel(entry)  # twice is harmless
+    assert len(moments) == 51
+    assert len(moments._heap) < 120  # rebuilt once cancelled entries were most of it
+    await asyncio.sleep(0.05)
+    assert fired == [-1]
+    moments.close()
+    moments.cancel(entries[-1])
+    assert len(moments) == 0
