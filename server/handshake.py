@@ -39,10 +39,17 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin
 from websockets.utils import accept_key
 
-_PATH = re.compile(rb"[\x21-\x7e]+")
-"""A request target without spaces or controls (`websockets` asks only for ASCII)."""
-_TOKEN = http11._token_re
-_VALUE = http11._value_re
+_HEAD = re.compile(
+    rb"GET ([\x21-\x7e]+) HTTP/1\.1\r\n((?:"
+    + http11._token_re.pattern
+    + rb":"
+    + http11._value_re.pattern
+    + rb"\r\n)*)"
+)
+"""A request line whose target has no spaces or controls (`websockets` asks only for
+ASCII), then header lines as `websockets.http11.parse_headers` accepts them: a name of its
+token characters, a colon, a value of its value characters (which spaces and tabs around
+it, stripped there, belong to); no CR or LF inside either."""
 
 
 class HandshakeProtocol(ServerProtocol):
@@ -66,33 +73,27 @@ def quick_request(buffer: bytearray) -> Request | None:
     end = buffer.find(b"\r\n\r\n")
     if end < 0 or end + 4 > http11.MAX_LINE_LENGTH:
         return None  # incomplete, or longer than one line may be: websockets reads it
-    lines = bytes(buffer[:end]).split(b"\r\n")
-    request_line = lines[0]
-    if not (request_line.startswith(b"GET ") and request_line.endswith(b" HTTP/1.1")):
-        return None
-    raw_path = request_line[4:-9]
-    if _PATH.fullmatch(raw_path) is None or len(lines) - 1 > http11.MAX_NUM_HEADERS:
+    head = _HEAD.fullmatch(buffer, 0, end + 2)  # up to the last header line's CRLF
+    if head is None:
         return None
     pairs: list[tuple[str, str]] = []
     by_name: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        raw_name, colon, raw_value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(raw_name) is None:
-            return None
-        raw_value = raw_value.strip(b" \t")
-        if _VALUE.fullmatch(raw_value) is None:
-            return None
-        name, value = raw_name.decode("ascii"), raw_value.decode("iso-8859-1")
+    for line in head[2].split(b"\r\n")[:-1]:
+        raw_name, _, raw_value = line.partition(b":")
+        name, value = raw_name.decode("ascii"), raw_value.strip(b" \t").decode("iso-8859-1")
         by_name.setdefault(name.lower(), []).append(value)
         pairs.append((name, value))
+    if len(pairs) > http11.MAX_NUM_HEADERS:
+        return None
     if "transfer-encoding" in by_name or "content-length" in by_name:
         return None
     # What Headers.set_insecure builds, one header at a time, as parse_headers calls it.
     headers = Headers.__new__(Headers)
     headers._dict = by_name
     headers._list = pairs
+    path = head[1].decode("ascii")  # before the buffer changes under the match
     del buffer[: end + 4]
-    return Request(raw_path.decode("ascii"), headers)
+    return Request(path, headers)
 
 
 def _no_headers() -> Headers:
