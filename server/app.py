@@ -47,6 +47,7 @@ from server.cluster.log import ClusterLog, Conflict, LogState, LogUnavailable
 from server.cluster.peers import ClusterPeers
 from server.cluster.status import ClusterStatus
 from server.console import routes as console
+from server.deadlines import Deadlines, Entry, Moments
 from server.deferred import Deferred
 from server.handlers.admin import answer_peer
 from server.http_api import REQUEST_TIMEOUT, api_refusal
@@ -104,8 +105,8 @@ class _Client:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.opened_at = time.monotonic()
-        self.auth_timer: asyncio.TimerHandle | None = None
-        self.expiry_timer: asyncio.TimerHandle | None = None
+        self.auth_timer: Entry | None = None
+        self.expiry_timer: Entry | None = None
         self.backlog: deque[str | bytes] | None = None
         """Messages that arrived while one was waiting; None when none is waiting."""
         self.lost = False
@@ -172,6 +173,10 @@ class HivekitServer:
         self._flush_scheduled = False
         self._presence_started: list[float] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        self._authenticating = Deadlines(settings.limits.auth_timeout)
+        """Every connection's authentication deadline, on one loop timer (`server.deadlines`)."""
+        self._expiries = Moments()
+        """Every connection's token expiry, likewise."""
         self._full: dict[_Client, tuple[int, float]] = {}
         """Backed-up connections (`_backed_up`): bytes the kernel had taken, and when that
         last grew (`_check_stalls`)."""
@@ -250,6 +255,8 @@ class HivekitServer:
             self._tick_handle.cancel()
         for timer in self._timers:
             timer.cancel()
+        self._authenticating.close()
+        self._expiries.close()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
         if self.cluster is not None:
@@ -400,9 +407,10 @@ class HivekitServer:
             )
         client.session.handle = client
         connection.user = client
-        client.auth_timer = asyncio.get_running_loop().call_later(
-            self.settings.limits.auth_timeout, self._auth_deadline, client
-        )
+        auth_timeout = self.settings.limits.auth_timeout
+        if auth_timeout != self._authenticating.delay:
+            self._authenticating = Deadlines(auth_timeout)  # the old one runs out by itself
+        client.auth_timer = self._authenticating.add(self._auth_deadline, client)
 
     def received(self, connection: Connection, message: str | bytes) -> None:
         client: _Client = connection.user
@@ -526,9 +534,10 @@ class HivekitServer:
 
     def _end(self, client: _Client) -> None:
         """The connection is gone: its session ends and its presence with it."""
-        for timer in (client.auth_timer, client.expiry_timer):
-            if timer is not None:
-                timer.cancel()
+        if client.auth_timer is not None:
+            Deadlines.cancel(client.auth_timer)
+        if client.expiry_timer is not None:
+            self._expiries.cancel(client.expiry_timer)
         session = client.session
         reason = self._close_reasons.pop(session.conn_id, None) or (
             "timeout" if client.connection.timed_out else "closed"
@@ -561,6 +570,11 @@ class HivekitServer:
         started, events = time.perf_counter(), self.hub.presence_events
         self.hub.close_session(session, reason, time.time())
         self._after_work(started, events)
+        # The client and its session refer to each other (`deliver` too): unlinked, the
+        # connection's objects are freed at once by reference counting, not left for the
+        # cyclic collector (`server.transport.Connection.connection_lost`).
+        session.handle = None
+        session.deliver = _gone
 
     def _after_work(self, started: float | None = None, events: int = 0) -> None:
         """After a unit of work: flush what it pushed, soon.
@@ -758,15 +772,13 @@ class HivekitServer:
 
     def _arm_expiry(self, client: _Client) -> None:
         if client.expiry_timer is not None:
-            client.expiry_timer.cancel()
+            self._expiries.cancel(client.expiry_timer)
             client.expiry_timer = None
         claims = client.session.claims
         exp = claims.exp if claims else None
         if exp is None:
             return
-        client.expiry_timer = asyncio.get_running_loop().call_later(
-            max(0.0, exp - time.time()), self._expire, client
-        )
+        client.expiry_timer = self._expiries.add(max(0.0, exp - time.time()), self._expire, client)
 
     def _expire(self, client: _Client) -> None:
         self._close_reasons[client.session.conn_id] = "expired"
@@ -856,6 +868,10 @@ async def _gathered(pending: Pending, deferred: Deferred) -> dict[str, Any] | No
         log.exception("asking the other nodes failed")
         reply = _failed(pending, 500, "internal error")
     return reply if pending.item.get("cid") is not None else None
+
+
+def _gone(data: bytes) -> None:
+    """The `Session.deliver` of a session whose connection is over: nothing goes out."""
 
 
 def _queued(session: Session) -> int:

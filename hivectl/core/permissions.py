@@ -162,13 +162,15 @@ class Permissions:
 
     @classmethod
     def unrestricted(cls) -> Permissions:
-        """A token without ``per``: every action everywhere."""
-        return cls((), unrestricted=True)
+        """A token without ``per``: every action everywhere (one shared instance: a
+        `Permissions` never changes, its views are only a cache)."""
+        return _UNRESTRICTED if cls is Permissions else cls((), unrestricted=True)
 
     @classmethod
     def nothing(cls) -> Permissions:
-        """No action anywhere (a token without ``per`` when permissions are required)."""
-        return cls(())
+        """No action anywhere (a token without ``per`` when permissions are required; every
+        session before it authenticates): one shared instance, like `unrestricted`."""
+        return _NOTHING if cls is Permissions else cls(())
 
     @property
     def is_unrestricted(self) -> bool:
@@ -235,6 +237,10 @@ class Permissions:
         return f"Permissions.parse({self.to_claim()!r})"
 
 
+_UNRESTRICTED = Permissions((), unrestricted=True)
+_NOTHING = Permissions(())
+
+
 def _compile_grants(grants: Iterable[tuple[str, str]]) -> tuple[tuple[IdPattern, str], ...]:
     return tuple((compile_pattern(text), canonical_letters(letters)) for text, letters in grants)
 
@@ -284,7 +290,8 @@ class ProviderPatterns:
 
     @classmethod
     def empty(cls) -> ProviderPatterns:
-        return cls(())
+        """No pattern (one shared instance: a `ProviderPatterns` never changes)."""
+        return _NO_PATTERNS if cls is ProviderPatterns else cls(())
 
     def covers(self, realm: str, object_id: str) -> bool:
         """Does this connection provide data for object `object_id` of `realm`?"""
@@ -310,6 +317,9 @@ class ProviderPatterns:
 
     def __repr__(self) -> str:
         return f"ProviderPatterns.parse({self.to_claim()!r})"
+
+
+_NO_PATTERNS = ProviderPatterns(())
 
 
 def _provider_entries(claim: Mapping[object, object]) -> Iterator[tuple[str, str]]:

@@ -536,3 +536,55 @@ def test_max_ttl_refuses_tokens_that_live_longer() -> None:
     # Leeway widens it as it widens expiry; 0 sets no bound at all.
     assert ok(signed({"iat": NOW, "exp": NOW + bound + 5}), max_ttl=bound, leeway=5).iat == NOW
     assert ok(signed({"iat": NOW}), max_ttl=0).exp is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        signed({"sub": "rider-1", "dpv": {"fleet": ["rider-1"]}, "jti": "j", "exp": NOW + 60}),
+        signed({"sub": "a", "x": 9223372036854775807, "y": 1.5e-300, "z": "caf\u00e9"}),
+        signed({"sub": "a"}, kid="k1"),
+        signed({"sub": "a"}, typ="JWT", cty="x"),
+        hand_made({"alg": "HS256"}, '{"x": 18446744073709551616}', SECRET),
+        hand_made({"alg": "HS256"}, '{"x": -9223372036854775809}', SECRET),
+        hand_made({"alg": "HS256"}, '{"a": 1, "a": 2}', SECRET),
+        hand_made({"alg": "HS256"}, '{"x": NaN}', SECRET),
+        hand_made({"alg": "HS256"}, '{"x": 1e400}', SECRET),
+        hand_made({"alg": "HS256"}, '{"x": "\\ud800"}', SECRET),
+        hand_made({"alg": "HS256"}, '\ufeff{"x": 1}', SECRET),
+        hand_made({"alg": "HS256"}, '{"sub": 1}', SECRET),
+        hand_made({"alg": "HS256"}, '{"jti": null}', SECRET),
+        hand_made({"alg": "HS256", "b64": True, "crit": ["b64"]}, "{}", SECRET),
+        hand_made({"alg": "HS256"}, "{}", OTHER_SECRET),
+        hand_made({"alg": "HS256"}, "[]", SECRET),
+        hand_made({"alg": "HS256"}, "{}", SECRET) + "=",
+        hand_made({"alg": "HS256"}, "{}", SECRET)[:-1] + "B",
+        "eyJhbGciOiJIUzI1NiJ9=.e30." + hand_made({"alg": "HS256"}, "{}", SECRET).split(".")[2],
+    ],
+)
+def test_the_hs256_fast_path_answers_as_pyjwt_does(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_hs256_payload` takes the well-formed tokens; whatever it takes or leaves, the
+    answer is the one PyJWT alone gives."""
+    from hivectl.core import tokens
+
+    def answer() -> object:
+        try:
+            claims = verify_token(token, HS_RING, now=NOW)
+        except TokenError as error:
+            return (error.text, error.reason)
+        return (dict(claims.raw), claims.sub, claims.jti, claims.exp, claims.per, claims.dpv)
+
+    fast = answer()
+    monkeypatch.setattr(tokens, "_hs256_payload", lambda *arguments: None)
+    assert fast == answer()
+
+
+def test_the_hs256_fast_path_takes_a_plain_token() -> None:
+    from hivectl.core import tokens
+
+    token = signed({"sub": "a", "dpv": {"r": ["a"]}})
+    header = tokens._unverified_header(token)
+    payload = tokens._hs256_payload(token, header, HS_RING.candidates(header))
+    assert payload == {"sub": "a", "dpv": {"r": ["a"]}}
