@@ -318,8 +318,9 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._http is not None:
+            # A client may half-close once its request is out: the answer still goes.
             self._http.ended()
-            return None
+            return True if self._http.answering else None
         self.protocol.receive_eof()
         self._send_data()
         return None

@@ -135,3 +135,17 @@ async def test_the_api_port_answers_the_api_and_upgrades_nothing(
     answers = _bodies(raw)
     assert answers[0] == (200, [{"typ": "sys", "act": "hbt", "cid": "h", "res": "suc"}])
     assert answers[1][0] == 405
+
+
+async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(
+    server: HivekitServer, token: Mint
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(_post(token("admin"), b'[{"typ":"sys","act":"hbt","cid":"h"}]'))
+        writer.write_eof()
+        async with asyncio.timeout(DEADLINE):
+            raw = await reader.read()
+    finally:
+        writer.close()
+    assert _bodies(raw) == [(200, [{"typ": "sys", "act": "hbt", "cid": "h", "res": "suc"}])]
