@@ -13,6 +13,7 @@ complete, `respond` returns the bytes of an answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -63,10 +64,8 @@ class HttpExchange:
         self._stopping = False
 
     def receive(self, data: bytes) -> HttpRequest | None:
-        """Feed bytes (b"" at the end of the stream); the next whole request, if any.
-
-        Call again with b"" after `respond` to get a request that arrived meanwhile.
-        """
+        """Feed bytes; the next whole request, if any. Call with b"" after `respond` for a
+        request that arrived meanwhile (the end of the stream is `ended`)."""
         if data:
             self._h11.receive_data(data)
         return self._next()
@@ -88,10 +87,7 @@ class HttpExchange:
                 self._request = HttpRequest(
                     event.method.decode("ascii", "replace"),
                     event.target.decode("ascii", "replace"),
-                    {
-                        name.decode("ascii"): value.decode("latin-1")
-                        for name, value in event.headers
-                    },
+                    _headers(event.headers),
                 )
                 self._body, self._size = [], 0
                 declared = self._request.headers.get("content-length", "0")
@@ -166,7 +162,7 @@ class HttpExchange:
         )
 
 
-def _headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("ascii"): value.decode("latin-1") for name, value in headers}
 
 
