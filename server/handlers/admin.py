@@ -55,6 +55,7 @@ from hivectl.core.wire import (
     require_object,
     success,
 )
+from server.cluster.status import blank_row
 from server.deferred import Deferred
 from server.revocations import revoke_jti, revoke_sub
 from server.session import Session
@@ -142,18 +143,7 @@ def cluster_status(hub: Hub, session: Session, request: Request, now: float) -> 
 
 def embedded_status(node: str) -> dict[str, Any]:
     """``cst`` on a node that is no cluster: itself, taking writes, and no stream."""
-    row = {
-        "node": node,
-        "incarnation": None,
-        "state": None,
-        "writable": True,
-        "applied": None,
-        "lag": None,
-        "leaseAge": None,
-        "missed": False,
-        "lostAt": None,
-        "nats": None,
-    }
+    row = {**blank_row(node), "incarnation": None, "writable": True}
     return {
         "mode": "embedded",
         "node": node,
