@@ -15,9 +15,9 @@ interpreter lock:
   protocol (`flavors`), runs one scenario (`scenarios`) and reads the server's CPU time and
   memory from ``/proc`` around its measured window (`procstat`). *connect*, *churn* and
   *fanout* spread their connections over load processes (``python -m
-  hivectl.bench.worker``, `worker`), so that one Python process is not the limit; the load
-  generator coordinates them. The *silent* scenario adds one more: a provider process
-  (`provider`) that is stopped with SIGSTOP.
+  hivectl.bench.share_process``, coordinated by `worker`), so that one Python process is
+  not the limit; the load generator coordinates them. The *silent* scenario adds one
+  more: a provider process (`provider`) that is stopped with SIGSTOP.
 
 Pure parts: `plan` (what to run, full or quick), `report` (results -> comparison rows,
 targets, notes and the ``--json`` document); `render` draws the report with Rich.

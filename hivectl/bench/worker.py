@@ -3,7 +3,8 @@ load side is not one Python process that runs out of CPU before the server does.
 
 *connect*, *churn* and *fanout* each split their connections into shares
 (`split`), one per load process, and stay the coordinator: they watch, keep the CPU window
-and merge the figures. Each share runs in ``python -m hivectl.bench.worker``, driven over
+and merge the figures. Each share runs in ``python -m hivectl.bench.share_process``
+(`hivectl.bench.share_process`), driven over
 its stdin and stdout with one JSON line each way per step:
 
 1. the coordinator writes the order: ``{"scenario", "url", "flavor", "key", "share"}``;
@@ -22,16 +23,13 @@ scenario is its `Share` (in the scenario's module). Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from hivectl.bench.flavors import Flavor, SetupError, flavor_named, key_from, key_line
-from hivectl.core.tokens import SigningKey
+from hivectl.bench.flavors import Flavor, SetupError, key_line
 
 READY_TIMEOUT_S = 300.0
 """Longest a worker may take to set its share up (minting thousands of tokens, connecting
@@ -42,9 +40,6 @@ coordinator gives up on a worker (every connect has timeouts of its own)."""
 END_TIMEOUT_S = 120.0
 LINE_LIMIT = 256 * 1024 * 1024
 """A result line may be long: *churn* reports each connect + close it made."""
-GC_THRESHOLD = (10_000, 10, 10)
-"""As in the load process (`hivectl.bench.load`)."""
-
 T = TypeVar("T")
 
 
@@ -93,7 +88,7 @@ class Workers:
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "hivectl.bench.worker",
+                "hivectl.bench.share_process",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=LINE_LIMIT,
@@ -148,48 +143,3 @@ class Workers:
             error = answer.get("error") if isinstance(answer, dict) else answer
             raise SetupError(f"a load process failed: {error}")
         return answer
-
-
-async def _next_line() -> Any:
-    line = await asyncio.to_thread(sys.stdin.buffer.readline)
-    if not line:
-        raise SetupError("the coordinator went away")
-    return orjson.loads(line)
-
-
-def _say(message: dict[str, Any]) -> None:
-    sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
-    sys.stdout.buffer.flush()
-
-
-async def serve(key: SigningKey, order: dict[str, Any]) -> None:
-    """The worker's side: set up, ready, go, result, end."""
-    from hivectl.bench.scenarios import SHARES
-
-    flavor = flavor_named(order["flavor"], key)
-    share = SHARES[order["scenario"]](flavor, order["url"], order["share"])
-    await share.setup()
-    _say({"ready": True})
-    go = await _next_line()
-    cpu = time.process_time()
-    result = await share.run(go["go"])
-    _say({"result": result, "cpu_s": round(time.process_time() - cpu, 3)})
-    await _next_line()  # "end"
-    await share.teardown()
-    _say({"ended": True})
-
-
-def main() -> int:
-    gc.set_threshold(*GC_THRESHOLD)
-    try:
-        key = key_from(orjson.loads(sys.stdin.buffer.readline()))
-        order = orjson.loads(sys.stdin.buffer.readline())
-        asyncio.run(serve(key, order))
-    except Exception as exc:  # every failure goes to the coordinator, which reports it
-        _say({"error": repr(exc)})
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
