@@ -10,7 +10,7 @@ import pytest
 
 from hivectl.core.settings import Settings, load_settings
 from hivectl.core.tokens import SigningKey, mint_token
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 

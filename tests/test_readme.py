@@ -16,7 +16,7 @@ from hivectl.cli import app
 from hivectl.client import HivekitClient
 from hivectl.client.api import AdminApi
 from hivectl.core.settings import setting_keys
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import SECRET, mint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -56,7 +56,7 @@ ALGORITHM = "HS256"
 SECRET_VARIABLE = "HIVECTL_BENCH_BASELINE_SECRET"
 CLOSE_TIMEOUT = 10.0
 BACKLOG = 1024
-"""The same as hivectl's ``server.app.LISTEN_BACKLOG`` (a test keeps them equal)."""
+"""The same as hivectl's ``server.io.app.LISTEN_BACKLOG`` (a test keeps them equal)."""
 
 
 class Baseline:

@@ -3,7 +3,7 @@
 What it measures is what a fleet of devices needs: many clients in parallel, each sending
 ``upd`` messages for its own objects and waiting for every reply before sending more. The
 server replies to a write only once the batch holding it is committed to disk (group
-commit, `server.sqlite_storage`), so every counted update is durable. The figure is
+commit, `server.stores.sqlite_storage`), so every counted update is durable. The figure is
 acknowledged updates divided by wall time, measured after the objects exist.
 
 Each client sends frames of ``per_frame`` messages (a gateway reporting for its devices

@@ -53,7 +53,7 @@ from hivectl.sim.driver import raise_open_file_limit
 GC_THRESHOLD = (10_000, 10, 10)
 """Fewer garbage collections than CPython's default (700): thousands of open connections
 make every full collection long, and the load generator is often what runs out of CPU
-first (``hivectl serve`` is tuned alike, `server.runner.GC_THRESHOLD`)."""
+first (``hivectl serve`` is tuned alike, `server.io.runner.GC_THRESHOLD`)."""
 
 
 def keepalive(flavor: str, plan: BenchPlan) -> tuple[float, float]:

@@ -242,7 +242,7 @@ def check_verdict(config: Path | None, *, strict: bool) -> dict[str, Any]:
         with_generated_secret,
     )
     from hivectl.core.tokens import short_secret
-    from server.auth import keyring_from_settings
+    from server.io.auth import keyring_from_settings
 
     path = config_path(config)
     named = path or (Path(os.environ[CONFIG_ENV_VAR]) if os.environ.get(CONFIG_ENV_VAR) else None)

@@ -9,7 +9,7 @@ The startup line on stderr, ``hivectl serving ws://HOST:PORT/ws ...``, carries t
 (``--port 0`` picks a free one): scripts and tests wait for it. Exit codes: 0 after a
 graceful SIGTERM/SIGINT shutdown, 1 when it cannot start (port in use...), 2 on a bad
 config or key, or a database it must not touch (newer, corrupt, unwritable: see
-`server.sqlite_storage`).
+`server.stores.sqlite_storage`).
 """
 
 from __future__ import annotations
@@ -151,10 +151,10 @@ def serve(
 
     from hivectl.core.tls import server_context
     from hivectl.core.tokens import short_secret
-    from server.app import HivekitServer
-    from server.auth import keyring_from_settings
-    from server.runner import run
-    from server.storage import StorageError
+    from server.io.app import HivekitServer
+    from server.io.auth import keyring_from_settings
+    from server.io.runner import run
+    from server.stores.storage import StorageError
 
     try:  # a bad key or TLS file is a config error (exit 2), so find it before binding
         ring = keyring_from_settings(settings.auth)

@@ -1,5 +1,5 @@
 """`hivectl storage backup PATH`: a consistent copy of the server's SQLite database, taken
-while it runs, that `hivectl serve` starts from (`server.sqlite_backup` says how it stays
+while it runs, that `hivectl serve` starts from (`server.stores.sqlite_backup` says how it stays
 out of the running server's way).
 
 The database is ``--db``, else ``[storage] path`` of the config. Exit codes: 0 done; 1 the
@@ -40,7 +40,7 @@ def backup(
 ) -> None:
     """Copy the SQLite database while the server keeps serving and writing."""
     from hivectl.cli.bulk import progress
-    from server.sqlite_backup import BackupError, backup
+    from server.stores.sqlite_backup import BackupError, backup
 
     source = db
     if source is None:

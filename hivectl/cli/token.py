@@ -210,7 +210,7 @@ def verify(
     """Verify a token as the server would; exit 3 with the reason when it fails."""
     from hivectl.core.keyfiles import with_generated_secret
     from hivectl.core.tokens import TokenError, decode_unverified, verify_token
-    from server.auth import AuthConfigError, keyring_from_settings
+    from server.io.auth import AuthConfigError, keyring_from_settings
 
     loaded = settings_from(config, secret_file_flags(secret_file), SECRET_FILE_LABELS)
     settings, _ = with_generated_secret(loaded.settings, create=False)

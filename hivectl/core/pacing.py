@@ -4,7 +4,7 @@ The server takes at most ``limits.max_messages_per_frame`` messages in a frame (
 whole frame gets one 413) and at most ``limits.max_message_size`` bytes (over it the
 connection is closed with 1009). It meters messages with a token bucket per connection:
 ``messages_per_second`` for ever and ``burst`` at once, or the entry of ``limits.rates``
-whose ``sub`` pattern matches the token's ``sub`` (server/ratelimit.py); a message past it
+whose ``sub`` pattern matches the token's ``sub`` (server/model/ratelimit.py); a message past it
 gets a 429, and more than ``burst`` of those within a second close the connection (4029).
 
 A bulk client (the simulator's setup, the scale bench, ``hivectl object import``) therefore

@@ -454,7 +454,7 @@ def _tile_url(value: object) -> str:
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """The web console at ``/console`` (`server.console`)."""
+    """The web console at ``/console`` (`server.io.console`)."""
 
     enabled: bool = _setting(True, _FLAG)
     tile_url: str = _setting("https://tile.openstreetmap.org/{z}/{x}/{y}.png", _Spec(_tile_url))

@@ -64,7 +64,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "sys": frozenset({"hbt", "sta", "pre", "aut"}),
     "adm": frozenset({"con", "dis", "rev", "rvl", "cst"}),
 }
-"""``adm`` is our extension for operators (`server.handlers.admin`), not Hivekit's."""
+"""``adm`` is our extension for operators (`server.protocol.handlers.admin`), not Hivekit's."""
 
 Message = dict[str, Any]
 

@@ -3,7 +3,7 @@
 An operator's request to list connections or to disconnect some reaches one node; the
 connections live on all of them. That node does its own part, then publishes the request
 on ``hive.ctl.<stream>.admin`` (`server.cluster.subjects`) with a reply inbox, and every
-other node answers with its part (`server.handlers.admin.answer_peer`). It waits until
+other node answers with its part (`server.protocol.handlers.admin.answer_peer`). It waits until
 every node whose lease it follows has answered, at most `PEER_TIMEOUT`; the nodes that
 did not answer are reported, so a partial answer is never mistaken for a whole one.
 
@@ -24,8 +24,8 @@ import orjson
 from nats.aio.msg import Msg
 
 from server.cluster import subjects
-from server.cluster.log import ClusterLog
-from server.deferred import Gathered
+from server.cluster.jetstream_log import ClusterLog
+from server.protocol.deferred import Gathered
 
 log = logging.getLogger("hivectl.cluster")
 

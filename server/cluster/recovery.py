@@ -6,7 +6,7 @@ were. So a node follows a *stream life*: the stream's creation time (from stream
 and the *epoch* recorded in the stream itself, one message on ``hive.epoch`` written by
 the node that seeded this life. A sequence only means something within one life.
 
-Everything here is pure: the cluster log (`server.cluster.log`) gathers what it sees of
+Everything here is pure: the cluster log (`server.cluster.jetstream_log`) gathers what it sees of
 the stream into a `StreamView`, asks `decide` what to do, and does it.
 
 ``decide(view, position)``, the rules in order (the first that matches wins):
@@ -68,9 +68,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from server.changes import Change, ObjectPut, ObjectRemoved, RealmPut, RealmRemoved
-from server.presence import ProviderUp
-from server.records import RealmRecord
+from server.model.changes import Change, ObjectPut, ObjectRemoved, RealmPut, RealmRemoved
+from server.model.presence import ProviderUp
+from server.model.records import RealmRecord
 
 EPOCH_SUBJECT = "hive.epoch"
 

@@ -1,6 +1,6 @@
 """``hivectl cluster status``: every node, its lease and log position, the stream and NATS.
 
-Asked of any node (``adm``/``cst``, `server.handlers.admin`), which answers from three
+Asked of any node (``adm``/``cst``, `server.protocol.handlers.admin`), which answers from three
 sources, each as fresh as it can be within a bound, so that a node that cannot reach
 the others or JetStream still answers and says what it could not see:
 
@@ -28,9 +28,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StreamInfo
 
 from hivectl.core.wire import iso8601
-from server.cluster.log import ClusterLog, within
+from server.cluster.jetstream_log import ClusterLog, within
 from server.cluster.urls import server_url
-from server.deferred import Peers
+from server.protocol.deferred import Peers, blank_row
 
 STREAM_TIMEOUT = 2.0
 """Seconds to wait for JetStream's description of the stream (as long as for the peers)."""
@@ -42,7 +42,7 @@ class _Node(Protocol):
 
 
 class ClusterStatus:
-    """What the hub asks for ``cst`` (`server.deferred.ClusterView`)."""
+    """What the hub asks for ``cst`` (`server.protocol.deferred.ClusterView`)."""
 
     def __init__(self, cluster: ClusterLog, peers: Peers, node: _Node) -> None:
         self._cluster = cluster
@@ -137,22 +137,6 @@ def node_rows(
             row["lostAt"] = iso8601(lost[node])
             row["missed"] = True
     return [rows[node] for node in sorted(rows)]
-
-
-def blank_row(node: str) -> dict[str, Any]:
-    """A node's row with nothing known about it but its id: every key, in order."""
-    return {
-        "node": node,
-        "incarnation": node.partition("#")[2] or None,
-        "state": None,
-        "writable": None,
-        "applied": None,
-        "lag": None,
-        "leaseAge": None,
-        "missed": False,
-        "lostAt": None,
-        "nats": None,
-    }
 
 
 def describe_stream(info: StreamInfo) -> dict[str, Any]:

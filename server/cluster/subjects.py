@@ -14,7 +14,7 @@ subject                             last message = current state of
 ``hive.tick``                       the latest grace-period tick
 ``hive.revoke.<target>``            a token revocation (``jti:...``/``sub:...``),
                                     stored with a TTL: it expires when every
-                                    token it covers has (`server.revocations`)
+                                    token it covers has (`server.model.revocations`)
 =================================== ==========================================
 
 Realm ids, object ids, node and connection ids may hold any character, ``.``, ``*``

@@ -31,7 +31,7 @@ from hivectl.bench.runner import plan_jobs
 from hivectl.bench.servers import hivectl_server
 from hivectl.cli import app
 from hivectl.cli.bench import target_line
-from server.app import LISTEN_BACKLOG
+from server.io.app import LISTEN_BACKLOG
 from tests.conftest import SECRET, mint
 from tests.server.wsutil import eventually
 

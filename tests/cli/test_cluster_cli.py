@@ -14,7 +14,7 @@ from rich.console import Console
 
 from hivectl.cli import admin
 from hivectl.cli.cluster import problems, status_table, stream_lines
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import invoke, words
 from tests.conftest import mint
 

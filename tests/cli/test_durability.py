@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hivectl.client import HivekitClient
-from server.sqlite_storage import MIGRATIONS, SqliteStorage
+from server.stores.sqlite_storage import MIGRATIONS, SqliteStorage
 from tests.cli.conftest import ServeProcess, clean_env, run_cli
 from tests.conftest import SECRET, mint
 from tests.diskutil import unwritable_directory

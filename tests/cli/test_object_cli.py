@@ -22,7 +22,7 @@ import pytest
 from typer.testing import Result
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import invoke
 from tests.conftest import SECRET, mint
 from tests.server.wsutil import running

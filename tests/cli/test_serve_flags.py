@@ -30,7 +30,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def configure_logging(level: str, fmt: str) -> None:
         seen["logging"] = (level, fmt)
 
-    monkeypatch.setattr("server.runner.run", run)
+    monkeypatch.setattr("server.io.runner.run", run)
     monkeypatch.setattr("hivectl.cli.logs.configure_logging", configure_logging)
     return seen
 
@@ -144,7 +144,7 @@ def test_a_runtime_failure_exits_1(monkeypatch: pytest.MonkeyPatch, calls: dict[
     def cannot_bind(settings: Settings, **kwargs: Any) -> int:
         raise OSError(98, "address already in use")
 
-    monkeypatch.setattr("server.runner.run", cannot_bind)
+    monkeypatch.setattr("server.io.runner.run", cannot_bind)
     result = invoke("serve", env={"HIVECTL_AUTH_SECRET": "x" * 32})
     assert result.exit_code == 1
     assert "address already in use" in result.stderr

@@ -24,7 +24,7 @@ from hivectl.client import HivekitClient
 from hivectl.core.tokens import SigningKey
 from hivectl.sim.driver import SimConfig, Simulation
 from hivectl.sim.plan import PlanParams, build_plan
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env, invoke, run_cli, words
 from tests.conftest import SECRET, make_settings, mint
 from tests.server.wsutil import eventually

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from hivectl.client import HivekitClient
-from server.sqlite_backup import BackupError, backup
-from server.sqlite_storage import SqliteStorage, check_file
+from server.stores.sqlite_backup import BackupError, backup
+from server.stores.sqlite_storage import SqliteStorage, check_file
 from tests.cli.conftest import ServeProcess, clean_env, invoke, run_cli, words
 from tests.conftest import SECRET, mint
 from tests.server.wsutil import running

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from hivectl.client import HivekitClient
 from hivectl.core.tls import client_context
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import clean_env, invoke, run_cli, words
 from tests.conftest import SECRET, make_settings, mint
 

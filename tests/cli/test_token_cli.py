@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hivectl.core.settings import load_settings
 from hivectl.core.tokens import SigningKey, mint_token
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import Client, ServeProcess, clean_env, invoke, words
 
 SECRET = "cli-test-secret-0123456789-abcdefghijkl"

@@ -27,7 +27,7 @@ from hivectl.watch.render import (
     render_watch,
 )
 from hivectl.watch.state import WatchEvent, WatchState
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env, words
 from tests.client.closing import closing_server
 from tests.conftest import SECRET, make_settings, mint

@@ -4,8 +4,8 @@ many pushes the server sends it in, and leaves no probe subscription behind."""
 from __future__ import annotations
 
 from hivectl.client import HivekitClient, SubscriptionChange
-from server.app import HivekitServer
-from server.subscriptions import FULL_CHUNK
+from server.io.app import HivekitServer
+from server.model.subscription_index import FULL_CHUNK
 from tests.conftest import Mint
 
 

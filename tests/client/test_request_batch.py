@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hivectl.client import ConnectionLost, HivekitClient, HivekitError
 from hivectl.client.connection import Connection
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.client.closing import closing_server
 from tests.conftest import mint
 

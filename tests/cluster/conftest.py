@@ -20,8 +20,8 @@ from typing import Any
 import nats
 import pytest
 
-from server.app import HivekitServer
-from server.changes import Change, decode_change
+from server.io.app import HivekitServer
+from server.model.changes import Change, decode_change
 from tests.cli.conftest import ServeProcess
 from tests.conftest import SECRET, make_settings, mint
 from tests.natsutil import NatsServer

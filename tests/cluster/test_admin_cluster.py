@@ -6,8 +6,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from server.app import HivekitServer
 from server.cluster import subjects
+from server.io.app import HivekitServer
 from tests.cluster.conftest import Cluster, messages_on, serve_node, settle
 from tests.conftest import mint
 from tests.server.wsutil import RawClient, is_status, until

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from server.cluster import log as cluster_log
-from server.cluster.log import STOP_TIMEOUT, stop_tasks, within
+from server.cluster.jetstream_log import STOP_TIMEOUT, stop_tasks, within
 
 
 async def _polls_for_ever(swallow: int) -> None:

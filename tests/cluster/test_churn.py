@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cluster.conftest import Cluster, settle, statuses
 from tests.conftest import mint
 from tests.server.wsutil import RawClient

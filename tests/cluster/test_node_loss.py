@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from server.cluster.subjects import lease_subject, node_providers_filter
-from server.presence import NodeLost
+from server.model.presence import NodeLost
 from tests.cluster.conftest import (
     LEASE_INTERVAL,
     LEASE_TTL,

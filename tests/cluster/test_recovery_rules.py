@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from server.changes import ObjectPut, ObjectRemoved, RealmPut, RealmRemoved
 from server.cluster.recovery import (
     Action,
     Candidate,
@@ -19,8 +18,9 @@ from server.cluster.recovery import (
     should_claim,
     stale_changes,
 )
-from server.presence import ProviderUp
-from server.records import ObjectRecord, RealmRecord
+from server.model.changes import ObjectPut, ObjectRemoved, RealmPut, RealmRemoved
+from server.model.presence import ProviderUp
+from server.model.records import ObjectRecord, RealmRecord
 
 CREATED = "2026-12-05 09:00:00+00:00"
 ME = "a#1"

@@ -18,11 +18,11 @@ import time
 import nats
 import pytest
 
-from server.app import HivekitServer
-from server.changes import LeaseRenewed
-from server.cluster.log import LogState, renews_over
+from server.cluster.jetstream_log import LogState, renews_over
 from server.cluster.subjects import lease_subject
-from server.presence import NodeLost, Tick
+from server.io.app import HivekitServer
+from server.model.changes import LeaseRenewed
+from server.model.presence import NodeLost, Tick
 from tests.cluster.conftest import STREAM, Cluster, settle
 from tests.cluster.test_stream_reset import (
     FAST,

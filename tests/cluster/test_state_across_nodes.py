@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.app import HivekitServer
 from server.cluster.subjects import realm_objects_filter
+from server.io.app import HivekitServer
 from tests.cluster.conftest import Cluster, no_messages_on, settle, statuses
 from tests.conftest import mint
 from tests.server.wsutil import RawClient, eventually, is_status, post

@@ -24,8 +24,8 @@ from typing import Any
 import nats
 from nats.js.api import StreamConfig
 
-from server.app import HivekitServer
-from server.cluster.log import LogState
+from server.cluster.jetstream_log import LogState
+from server.io.app import HivekitServer
 from tests.cluster.conftest import STREAM, Cluster, serve_node, settle, statuses
 from tests.cluster.test_state_across_nodes import _view
 from tests.conftest import mint

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cluster.log import LogState
+from server.cluster.jetstream_log import LogState
 from tests.cluster.conftest import Cluster
 from tests.cluster.test_stream_reset import (
     REALM,

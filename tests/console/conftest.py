@@ -13,7 +13,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import make_settings, mint
 
 CHROMIUM = "/usr/bin/chromium"

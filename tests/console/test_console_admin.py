@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import mint
 from tests.console.conftest import (
     REALM,

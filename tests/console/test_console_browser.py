@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import SECRET, make_settings, mint
 from tests.console.conftest import (
     REALM,

@@ -15,7 +15,7 @@ from hivectl.core.pacing import (
     split_frames,
 )
 from hivectl.core.settings import LimitsSettings, RateSettings
-from server.ratelimit import RateLimiter
+from server.model.ratelimit import RateLimiter
 
 
 def test_the_pacer_spaces_frames_to_the_rate() -> None:

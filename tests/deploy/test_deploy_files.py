@@ -101,7 +101,7 @@ def test_the_build_stage_copies_what_the_wheel_needs(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "wheels").glob("hivectl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "server/app.py" in names and "hivectl/cli/__init__.py" in names
+    assert "server/io/app.py" in names and "hivectl/cli/__init__.py" in names
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "hivectl = hivectl.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -208,7 +208,7 @@ def test_the_unit_waits_longer_than_the_server_drains_and_reloads_with_sighup() 
     settings = load_settings(env={}, config_file=SYSTEMD_CONFIG).settings
     assert parse_duration(unit["TimeoutStopSec"][0]) > settings.server.shutdown_timeout
     assert settings.storage.path.startswith("/var/lib/hivectl/")  # StateDirectory
-    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # server/runner.py reloads
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # server/io/runner.py reloads
 
 
 @pytest.mark.parametrize("config", [DOCKER_CONFIG, SYSTEMD_CONFIG], ids=lambda p: p.parent.name)

@@ -16,7 +16,7 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env
 from tests.conftest import SECRET, Mint
 from tests.deploy.files import (

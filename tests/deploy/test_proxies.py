@@ -26,7 +26,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from hivectl.core.tls import client_context
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.deploy.conftest import Pki
 from tests.deploy.files import CADDYFILE, NGINX, tool

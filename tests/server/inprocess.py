@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from server.auth import keyring_from_settings
-from server.hub import Hub
-from server.storage import MemoryStorage
+from server.io.auth import keyring_from_settings
+from server.protocol.hub import Hub
+from server.stores.storage import MemoryStorage
 from tests.conftest import make_settings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import SECRET, Mint, mint
 from tests.server.wsutil import RawClient, eventually, is_status, post, running
 

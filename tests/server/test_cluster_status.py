@@ -11,8 +11,9 @@ from typing import Any
 from nats.js.api import ClusterInfo, PeerInfo, StreamConfig, StreamInfo, StreamState
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
-from server.cluster.status import blank_row, describe_stream, node_rows
+from server.cluster.status import describe_stream, node_rows
+from server.io.app import HivekitServer
+from server.protocol.deferred import blank_row
 from tests.conftest import mint
 from tests.server.test_admin import adm
 from tests.server.wsutil import RawClient, post

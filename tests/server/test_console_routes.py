@@ -1,4 +1,4 @@
-"""The console's HTTP answers: decided purely (`server.console.routes`), sent on the WS port."""
+"""The console's HTTP answers: decided purely (`server.io.console.routes`), sent on the WS port."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from http import HTTPStatus
 import pytest
 
 from hivectl.core.settings import SettingsError, load_settings
-from server.app import HivekitServer
-from server.console.routes import (
+from server.io.app import HivekitServer
+from server.io.console.routes import (
     answer,
     content_security_policy,
     is_console,

@@ -1,10 +1,10 @@
-"""`server.deadlines`: one loop timer for many deadlines of the same delay."""
+"""`server.io.deadlines`: one loop timer for many deadlines of the same delay."""
 
 from __future__ import annotations
 
 import asyncio
 
-from server.deadlines import Deadlines, Moments
+from server.io.deadlines import Deadlines, Moments
 
 
 async def test_deadlines_fall_due_in_order_after_their_delay() -> None:

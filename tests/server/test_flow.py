@@ -17,9 +17,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.app import HivekitServer
-from server.session import FRAME_MESSAGES, Session
-from server.transport import WRITE_HIGH_WATER
+from server.io.app import HivekitServer
+from server.io.transport import WRITE_HIGH_WATER
+from server.model.session import FRAME_MESSAGES, Session
 from tests.conftest import Mint, mint
 from tests.server.inprocess import bare_hub
 from tests.server.wsutil import RawClient, running, subscribe_msg, until

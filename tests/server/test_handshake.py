@@ -1,4 +1,4 @@
-"""The quick opening handshake (`server.handshake`) answers every request as `websockets` does.
+"""The quick opening handshake (`server.io.handshake`) answers every request as `websockets` does.
 
 Each request goes to a plain `ServerProtocol` and to a `HandshakeProtocol`, whole or in two
 reads; both must produce the same events (the same `Request`, the same frames after it),
@@ -18,7 +18,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
-from server.handshake import HandshakeProtocol, http_date, quick_accept, quick_request
+from server.io.handshake import HandshakeProtocol, http_date, quick_accept, quick_request
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 BASE = [

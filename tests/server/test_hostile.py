@@ -22,8 +22,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from hivectl.core.wire import ACTIONS as WIRE_ACTIONS
 from hivectl.core.wire import MAX_DEPTH, MAX_ID_LENGTH
-from server.app import HivekitServer
-from server.session import Session
+from server.io.app import HivekitServer
+from server.model.session import Session
 from tests.conftest import Mint, make_settings, mint
 from tests.server.inprocess import bare_hub, rss
 from tests.server.wsutil import RawClient, is_status, post, subscribe_msg

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient, eventually, post, subscribe_msg
 

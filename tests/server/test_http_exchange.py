@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from server.http_exchange import HttpAnswer, HttpExchange
+from server.io.http_exchange import HttpAnswer, HttpExchange
 
 POST = (
     b"POST /api/v1?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n"

@@ -34,7 +34,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.inprocess import rss
 from tests.server.wsutil import RawClient, eventually, post, running, subscribe_msg

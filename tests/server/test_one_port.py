@@ -6,7 +6,7 @@ import asyncio
 
 import orjson
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient
 

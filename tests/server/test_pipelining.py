@@ -1,4 +1,4 @@
-"""A connection that sends on while its writes wait for storage (`server.app.BACKLOG_LIMIT`).
+"""A connection that sends on while its writes wait for storage (`server.io.app.BACKLOG_LIMIT`).
 
 Each write's reply waits for its commit; what the connection sends meanwhile is queued, past
 the limit its socket is no longer read, and everything is still handled once, in order.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from server.app import BACKLOG_LIMIT
+from server.io.app import BACKLOG_LIMIT
 from tests.conftest import mint
 from tests.server.wsutil import RawClient, running
 

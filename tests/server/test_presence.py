@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from hivectl.core.patterns import IdPattern
-from server.presence import (
+from server.model.presence import (
     Event,
     LedgerEntry,
     NodeLost,

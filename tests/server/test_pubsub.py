@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hivectl.client import HivekitClient, HivekitError
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient, eventually, subscribe_msg
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from hivectl.core.wire import CLOSE_RATE_LIMITED
-from server.hub import Hub
-from server.ratelimit import RateLimiter
-from server.session import Session
+from server.model.ratelimit import RateLimiter
+from server.model.session import Session
+from server.protocol.hub import Hub
 from tests.conftest import mint
 from tests.server.inprocess import bare_hub
 

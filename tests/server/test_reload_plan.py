@@ -1,11 +1,11 @@
-"""What a reload applies at once and what waits for a restart (`server.reload.plan`)."""
+"""What a reload applies at once and what waits for a restart (`server.io.reload.plan`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from hivectl.core.settings import Settings, load_settings
-from server.reload import changed_keys, plan
+from server.io.reload import changed_keys, plan
 
 
 def settings(**overrides: Any) -> Settings:

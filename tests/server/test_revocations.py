@@ -1,9 +1,9 @@
-"""The revocation rules (`server.revocations`): what a revocation covers and when it is
+"""The revocation rules (`server.model.revocations`): what a revocation covers and when it is
 forgotten, with time passed in."""
 
 from __future__ import annotations
 
-from server.revocations import Revocations, merged, revoke_jti, revoke_sub
+from server.model.revocations import Revocations, merged, revoke_jti, revoke_sub
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from hivectl.core.settings import StorageSettings
-from server.presence import LedgerEntry
-from server.records import ObjectRecord, RealmRecord
-from server.revocations import revoke_jti, revoke_sub
-from server.sqlite_storage import APPLICATION_ID, MIGRATIONS, Migration, SqliteStorage
-from server.storage import LoadedState, StorageError, open_storage
+from server.model.presence import LedgerEntry
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.revocations import revoke_jti, revoke_sub
+from server.stores.opening import open_storage
+from server.stores.sqlite_storage import APPLICATION_ID, MIGRATIONS, Migration, SqliteStorage
+from server.stores.storage import LoadedState, StorageError
 from tests.diskutil import unwritable_directory
 
 ODD_IDS = [

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from hivectl.client import HivekitClient, ObjectSubscription, Realm, SubscriptionChange
 from hivectl.client.errors import HivekitError
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import until
 

@@ -10,9 +10,9 @@ import pytest
 
 from hivectl.core.permissions import Permissions
 from hivectl.core.wire import Location
-from server.records import ObjectRecord, RealmRecord
-from server.session import Session
-from server.subscriptions import (
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.session import Session
+from server.model.subscription_index import (
     FULL_CHUNK,
     ObjectSubscription,
     Push,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hivectl.client import Realm
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.test_subscriptions import clients, until
 

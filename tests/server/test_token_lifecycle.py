@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient, is_status, subscribe_msg
 

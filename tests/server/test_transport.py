@@ -1,4 +1,4 @@
-"""`server.transport` on real sockets: framing, keepalive, and the deadlines it owns.
+"""`server.io.transport` on real sockets: framing, keepalive, and the deadlines it owns.
 
 A small echo handler stands in for the hub, so the timeouts can be a fraction of a second.
 The peer is `websockets`' sans-I/O client over a plain socket: it sends only what a test
@@ -23,7 +23,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from server.transport import KEEPALIVE_TIMEOUT_REASON, Connection, Listener
+from server.io.transport import KEEPALIVE_TIMEOUT_REASON, Connection, Listener
 from tests.server.wsutil import until
 
 DEADLINE = 5.0

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hivectl.client import AuthenticationError, HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import SECRET, Mint
 from tests.server.wsutil import RawClient, running
 

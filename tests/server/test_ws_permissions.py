@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint, mint
 from tests.server.wsutil import RawClient, is_status, running, subscribe_msg
 

@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from hivectl.client import HivekitClient
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient, eventually, is_status, running, subscribe_msg
 

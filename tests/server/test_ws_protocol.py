@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import Mint
 from tests.server.wsutil import RawClient, subscribe_msg
 

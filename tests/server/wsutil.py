@@ -24,7 +24,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.app import HivekitServer
+from server.io.app import HivekitServer
 from tests.conftest import make_settings
 
 DEADLINE = 5.0

@@ -1,0 +1,112 @@
+"""Object requests (protocol.md §6.2).
+
+``cre`` on an existing id succeeds and updates (clients rely on it), so it needs U as well
+as C there; ``set`` is ``upd`` that may create, without a reply. ``cst`` is never written
+by clients: reads and lists take it from the presence engine (`Hub.status`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hivectl.core.filters import all_match, parse_filters
+from hivectl.core.geo import parse_shape
+from hivectl.core.wire import (
+    Message,
+    Request,
+    WireError,
+    merge_data,
+    normalize_location,
+    require_object,
+    success,
+)
+from server.model.changes import ObjectPut, ObjectRemoved
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.session import Session
+from server.protocol.context import HubContext
+from server.protocol.handlers.checks import check_rights, known_object, known_realm, required_id
+
+
+def create_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm = known_realm(hub.realms, request.rea)
+    object_id = required_id(request.id, "id")
+    exists = object_id in realm.objects
+    check_rights(session, realm.id, object_id, "CU" if exists else "C")
+    _write_object(hub, realm, object_id, request, now)
+    return success(request)
+
+
+def update_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm, object_id = known_object(hub.realms, session, request, "U")
+    _write_object(hub, realm, object_id, request, now)
+    return success(request)
+
+
+def set_object(hub: HubContext, session: Session, request: Request, now: float) -> None:
+    realm = known_realm(hub.realms, request.rea)
+    object_id = required_id(request.id, "id")
+    check_rights(session, realm.id, object_id, "U" if object_id in realm.objects else "CU")
+    _write_object(hub, realm, object_id, request, now)
+
+
+def read_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm, object_id = known_object(hub.realms, session, request, "R")
+    record = realm.objects[object_id]
+    return success(request, record.to_wire(hub.status(realm.id, record.id)))
+
+
+def list_objects(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm = known_realm(hub.realms, request.rea)
+    options = require_object(request.dat, "dat") if request.dat is not None else {}
+    try:
+        filters = parse_filters(options.get("atr", []))
+        shape = parse_shape(options["sha"]) if options.get("sha") is not None else None
+    except ValueError as exc:
+        raise WireError(400, str(exc)) from None
+    fields = options.get("fie")
+    if fields is not None and (
+        not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
+    ):
+        raise WireError(400, "fie must be a list of strings")
+    permissions = session.permissions
+    listed: dict[str, Any] = {}
+    for record in realm.objects.values():
+        if not permissions.allows("R", realm.id, record.id):
+            continue
+        status = hub.status(realm.id, record.id)
+        if filters and not all_match(filters, record.id, record.lab, status, record.dat):
+            continue
+        if shape is not None and not shape.contains(record.loc.lon, record.loc.lat):
+            continue
+        entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
+        if fields is not None:
+            entry["dat"] = {key: record.dat[key] for key in fields if key in record.dat}
+        listed[record.id] = entry
+    return success(request, listed)
+
+
+def delete_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm, object_id = known_object(hub.realms, session, request, "D")
+    hub.commit(ObjectRemoved(realm.id, object_id, now))
+    return success(request)
+
+
+def _write_object(
+    hub: HubContext, realm: RealmRecord, object_id: str, request: Request, now: float
+) -> None:
+    """Create or update with the merge rules of ``upd``; validates before it commits."""
+    patch = require_object(request.dat, "dat") if request.dat is not None else None
+    current = realm.objects.get(object_id) or ObjectRecord(object_id)
+    location = current.loc if request.loc is None else normalize_location(request.loc, now)
+    hub.commit(
+        ObjectPut(
+            realm.id,
+            object_id,
+            current.lab if request.lab is None else request.lab,
+            location,
+            current.dat if patch is None else merge_data(current.dat, patch),
+            current.tds if request.tds is None else tuple(request.tds),
+            realm.incarnation,
+            now,
+        )
+    )

@@ -1,0 +1,64 @@
+"""Realm requests (protocol.md §6.1).
+
+Realm actions need their letter over the whole realm (`Permissions.allows_realm`), except
+``lis``, which lists the realms the session has any right in. A new realm gets a new
+incarnation, which updates keep: objects name the realm life they were written to.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from hivectl.core.wire import Message, Request, WireError, merge_data, require_object, success
+from server.model.changes import RealmPut, RealmRemoved
+from server.model.session import Session
+from server.protocol.context import HubContext
+from server.protocol.handlers.checks import denied, known_realm, required_id
+
+
+def create_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm_id = required_id(request.id, "id")
+    if not session.permissions.allows_realm("C", realm_id):
+        raise denied("C", realm_id)
+    if realm_id in hub.realms:
+        raise WireError(409, f"realm with id {realm_id} already exists")
+    data = require_object(request.dat, "dat") if request.dat is not None else {}
+    incarnation = secrets.token_hex(8)
+    hub.commit(RealmPut(realm_id, request.lab or "", merge_data({}, data), incarnation, now))
+    return success(request)
+
+
+def read_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm = known_realm(hub.realms, request.id)
+    if not session.permissions.allows_realm("R", realm.id):
+        raise denied("R", realm.id)
+    return success(request, realm.to_wire())
+
+
+def list_realms(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    permissions = session.permissions
+    listed = {
+        realm.id: {"id": realm.id, "lab": realm.lab}
+        for realm in hub.realms.values()
+        if permissions.has_any(realm.id)
+    }
+    return success(request, listed)
+
+
+def update_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm = known_realm(hub.realms, request.id)
+    if not session.permissions.allows_realm("U", realm.id):
+        raise denied("U", realm.id)
+    patch = require_object(request.dat, "dat") if request.dat is not None else None
+    label = realm.lab if request.lab is None else request.lab
+    data = realm.dat if patch is None else merge_data(realm.dat, patch)
+    hub.commit(RealmPut(realm.id, label, data, realm.incarnation, now))
+    return success(request)
+
+
+def delete_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+    realm = known_realm(hub.realms, request.id)
+    if not session.permissions.allows_realm("D", realm.id):
+        raise denied("D", realm.id)
+    hub.commit(RealmRemoved(realm.id, now))
+    return success(request)

@@ -1,0 +1,851 @@
+"""The hub: realms, objects, presence and pub/sub for every session of one server.
+
+The hub is sans-I/O. The I/O shell hands it authentication frames, message frames,
+closes and the passing of time, each with the current time; the hub answers by
+pushing messages into session outboxes and telling storage what changed. Nothing
+here awaits, so the whole state changes atomically between two socket events.
+
+Handlers decide, the log applies: a handler validates a request against the state it
+sees and commits a `server.model.changes` change; only `Hub.apply` changes state, in log order.
+On one node the log applies at once (`server.protocol.log_seam.LocalLog`). In a cluster the change
+first travels the JetStream log (`server.cluster.jetstream_log`): the handler's reply and the rest
+of its frame wait (`Pending`) until the change comes back and is applied here.
+
+The handlers live in `server.protocol.handlers`, one module per kind of message (realms, objects,
+pub/sub, subscriptions, system); this module keeps what all of them rely on: the state,
+the dispatch table, the log seam (`commit` and `apply`) and the sessions, from their
+Bearer frames to their outboxes.
+
+Rules the handlers keep (protocol.md):
+
+* Messages of one frame are handled in array order; each request with a ``cid``
+  gets exactly one reply; ``set`` gets none, and a failing message without ``cid``
+  gets an error without ``cid``.
+* Checks run in this order: rate limit (429, `server.model.ratelimit`), envelope (400),
+  authenticated (401), realm exists (404 ``unknown realm <id>``), permission (403),
+  object exists (404), conflict (409). A failure changes nothing.
+* The hub decides when a connection must go (too many rate-limited messages: 4029; a
+  Bearer over ``max_connections_per_sub``: 1008) by setting `Session.closing`; from then
+  on it ignores that connection's frames, and the shell closes it. A connection other
+  than the one being handled (an operator's disconnect, a revoked token: 4003) is also
+  put in `Hub.condemned`, which the shell drains after each unit of work.
+* A token is checked against the revocations in force (`server.model.revocations`) on every
+  Bearer frame and HTTP request, after the cache of verified tokens.
+* Every presence transition the engine returns is published as
+  ``connectionStatusChanged`` in its realm and recorded in the ledger.
+* Every change to an object or realm (presence transitions included) is handed to
+  `server.model.subscription_index`, which answers with the subscription pushes to make: one per
+  change per subscription it touches. A new object's presence is settled before, so it
+  arrives in ``cre`` already ``con``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from hivectl import BUILD_DATE, __version__
+from hivectl.core.patterns import IdPattern, compile_pattern
+from hivectl.core.settings import Settings
+from hivectl.core.tokens import (
+    KeyRing,
+    TokenError,
+    VerifiedTokens,
+    unverified_identity,
+    verify_token,
+)
+from hivectl.core.wire import (
+    CLOSE_KICKED,
+    CLOSE_POLICY,
+    CLOSE_RATE_LIMITED,
+    Message,
+    Request,
+    WireError,
+    decode_frame,
+    decode_json,
+    encode,
+    error,
+    parse_request,
+)
+from server.model.changes import (
+    Change,
+    LeaseRenewed,
+    ObjectPut,
+    ObjectRemoved,
+    RealmPut,
+    RealmRemoved,
+)
+from server.model.presence import (
+    Event,
+    NodeLost,
+    ObjectCreated,
+    ObjectDeleted,
+    PresenceEngine,
+    ProviderDown,
+    ProviderUp,
+    RealmCreated,
+    RealmDeleted,
+    StatusChanged,
+    Tick,
+)
+from server.model.pubsub_routes import PubSubRouter
+from server.model.ratelimit import RateLimiter
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.revocations import Revocation, Revocations
+from server.model.session import FRAME_MESSAGES, Deliver, Session
+from server.model.subscription_index import Push, SubscriptionIndex
+from server.protocol.context import HubContext, Schedule
+from server.protocol.deferred import ClusterView, Deferred, Peers
+from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
+from server.protocol.handlers.pubsub import PRESENCE_EVENT
+from server.protocol.log_seam import LocalLog, Log
+from server.stores.storage import LoadedState, Storage
+
+log = logging.getLogger("hivectl.server")
+
+REVOKED = "token has been revoked"
+
+_AUTHENTICATION = {"typ": "sys", "act": "aut"}
+"""A Bearer frame as a message, for the 429 that answers one over the rate limit."""
+
+_STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
+
+Handler = Callable[[HubContext, Session, Request, float], Message | Deferred | None]
+"""A request handler (`server.protocol.handlers`): it is given the hub to read its state and commit
+changes, and returns the reply (None for ``set``, which gets none; `Deferred` for one that
+needs the other nodes)."""
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("rea", "cre"): realms.create_realm,
+    ("rea", "rea"): realms.read_realm,
+    ("rea", "lis"): realms.list_realms,
+    ("rea", "upd"): realms.update_realm,
+    ("rea", "del"): realms.delete_realm,
+    ("rea", "sub"): pubsub.subscribe,
+    ("rea", "uns"): pubsub.unsubscribe,
+    ("rea", "pub"): pubsub.publish,
+    ("obj", "cre"): objects.create_object,
+    ("obj", "upd"): objects.update_object,
+    ("obj", "set"): objects.set_object,
+    ("obj", "rea"): objects.read_object,
+    ("obj", "lis"): objects.list_objects,
+    ("obj", "del"): objects.delete_object,
+    ("sub", "cre"): subscriptions.create_subscription,
+    ("sub", "upd"): subscriptions.update_subscription,
+    ("sub", "del"): subscriptions.delete_subscription,
+    ("sys", "hbt"): system.heartbeat,
+    ("sys", "sta"): system.stats,
+    ("sys", "pre"): system.presence_query,
+    ("adm", "con"): admin.list_connections,
+    ("adm", "dis"): admin.disconnect,
+    ("adm", "rev"): admin.revoke,
+    ("adm", "rvl"): admin.list_revocations,
+    ("adm", "cst"): admin.cluster_status,
+}
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request whose change is in the log but not applied yet (cluster mode).
+
+    The shell waits for the change, then sends `reply` and hands `rest` back to the
+    hub; if the log refused the change (another node wrote first), it hands back
+    `item` and `rest`, so the request is decided again on the newer state.
+    """
+
+    session: Session
+    item: Any
+    reply: Message | Deferred | None
+    rest: list[Any]
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        keys: KeyRing,
+        *,
+        node_id: str,
+        started_at: float,
+        schedule: Schedule,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.keys = keys
+        self.node_id = node_id
+        self.started_at = started_at
+        self.schedule = schedule
+        self.log: Log = LocalLog(self)
+        self.pending: Pending | None = None
+        self.engine = PresenceEngine(grace=settings.presence.grace)
+        self.realms: dict[str, RealmRecord] = {}
+        self.sessions: dict[str, Session] = {}
+        self.dirty: dict[Session, None] = {}
+        self.streaming: dict[Session, None] = {}
+        self._spill = self.flush_session
+        """One bound method shared by every session (`Session.overflow`), not one each."""
+        """Sessions with streams left to produce (`Session.streams`)."""
+        self.pubsub = PubSubRouter()
+        self.subscriptions = SubscriptionIndex(self.status)
+        self.messages_in = 0
+        self.messages_out = 0
+        self.presence_events = 0
+        self.errors: Counter[int] = Counter()
+        self.nodes_lost = 0
+        """Cluster nodes declared lost (their lease expired) since this node started."""
+        self.auth_refused: Counter[str] = Counter()
+        """Refused authentications by `TokenError.reason` (or ``too_many_connections``)."""
+        """Error replies by code, for /metrics (read at scrape time)."""
+        self._writes = 0
+        self._connections_per_sub: dict[str, int] = {}
+        self._rates = _compile_rates(settings)
+        """``limits.rates``: the base message rate by ``sub`` pattern, first match wins."""
+        self._verified = VerifiedTokens(settings.limits.max_connections)
+        """Tokens verified before: one per connection the server may hold, so a whole fleet
+        reconnecting after a network blip finds its tokens there."""
+        self.revocations = Revocations()
+        self.condemned: dict[Session, None] = {}
+        """Sessions the hub closed while handling another's work: the shell closes them."""
+        self.peers: Peers | None = None
+        """The other nodes (cluster mode), for operations on every connection."""
+        self.cluster: ClusterView | None = None
+        """The cluster's status as this node sees it (cluster mode)."""
+        self.queued: Callable[[Session], int] = lambda session: 0
+        """Bytes waiting to be sent to a session: the shell knows, for the connection list."""
+
+    def reconfigure(self, settings: Settings, keys: KeyRing) -> None:
+        """Run with new settings and keys from now on (a reload: `server.io.reload`).
+
+        Tokens verified under the old keys are verified again at their next use (a key
+        taken out of the ring must not keep working from the cache); live connections stay,
+        and take the new message rates at once.
+        """
+        self.settings = settings
+        self.keys = keys
+        self._rates = _compile_rates(settings)
+        self._verified = VerifiedTokens(settings.limits.max_connections)
+        for session in self.sessions.values():
+            if session.limiter is not None:
+                rate, burst = self._rate_for(session.sub)
+                session.limiter.rebase(rate, burst)
+                session.limiter.provide(
+                    self.engine.covered(session.conn_id), settings.limits.messages_per_object
+                )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def load(self, state: LoadedState, now: float) -> None:
+        """Adopt what storage kept; every object starts disconnected."""
+        for realm in state.realms:
+            self.realms[realm.id] = realm
+            self.engine.apply(RealmCreated(realm.id, now))
+            for object_id in realm.objects:
+                self.engine.apply(ObjectCreated(realm.id, object_id, now))
+        for (realm_id, object_id), entry in state.ledgers.items():
+            owner = self.realms.get(realm_id)
+            if owner is not None and object_id in owner.objects:
+                self.engine.load_ledger(realm_id, object_id, entry)
+        for revocation in state.revocations:
+            self.revocations.add(revocation)
+        self.forget_revocations(now)
+
+    def forget_revocations(self, now: float) -> None:
+        """Drop the revocations whose tokens have all expired (`server.model.revocations`)."""
+        for revocation in self.revocations.forget(now):
+            self.storage.delete_revocation(revocation.key)
+
+    def new_session(
+        self, conn_id: str, deliver: Deliver, remote: str = "", opened_at: float = 0.0
+    ) -> Session:
+        session = Session(conn_id, deliver, self.dirty, remote, opened_at)
+        session.overflow = self._spill
+        limits = self.settings.limits
+        session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
+        self.sessions[conn_id] = session
+        return session
+
+    def authenticate(self, session: Session, token: str, now: float) -> bool:
+        """A ``Bearer`` frame: verify, then swap the claims in one step (or change nothing).
+
+        A Bearer frame is a message like any other for the rate limit: verifying a
+        signature costs more than most requests.
+        """
+        if session.closing is not None:
+            return False
+        limiter = session.limiter
+        if limiter is not None and not limiter.allow(now):
+            self._rate_limited(session, limiter, _AUTHENTICATION, now)
+            return False
+        if not self._accept_token(session, token, now):
+            return False
+        claims = session.claims
+        assert claims is not None
+        if claims.dpv:
+            session.is_provider = True
+            self.commit(
+                ProviderUp(
+                    session.conn_id, self.node_id, claims.sub, claims.jti, claims.dpv.entries, now
+                )
+            )
+        elif session.is_provider:
+            session.is_provider = False
+            self.commit(ProviderDown(session.conn_id, "reauth", now))
+        session.push(
+            {
+                "typ": "sys",
+                "act": "aut",
+                "res": "suc",
+                "dat": {"version": __version__, "buildDate": BUILD_DATE},
+            }
+        )
+        return True
+
+    def _accept_token(self, session: Session, token: str, now: float) -> bool:
+        auth = self.settings.auth
+        try:
+            claims = verify_token(
+                token,
+                self.keys,
+                now=now,
+                leeway=auth.leeway,
+                require_permissions=auth.require_permissions,
+                issuer=auth.issuer or None,
+                audience=auth.audience or None,
+                verified=self._verified,
+                max_ttl=auth.max_token_ttl,
+            )
+            if self.revocations and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
+                raise TokenError(REVOKED, "revoked")
+        except TokenError as exc:
+            self.errors[401] += 1
+            self._refused(session, token, exc.reason)
+            session.push({"typ": "sys", "act": "aut", "res": "err", "err": exc.text, "erc": 401})
+            return False
+        if self.sessions.get(session.conn_id) is session and not self._admit(session, claims.sub):
+            return False
+        session.claims = claims
+        session.permissions = claims.per
+        session.providers = claims.dpv
+        session.authenticated = True
+        if session.limiter is not None:
+            session.limiter.rebase(*self._rate_for(claims.sub))
+        return True
+
+    def _refused(self, session: Session, token: str, reason: str) -> None:
+        self.auth_refused[reason] += 1
+        sub, kid = unverified_identity(token)
+        log.info(
+            "authentication refused (%s) for %s from %s",
+            reason,
+            sub or "-",
+            session.remote,
+            extra={
+                "event": "auth_refused",
+                "reason": reason,
+                "conn": session.conn_id,
+                "remote": session.remote,
+                "sub": sub,
+                "kid": kid,
+            },
+        )
+
+    def _rate_for(self, sub: str | None) -> tuple[float, float]:
+        if sub is not None:
+            for pattern, rate, burst in self._rates:
+                if pattern.matches(sub):
+                    return rate, burst
+        limits = self.settings.limits
+        return limits.messages_per_second, limits.burst
+
+    def _admit(self, session: Session, sub: str | None) -> bool:
+        """Count a connection under the ``sub`` it authenticates as; False over the limit.
+
+        Connections count while authenticated, under the ``sub`` of their current claims,
+        so a re-authentication as someone else moves the connection. A token without
+        ``sub`` names nobody and is not limited. Over ``max_connections_per_sub`` the
+        Bearer fails (401, a text that says why) and the connection is condemned with
+        1008: the client is told, then closed rather than left holding a socket the
+        limit exists to take back. HTTP requests are not connections and never count.
+        """
+        current = session.sub
+        if sub == current:
+            return True
+        if sub is not None:
+            limit = self.settings.limits.max_connections_per_sub
+            count = self._connections_per_sub.get(sub, 0)
+            if limit and count >= limit:
+                self.errors[401] += 1
+                self.auth_refused["too_many_connections"] += 1
+                log.info(
+                    "authentication refused (too many connections) for %s from %s",
+                    sub,
+                    session.remote,
+                    extra={
+                        "event": "auth_refused",
+                        "reason": "too_many_connections",
+                        "conn": session.conn_id,
+                        "remote": session.remote,
+                        "sub": sub,
+                    },
+                )
+                text = f"too many connections for sub {sub} (limit {limit})"
+                session.push({"typ": "sys", "act": "aut", "res": "err", "err": text, "erc": 401})
+                session.closing = (CLOSE_POLICY, "too many connections for this sub")
+                return False
+            self._connections_per_sub[sub] = count + 1
+        if current is not None:
+            self._release(current)
+        return True
+
+    def _release(self, sub: str) -> None:
+        remaining = self._connections_per_sub[sub] - 1
+        if remaining:
+            self._connections_per_sub[sub] = remaining
+        else:
+            del self._connections_per_sub[sub]
+
+    def handle_http(self, token: str, body: bytes, now: float) -> tuple[int, Any, bool]:
+        """A POST /api/v1 request: (HTTP status, JSON body, whether to await durability).
+
+        The request gets a session of its own that is never registered: it provides no
+        presence, holds no subscriptions and receives no pushes.
+        """
+        session = Session("http", lambda data: None, {}, "http")
+        if not self._accept_token(session, token, now):
+            return 401, {"err": session.outbox[0]["err"], "erc": 401}, False
+        try:
+            items = decode_json(body)
+        except WireError as exc:
+            return 400, [error(exc.code, exc.text)], False
+        if not isinstance(items, list):
+            return 400, [error(400, "body must be a JSON array of messages")], False
+        limit = self.settings.limits.max_messages_per_frame
+        if len(items) > limit:
+            return 413, [error(413, f"too many messages in one request (limit {limit})")], False
+        session.outbox.clear()
+        accepted = []
+        for item in items:
+            if isinstance(item, dict) and (item.get("typ"), item.get("act")) in _STREAMING:
+                session.push(
+                    error(
+                        400,
+                        "subscriptions need a WebSocket connection",
+                        cid=item.get("cid"),
+                        typ=item.get("typ"),
+                        act=item.get("act"),
+                    )
+                )
+            else:
+                accepted.append(item)
+        needs_sync = self.handle_items(session, accepted, now)
+        return 200, session.outbox, needs_sync
+
+    def kick(self, session: Session, reason: str, text: str, now: float) -> None:
+        """Close `session` for an operator (4003): its presence ends now with `reason`.
+
+        The provider goes down at once (not when the socket is gone), so its objects are
+        ``disconnected`` with reason ``kicked`` or ``revoked`` even if the peer is slow
+        to answer the close; the shell closes the socket (`condemned`).
+        """
+        if session.closing is not None:
+            return
+        session.closing = (CLOSE_KICKED, text)
+        self.condemned[session] = None
+        log.info(
+            "closing %s (sub %s): %s",
+            session.conn_id,
+            session.sub or "-",
+            text,
+            extra={"event": reason, "conn": session.conn_id, "sub": session.sub},
+        )
+        if session.is_provider:
+            session.is_provider = False
+            self.commit(ProviderDown(session.conn_id, reason, now))
+
+    def take_condemned(self) -> list[Session]:
+        condemned, self.condemned = list(self.condemned), {}
+        return condemned
+
+    def close_session(self, session: Session, reason: str, now: float) -> None:
+        if self.sessions.pop(session.conn_id, None) is session and session.sub is not None:
+            self._release(session.sub)
+        self.dirty.pop(session, None)
+        self.streaming.pop(session, None)
+        self.condemned.pop(session, None)
+        session.outbox.clear()
+        session.streams = None
+        self.pubsub.drop_session(session)
+        self.subscriptions.drop_session(session)
+        if session.is_provider:
+            session.is_provider = False
+            self.commit(ProviderDown(session.conn_id, reason, now))
+
+    def tick(self, now: float) -> None:
+        """Time passing: ends grace periods that are over."""
+        self.commit(Tick(now))
+
+    def flush(self) -> None:
+        """Hand every dirty session's outbox to its transport as one frame."""
+        while self.dirty:
+            session, _ = self.dirty.popitem()
+            self._deliver(session)
+
+    def flush_session(self, session: Session) -> None:
+        """Hand `session`'s outbox over now, if it is waiting for a flush."""
+        if session in self.dirty:
+            del self.dirty[session]
+            self._deliver(session)
+
+    def _deliver(self, session: Session) -> None:
+        messages = session.outbox
+        session.outbox = []
+        self.messages_out += len(messages)
+        session.messages_out += len(messages)
+        if len(messages) <= FRAME_MESSAGES:
+            session.deliver(encode(messages))
+            return
+        for start in range(0, len(messages), FRAME_MESSAGES):
+            session.deliver(encode(messages[start : start + FRAME_MESSAGES]))
+
+    def stream(self, session: Session, messages: Iterator[Message]) -> None:
+        """Send `messages` as `session`'s connection takes them, after what is queued."""
+        if session.streams is None:
+            session.streams = deque()
+        session.streams.append(messages)
+        self.streaming[session] = None
+
+    def pump(self, can_take: Callable[[Session], bool]) -> bool:
+        """Draw one message from the stream of each session that can take it now (the
+        shell's flow control answers `can_take`).
+
+        Returns whether any session can take more right away; the others are pumped again
+        when their connection drains (the shell's part). A session whose replies are held
+        (its outbox waits for durability) is skipped, so nothing overtakes them.
+        """
+        more = False
+        for session in list(self.streaming):
+            streams = session.streams
+            if not streams or session.closing is not None:
+                del self.streaming[session]
+                session.streams = None
+                continue
+            if session.outbox or not can_take(session):
+                continue
+            message = next(streams[0], None)
+            if message is None:
+                streams.popleft()
+            else:
+                session.push(message)
+                self.flush_session(session)
+            if streams:
+                more = more or can_take(session)
+            else:
+                del self.streaming[session]
+                session.streams = None
+        return more
+
+    # -- frames ----------------------------------------------------------------
+
+    def handle_frame(self, session: Session, data: str | bytes, now: float) -> bool:
+        """Handle one frame; True when a write with a reply must be made durable first."""
+        if session.closing is not None:
+            return False
+        try:
+            items = decode_frame(data)
+        except WireError as exc:
+            self.errors[exc.code] += 1
+            session.push(error(exc.code, exc.text))
+            return False
+        limit = self.settings.limits.max_messages_per_frame
+        if len(items) > limit:
+            self.errors[413] += 1
+            session.push(error(413, f"too many messages in one frame (limit {limit})"))
+            return False
+        return self.handle_items(session, items, now)
+
+    def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
+        # The session's own replies never leave early (`Session.push`): one may acknowledge a
+        # write that must be durable first, and the shell holds them only after this returns.
+        overflow, session.overflow = session.overflow, None
+        try:
+            return self._handle_items(session, items, now)
+        finally:
+            session.overflow = overflow
+
+    def _handle_items(self, session: Session, items: list[Any], now: float) -> bool:
+        needs_sync = False
+        limiter = session.limiter
+        if limiter is not None and session.is_provider:
+            limiter.provide(
+                self.engine.covered(session.conn_id), self.settings.limits.messages_per_object
+            )
+        for index, item in enumerate(items):
+            self.messages_in += 1
+            session.messages_in += 1
+            if limiter is not None and not limiter.allow(now):
+                self._rate_limited(session, limiter, item, now)
+                if session.closing is not None:
+                    break  # the rest of the frame goes unanswered: the connection is closing
+                continue
+            writes = self._writes
+            parsed: Request | None = None
+            try:
+                request = parsed = parse_request(item)
+                if not session.authenticated:
+                    raise WireError(401, "not authenticated", cid=request.cid, typ=request.typ)
+                handler = _HANDLERS.get((request.typ, request.act))
+                if handler is None:  # a reply-only action, such as sys/aut sent as JSON
+                    raise WireError(400, f'unknown action "{request.act}" for type {request.typ}')
+                reply = handler(self, session, request, now)
+            except WireError as exc:
+                self.errors[exc.code] += 1
+                act = item.get("act") if isinstance(item, dict) else None
+                # Handlers raise without cid/typ: the reply still carries the request's.
+                cid = exc.cid if exc.cid is not None or parsed is None else parsed.cid
+                typ = exc.typ if exc.typ is not None or parsed is None else parsed.typ
+                session.push(
+                    error(
+                        exc.code,
+                        exc.text,
+                        cid=cid,
+                        typ=typ,
+                        act=act if isinstance(act, str) else None,
+                    )
+                )
+                continue
+            except Exception:
+                log.exception("internal error handling a message")
+                self.errors[500] += 1
+                cid = item.get("cid") if isinstance(item, dict) else None
+                session.push(error(500, "internal error", cid=cid))
+                continue
+            if isinstance(reply, Deferred):
+                # The other nodes are asked first (cluster mode): the rest of the frame waits.
+                self.pending = Pending(session, item, reply, items[index + 1 :])
+                return needs_sync
+            answer = reply if request.cid is not None else None
+            if self.log.waiting():
+                # The change travels a cluster log first: the rest of the frame waits.
+                self.pending = Pending(session, item, answer, items[index + 1 :])
+                return needs_sync
+            if answer is not None:
+                session.push(answer)
+                if self._writes != writes:
+                    needs_sync = True
+        return needs_sync
+
+    def take_pending(self) -> Pending | None:
+        """The request that waits for its change to be applied, with the rest of its frame."""
+        pending, self.pending = self.pending, None
+        return pending
+
+    def provider_sessions(self, now: float) -> list[ProviderUp]:
+        """A `ProviderUp` for every live provider connection of this node."""
+        return [
+            ProviderUp(
+                s.conn_id, self.node_id, s.claims.sub, s.claims.jti, s.claims.dpv.entries, now
+            )
+            for s in self.sessions.values()
+            if s.is_provider and s.claims is not None
+        ]
+
+    def node_providers(self, node: str) -> list[str]:
+        return self.engine.providers_of_node(node)
+
+    def realm_incarnation(self, realm_id: str) -> str | None:
+        """The life of the realm as applied here (None: no such realm), for the cluster log."""
+        realm = self.realms.get(realm_id)
+        return None if realm is None else realm.incarnation
+
+    def status(self, realm_id: str, object_id: str) -> str:
+        """An object's ``cst``: derived from presence, never written by clients."""
+        return "con" if self.engine.is_connected(realm_id, object_id) else "dis"
+
+    def stats(self, now: float) -> dict[str, Any]:
+        sessions = self.sessions.values()
+        return {
+            "version": __version__,
+            "node": self.node_id,
+            "uptime": round(now - self.started_at, 3),
+            "connections": len(self.sessions),
+            "authenticatedConnections": sum(1 for s in sessions if s.authenticated),
+            "providers": self.engine.providers,
+            "subscriptions": sum(len(s.subscriptions) for s in sessions),
+            "pubsubSubscriptions": self.pubsub.count,
+            "realms": len(self.realms),
+            "objects": sum(len(realm.objects) for realm in self.realms.values()),
+            "connectedObjects": self.engine.connected_objects,
+            "messagesIn": self.messages_in,
+            "messagesOut": self.messages_out,
+            "presenceEvents": self.presence_events,
+            "sendQueueHighWater": max((s.queue_high_water for s in sessions), default=0),
+        }
+
+    def _rate_limited(
+        self, session: Session, limiter: RateLimiter, item: object, now: float
+    ) -> None:
+        """Answer a message over the rate limit with 429; condemn a client that keeps on."""
+        cid: object
+        typ: str | None
+        act: str | None
+        try:
+            request = parse_request(item)
+            cid, typ, act = request.cid, request.typ, request.act
+        except WireError as exc:
+            cid, typ, act = exc.cid, exc.typ, None
+        self.errors[429] += 1
+        text = f"rate limited (limit {limiter.rate:g} messages per second)"
+        session.push(error(429, text, cid=cid, typ=typ, act=act))
+        if limiter.reject(now):
+            session.closing = (CLOSE_RATE_LIMITED, "rate limited")
+            log.warning(
+                "closing %s: rate limited (limit %g messages per second, sub %s)",
+                session.conn_id,
+                limiter.rate,
+                session.sub or "-",
+                extra={
+                    "event": "rate_limited",
+                    "conn": session.conn_id,
+                    "sub": session.sub,
+                    "remote": session.remote,
+                    "limit": limiter.rate,
+                },
+            )
+
+    # -- the log: committing and applying changes ------------------------------
+
+    def commit(self, change: Change) -> None:
+        """Hand a decided change to the log; state changes only when it is applied."""
+        self._writes += 1
+        self.log.append(change)
+
+    def apply(self, change: Change) -> None:
+        """Apply one change in log order: the only place where state changes."""
+        match change:
+            case ObjectPut():
+                self._apply_object_put(change)
+            case NodeLost():
+                self.nodes_lost += 1
+                self._presence(change)
+            case ProviderUp() | ProviderDown() | Tick():
+                self._presence(change)
+            case RealmPut():
+                self._apply_realm_put(change)
+            case RealmRemoved():
+                self._apply_realm_removed(change)
+            case ObjectRemoved():
+                self._apply_object_removed(change)
+            case LeaseRenewed():
+                pass
+            case Revocation():
+                self._apply_revocation(change)
+            case _:
+                assert_never(change)
+
+    def _apply_revocation(self, revocation: Revocation) -> None:
+        """Refuse the tokens from now on, and close this node's connections that use them."""
+        current = self.revocations.add(revocation)
+        self.storage.put_revocation(current)
+        log.info(
+            "token revoked: %s",
+            revocation.key.replace(":", " ", 1),
+            extra={"event": "token_revoked", "jti": revocation.jti, "sub": revocation.sub},
+        )
+        for session in list(self.sessions.values()):
+            claims = session.claims
+            if claims is not None and self.revocations.revokes(claims.sub, claims.jti, claims.iat):
+                self.kick(session, "revoked", "token revoked", revocation.at)
+
+    def deliver_publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
+        """A pub/sub message reaches this node's subscribers."""
+        if realm_id in self.realms:
+            self.pubsub.publish(realm_id, event, object_id, payload)
+
+    def _apply_realm_put(self, change: RealmPut) -> None:
+        realm = self.realms.get(change.realm)
+        if realm is not None and realm.incarnation != change.incarnation:
+            self._apply_realm_removed(RealmRemoved(change.realm, change.at))
+            realm = None
+        if realm is None:
+            realm = RealmRecord(
+                change.realm, change.lab, dict(change.dat), incarnation=change.incarnation
+            )
+            self.realms[realm.id] = realm
+            self.storage.put_realm(realm)
+            self._presence(RealmCreated(realm.id, change.at))
+            self._send(self.subscriptions.realm_created(realm.id))
+            return
+        realm.lab = change.lab
+        realm.dat = dict(change.dat)
+        self.storage.put_realm(realm)
+        self._send(self.subscriptions.realm_updated(realm))
+
+    def _apply_realm_removed(self, change: RealmRemoved) -> None:
+        if self.realms.pop(change.realm, None) is None:
+            return
+        self.storage.delete_realm(change.realm)
+        self.pubsub.drop_realm(change.realm, self.sessions.values())
+        self._send(self.subscriptions.realm_deleted(change.realm))
+        self._presence(RealmDeleted(change.realm, change.at))
+
+    def _apply_object_put(self, change: ObjectPut) -> None:
+        realm = self.realms.get(change.realm)
+        if realm is None or realm.incarnation != change.realm_incarnation:
+            return  # written to a realm life that has ended
+        record = realm.objects.get(change.id)
+        created = record is None
+        previous = None if record is None else record.loc
+        if record is None:
+            record = realm.objects[change.id] = ObjectRecord(change.id)
+        record.lab = change.lab
+        record.loc = change.loc
+        record.dat = change.dat
+        record.tds = change.tds
+        record.updated_at = change.at
+        self.storage.put_object(realm.id, record)
+        # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
+        transitions = (
+            self.engine.apply(ObjectCreated(realm.id, change.id, change.at)) if created else []
+        )
+        self._send(self.subscriptions.object_written(realm.id, record, previous))
+        self._publish_transitions(transitions, notify_subscriptions=False)
+
+    def _apply_object_removed(self, change: ObjectRemoved) -> None:
+        realm = self.realms.get(change.realm)
+        record = None if realm is None else realm.objects.pop(change.id, None)
+        if realm is None or record is None:
+            return
+        self.storage.delete_object(realm.id, change.id)
+        self._send(self.subscriptions.object_deleted(realm.id, record))
+        self._presence(ObjectDeleted(realm.id, change.id, change.at))
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _presence(self, event: Event) -> None:
+        self._publish_transitions(self.engine.apply(event))
+
+    def _publish_transitions(
+        self, transitions: list[StatusChanged], *, notify_subscriptions: bool = True
+    ) -> None:
+        for change in transitions:
+            self.presence_events += 1
+            ledger = self.engine.ledger(change.realm, change.id)
+            if ledger is not None:
+                self.storage.put_ledger(change.realm, change.id, ledger)
+            if notify_subscriptions:
+                self._send(self.subscriptions.status_changed(change.realm, change.id))
+            self.pubsub.publish(change.realm, PRESENCE_EVENT, change.id, {"cst": change.status})
+
+    def _send(self, pushes: Sequence[Push]) -> None:
+        for session, message in pushes:
+            session.push(message)
+
+
+def _compile_rates(settings: Settings) -> list[tuple[IdPattern, float, float]]:
+    return [
+        (compile_pattern(rate.sub), rate.messages_per_second, rate.burst)
+        for rate in settings.limits.rates
+    ]
