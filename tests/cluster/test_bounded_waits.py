@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from server.cluster import log as cluster_log
+from server.cluster import jetstream_log as cluster_log
 from server.cluster.jetstream_log import STOP_TIMEOUT, stop_tasks, within
 
 
