@@ -28,9 +28,9 @@ from websockets.typing import Data
 from hivectl.bench.baseline import ACCEPTED
 from hivectl.bench.plan import REALM
 from hivectl.core.tokens import SigningKey, mint_token
+from hivectl.core.wire import PRESENCE_EVENT, bearer, is_publication
 from hivectl.sim.ledger import Status
 
-PRESENCE_EVENT = "connectionStatusChanged"
 TOKEN_TTL_S = 3600.0
 SETUP_BATCH = 500
 """Objects created per frame during setup (under `limits.max_messages_per_frame`)."""
@@ -136,7 +136,7 @@ class Hivectl:
     async def _admin(self, url: str) -> ClientConnection:
         """A connection whose token has no ``per``: it may do everything."""
         ws = await open_ws(url)
-        await ws.send(f"Bearer {self.ingest_token()}")
+        await ws.send(bearer(self.ingest_token()))
         if not self.accepted(await ws.recv()):
             await ws.close()
             raise SetupError("the server refused the bench's token (is the secret the same?)")
@@ -174,7 +174,7 @@ class Hivectl:
             await ws.close()
 
     def hello(self, object_id: str, serial: int = 0) -> str:
-        return f"Bearer {self._token(provider_claims(object_id, serial))}"
+        return bearer(self._token(provider_claims(object_id, serial)))
 
     def hellos(self, object_ids: Sequence[str]) -> list[str]:
         return [self.hello(object_id) for object_id in object_ids]
@@ -191,7 +191,7 @@ class Hivectl:
 
     def presence(self, frame: Data) -> Iterator[tuple[str, Status]]:
         for message in orjson.loads(frame):
-            if message.get("typ") == "rea" and message.get("act") == "pub":
+            if is_publication(message):
                 event = message["dat"]
                 if event.get("eve") == PRESENCE_EVENT:
                     yield event["idp"], event["dat"]["cst"]

@@ -27,6 +27,8 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from hivectl.core.wire import bearer
+
 REALM = "bench"
 
 
@@ -58,7 +60,7 @@ class _BenchClient:
     @classmethod
     async def open(cls, url: str, token: str, number: int) -> _BenchClient:
         ws = await connect(url, proxy=None, max_size=None, compression=None, ping_interval=None)
-        await ws.send(f"Bearer {token}")
+        await ws.send(bearer(token))
         reply = orjson.loads(await ws.recv())[0]
         if reply.get("res") != "suc":
             raise RuntimeError(f"authentication failed: {reply.get('err')}")

@@ -37,7 +37,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from hivectl.bench.flavors import PRESENCE_EVENT, SetupError, open_ws
+from hivectl.bench.flavors import SetupError, open_ws
+from hivectl.core.wire import PRESENCE_EVENT, bearer, is_publication
 
 SUBSCRIPTION = "scale"
 REPLY_TIMEOUT_S = 30.0
@@ -51,7 +52,7 @@ async def authenticated(url: str, token: str) -> ClientConnection:
     ws = await open_ws(url)
     try:
         async with asyncio.timeout(REPLY_TIMEOUT_S):
-            await ws.send(f"Bearer {token}")
+            await ws.send(bearer(token))
             (reply,) = orjson.loads(await ws.recv())
         if reply.get("res") != "suc":
             raise SetupError(f"the server refused the bench's token: {reply.get('err')}")
@@ -122,12 +123,11 @@ async def see_transitions(
     """Done once `expected` objects each sent a ``dis`` event and an ``upd`` with ``dis``."""
     while len(events) < expected or len(updates) < expected:
         for message in orjson.loads(await ws.recv(decode=False)):
-            typ = message.get("typ")
-            if typ == "rea" and message.get("act") == "pub":
+            if is_publication(message):
                 event = message["dat"]
                 if event.get("eve") == PRESENCE_EVENT and event["dat"]["cst"] == "dis":
                     events.add(event["idp"])
-            elif typ == "sub":
+            elif message.get("typ") == "sub":
                 for object_id, entry in message.get("obj", {}).get("upd", {}).items():
                     if entry.get("cst") == "dis":
                         updates.add(object_id)

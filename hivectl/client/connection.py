@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from hivectl.client.backoff import Backoff
 from hivectl.client.errors import AuthenticationError, ConnectionLost, HivekitError
+from hivectl.core.wire import bearer, is_authentication, is_publication
 
 log = logging.getLogger("hivectl.client")
 
@@ -199,12 +200,12 @@ class Connection:
         self._set_status("connected")
 
     async def _authenticate_socket(self, ws: ClientConnection, token: str) -> dict[str, Any]:
-        await ws.send(f"Bearer {token}")
+        await ws.send(bearer(token))
         async with asyncio.timeout(self.request_timeout):
             while True:
                 frame = await ws.recv()
                 for message in _messages(frame):
-                    if message.get("typ") == "sys" and message.get("act") == "aut":
+                    if is_authentication(message):
                         return _auth_result(message)
 
     async def authenticate(self, token: str) -> None:
@@ -212,7 +213,7 @@ class Connection:
         ws = self._require_ws()
         loop = asyncio.get_running_loop()
         self._auth_waiter = loop.create_future()
-        await ws.send(f"Bearer {token}")
+        await ws.send(bearer(token))
         async with asyncio.timeout(self.request_timeout):
             message = await self._auth_waiter
         _auth_result(message)
@@ -344,15 +345,14 @@ class Connection:
             else:
                 future.set_result(message.get("dat"))
             return
-        typ, act = message.get("typ"), message.get("act")
-        if typ == "sys" and act == "aut":
+        if is_authentication(message):
             waiter = self._auth_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
             return
-        if typ == "rea" and act == "pub":
+        if is_publication(message):
             handler = self._push_handlers.get("pub")
-        elif typ == "sub" and "act" not in message:
+        elif message.get("typ") == "sub" and "act" not in message:
             handler = self._push_handlers.get("sub")
         else:
             handler = None

@@ -343,6 +343,57 @@ def error(
     return reply
 
 
+PRESENCE_EVENT = "connectionStatusChanged"
+"""The realm event the server publishes on every presence transition (protocol.md §6.4);
+clients may subscribe to it, only the server publishes it."""
+
+
+def bearer(token: str) -> str:
+    """The authentication frame: raw text, the one frame that is not a JSON array."""
+    return f"Bearer {token}"
+
+
+def authenticated(version: str, build_date: str) -> Message:
+    """The server's reply to a ``Bearer`` frame it accepted."""
+    return {
+        "typ": "sys",
+        "act": "aut",
+        "res": "suc",
+        "dat": {"version": version, "buildDate": build_date},
+    }
+
+
+def authentication_refused(text: str) -> Message:
+    """The server's reply to a ``Bearer`` frame it refused; `text` says why."""
+    return error(401, text, typ="sys", act="aut")
+
+
+def is_authentication(message: Mapping[str, Any]) -> bool:
+    """Whether `message` answers a ``Bearer`` frame (it carries no ``cid``)."""
+    return message.get("typ") == "sys" and message.get("act") == "aut"
+
+
+def publication(realm: str, sid: str, event: str, object_id: str, payload: Any) -> Message:
+    """A pub/sub push: `event` on `object_id` in `realm`, for the subscription `sid`
+    (the subscriber's own id pattern)."""
+    return {
+        "typ": "rea",
+        "act": "pub",
+        "rea": realm,
+        "sid": sid,
+        "dat": {"eve": event, "idp": object_id, "dat": payload},
+    }
+
+
+def is_publication(message: Mapping[str, Any]) -> bool:
+    return message.get("typ") == "rea" and message.get("act") == "pub"
+
+
+def presence_payload(status: str) -> dict[str, str]:
+    """What a `PRESENCE_EVENT` publication carries: the object's new ``cst``."""
+    return {"cst": status}
+
+
 def iso8601(timestamp: float) -> str:
     """Wire time format: ISO-8601 in UTC to the (truncated) millisecond, e.g.
     2026-11-30T02:33:53.123Z.

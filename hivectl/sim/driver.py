@@ -61,6 +61,7 @@ from hivectl.client.backoff import Backoff
 from hivectl.client.errors import ConnectionLost
 from hivectl.core.pacing import Pacer, split_frames
 from hivectl.core.tokens import SigningKey, mint_token
+from hivectl.core.wire import PRESENCE_EVENT
 from hivectl.sim.budget import (
     MAX_FRAME_BYTES,
     MAX_FRAME_MESSAGES,
@@ -90,7 +91,6 @@ HELD_AFTER_S = 10.0
 CLEAN_CLOSE_WAIT_S = 1.0
 """How long a clean close waits for updates still in flight (a polite client does)."""
 TOKEN_MARGIN_S = 3600.0
-PRESENCE_EVENT = "connectionStatusChanged"
 BATCH_TICK_S = 0.05
 """A gateway gathers the updates due within this long into one frame."""
 RIDER_DATA = {"type": "rider", "vehicle": "bicycle"}

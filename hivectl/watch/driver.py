@@ -43,7 +43,8 @@ from hivectl.client import (
     SubscriptionChange,
 )
 from hivectl.client.errors import ConnectionLost
-from hivectl.watch.state import EVENT_NAME, WatchEvent, WatchState
+from hivectl.core.wire import PRESENCE_EVENT
+from hivectl.watch.state import WatchEvent, WatchState
 
 REALM_POLL_S = 1.0
 REASON_LOOKUPS_PER_S = 100.0
@@ -124,7 +125,7 @@ class RealmWatcher:
         if realm is None:
             return False
         await realm.pubsub.subscribe(
-            EVENT_NAME, self._on_presence, id_pattern=self.state.pattern.text
+            PRESENCE_EVENT, self._on_presence, id_pattern=self.state.pattern.text
         )
         while not self._stopped.is_set():
             try:

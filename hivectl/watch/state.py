@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hivectl.core.patterns import IdPattern
+from hivectl.core.wire import PRESENCE_EVENT
 
-EVENT_NAME = "connectionStatusChanged"
 STATUS_NAMES = {"con": "connected", "dis": "disconnected"}
 RATE_WINDOW_S = 10.0
 MAX_RATE_SAMPLES = 100_000
@@ -44,7 +44,7 @@ class WatchEvent:
         return {
             "ts": iso_utc(self.at),
             "realm": realm,
-            "event": EVENT_NAME,
+            "event": PRESENCE_EVENT,
             "id": self.object_id,
             "status": self.status,
             "label": self.label,

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hivectl.core.patterns import PatternIndex, compile_pattern
+from hivectl.core.wire import publication
 from server.model.session import Session
 
 
@@ -62,14 +63,6 @@ class PubSubRouter:
         pushes = 0
         for pattern, session in index.match(object_id):
             if session.permissions.allows("R", realm, object_id):
-                session.push(
-                    {
-                        "typ": "rea",
-                        "act": "pub",
-                        "rea": realm,
-                        "sid": pattern,
-                        "dat": {"eve": event, "idp": object_id, "dat": payload},
-                    }
-                )
+                session.push(publication(realm, pattern, event, object_id, payload))
                 pushes += 1
         return pushes

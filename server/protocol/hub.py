@@ -61,14 +61,18 @@ from hivectl.core.wire import (
     CLOSE_KICKED,
     CLOSE_POLICY,
     CLOSE_RATE_LIMITED,
+    PRESENCE_EVENT,
     Message,
     Request,
     WireError,
+    authenticated,
+    authentication_refused,
     decode_frame,
     decode_json,
     encode,
     error,
     parse_request,
+    presence_payload,
 )
 from server.model.changes import (
     Change,
@@ -100,7 +104,6 @@ from server.model.subscription_index import Push, SubscriptionIndex
 from server.protocol.context import HubContext, Schedule
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
-from server.protocol.handlers.pubsub import PRESENCE_EVENT
 from server.protocol.log_seam import LocalLog, Log
 from server.stores.storage import LoadedState, Storage
 
@@ -293,14 +296,7 @@ class Hub:
         elif session.is_provider:
             session.is_provider = False
             self.commit(ProviderDown(session.conn_id, "reauth", now))
-        session.push(
-            {
-                "typ": "sys",
-                "act": "aut",
-                "res": "suc",
-                "dat": {"version": __version__, "buildDate": BUILD_DATE},
-            }
-        )
+        session.push(authenticated(__version__, BUILD_DATE))
         return True
 
     def _accept_token(self, session: Session, token: str, now: float) -> bool:
@@ -322,7 +318,7 @@ class Hub:
         except TokenError as exc:
             self.errors[401] += 1
             self._refused(session, token, exc.reason)
-            session.push({"typ": "sys", "act": "aut", "res": "err", "err": exc.text, "erc": 401})
+            session.push(authentication_refused(exc.text))
             return False
         if self.sessions.get(session.conn_id) is session and not self._admit(session, claims.sub):
             return False
@@ -392,7 +388,7 @@ class Hub:
                     },
                 )
                 text = f"too many connections for sub {sub} (limit {limit})"
-                session.push({"typ": "sys", "act": "aut", "res": "err", "err": text, "erc": 401})
+                session.push(authentication_refused(text))
                 session.closing = (CLOSE_POLICY, "too many connections for this sub")
                 return False
             self._connections_per_sub[sub] = count + 1
@@ -837,7 +833,9 @@ class Hub:
                 self.storage.put_ledger(change.realm, change.id, ledger)
             if notify_subscriptions:
                 self._send(self.subscriptions.status_changed(change.realm, change.id))
-            self.pubsub.publish(change.realm, PRESENCE_EVENT, change.id, {"cst": change.status})
+            self.pubsub.publish(
+                change.realm, PRESENCE_EVENT, change.id, presence_payload(change.status)
+            )
 
     def _send(self, pushes: Sequence[Push]) -> None:
         for session, message in pushes:

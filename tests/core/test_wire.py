@@ -13,11 +13,19 @@ from hypothesis import strategies as st
 
 from hivectl.core.wire import (
     MAX_DEPTH,
+    PRESENCE_EVENT,
     WireError,
+    authenticated,
+    authentication_refused,
+    bearer,
     decode_frame,
     decode_json,
     encode,
+    is_authentication,
+    is_publication,
     iso8601,
+    presence_payload,
+    publication,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,3 +122,32 @@ def test_consecutive_times_in_one_second_share_its_text_but_not_their_millisecon
     times = [iso8601(1_795_000_000 + n / 1000) for n in (0, 5, 999, 1000)]
     assert [t[-5:] for t in times] == [".000Z", ".005Z", ".999Z", ".000Z"]
     assert times[0][:-5] == times[2][:-5] != times[3][:-5]
+
+
+def test_authentication_replies_have_protocol_md_shapes_byte_for_byte() -> None:
+    """protocol.md §3: no ``cid``, keys in the order the reference server sends them."""
+    assert encode([authenticated("1.2.3", "2026-12-05")]) == (
+        b'[{"typ":"sys","act":"aut","res":"suc","dat":{"version":"1.2.3","buildDate":"2026-12-05"}}]'
+    )
+    assert encode([authentication_refused("token has expired")]) == (
+        b'[{"typ":"sys","act":"aut","res":"err","err":"token has expired","erc":401}]'
+    )
+    assert bearer("a.b.c") == "Bearer a.b.c"
+
+
+def test_a_presence_publication_has_the_shape_of_protocol_md_6_4() -> None:
+    message = publication("london", "riders/*", PRESENCE_EVENT, "riders/7", presence_payload("dis"))
+    assert encode([message]) == (
+        b'[{"typ":"rea","act":"pub","rea":"london","sid":"riders/*","dat":'
+        b'{"eve":"connectionStatusChanged","idp":"riders/7","dat":{"cst":"dis"}}}]'
+    )
+
+
+def test_replies_are_told_apart_by_typ_and_act() -> None:
+    published = publication("r", "*", "e", "i", None)
+    assert is_publication(published) and not is_authentication(published)
+    assert is_authentication(authenticated("v", "d")) and not is_publication(
+        authenticated("v", "d")
+    )
+    assert not is_authentication({"typ": "sys", "act": "sta", "cid": 1, "res": "suc"})
+    assert not is_publication({"typ": "rea", "act": "sub", "cid": 1, "res": "suc"})

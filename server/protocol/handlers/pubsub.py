@@ -7,12 +7,19 @@ the log so that every node's subscribers get it.
 
 from __future__ import annotations
 
-from hivectl.core.wire import Message, Request, WireError, check_id, require_object, success
+from hivectl.core.wire import (
+    PRESENCE_EVENT,
+    Message,
+    Request,
+    WireError,
+    check_id,
+    require_object,
+    success,
+)
 from server.model.session import Session
 from server.protocol.context import HubContext
 from server.protocol.handlers.checks import denied, known_realm, required_id
 
-PRESENCE_EVENT = "connectionStatusChanged"
 """Published by the server for every presence transition (protocol.md §8); clients may
 subscribe to it but not publish it."""
 
