@@ -48,7 +48,7 @@ def test_the_image_is_slim_runs_as_a_user_and_checks_readiness() -> None:
     assert user.split(":")[0] not in {"root", "0"}
     assert healthcheck_command()[:3] == ["hivectl", "health", "--ready"]
     assert instructions("STOPSIGNAL") == ["SIGTERM"]
-    assert instructions("EXPOSE") == ["8765 8766"]
+    assert instructions("EXPOSE") == ["8765"]  # POST /api/v1 included
     assert instructions("VOLUME") == ['["/var/lib/hivectl"]']
     assert parser.envs["HIVECTL_CONFIG"] == "/etc/hivectl/hivectl.toml"
 
@@ -66,7 +66,7 @@ def test_no_secret_is_baked_into_the_image() -> None:
 def test_the_image_config_listens_everywhere_and_keeps_data_in_the_volume() -> None:
     settings = load_settings(env={}, config_file=DOCKER_CONFIG).settings
     assert settings.server.host == "0.0.0.0"
-    assert (settings.server.port, settings.server.api_port) == (8765, 8766)
+    assert (settings.server.port, settings.server.api_enabled) == (8765, False)
     assert settings.storage.path.startswith("/var/lib/hivectl/")
     assert settings.client.url == "ws://127.0.0.1:8765/ws"  # what the HEALTHCHECK asks
     assert (settings.auth.secret, settings.auth.secret_file) == ("", "")
@@ -130,7 +130,7 @@ def test_compose_runs_three_nodes_on_three_nats_servers_with_three_replicas() ->
         assert parse_duration(node["stop_grace_period"]) > 10  # server.shutdown_timeout
         settings = load_settings(env=dict(node["environment"]), overrides={}).settings
         assert settings.cluster.replicas == 3
-    assert len(node_ids) == 3 and len(set(published)) == 6
+    assert len(node_ids) == 3 and len(set(published)) == 3  # one port a node, API included
     assert (COMPOSE.parent / node["build"]["context"] / node["build"]["dockerfile"]).is_file()
     assert spec["secrets"]["hivectl_secret"] == {"file": "./hivectl.secret"}
 

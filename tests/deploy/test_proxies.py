@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 
 from hivectl.core.tls import client_context
 from server.io.app import HivekitServer
-from tests.conftest import Mint
+from tests.conftest import Mint, make_settings
 from tests.deploy.conftest import Pki
 from tests.deploy.files import CADDYFILE, NGINX, tool
 from tests.natsutil import free_port
@@ -108,9 +108,15 @@ async def check_through(base: str, server: HivekitServer, token: Mint, pki: Pki)
     assert (status, body) == (200, [{"typ": "sys", "act": "hbt", "cid": "h", "res": "suc"}])
 
 
-def api_port(server: HivekitServer) -> int:
-    assert server.api_url is not None
-    return int(server.api_url.rsplit(":", 1)[1].split("/", 1)[0])
+@pytest.fixture
+async def server() -> AsyncIterator[HivekitServer]:
+    """A server as the examples expect one: everything, the HTTP API included, on one port."""
+    running = HivekitServer(make_settings(**{"server.api_enabled": False}))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.close()
 
 
 def nginx_conf(directory: Path, server: HivekitServer, pki: Pki) -> tuple[Path, int]:
@@ -124,7 +130,6 @@ def nginx_conf(directory: Path, server: HivekitServer, pki: Pki) -> tuple[Path, 
     site = replaced(site, "/etc/ssl/hivectl/fullchain.pem", str(pki.cert))
     site = replaced(site, "/etc/ssl/hivectl/privkey.pem", str(pki.key))
     site = replaced(site, "server 127.0.0.1:8765;", f"server 127.0.0.1:{server.port};")
-    site = replaced(site, "server 127.0.0.1:8766;", f"server 127.0.0.1:{api_port(server)};")
     (directory / "hivectl.conf").write_text(site)
     conf = directory / "nginx.conf"
     conf.write_text(
@@ -178,10 +183,7 @@ def caddyfile(directory: Path, server: HivekitServer, pki: Pki) -> tuple[Path, i
         "{\n\tadmin off\n\tauto_https disable_redirects\n}\n\n"
         f"https://127.0.0.1:{port} {{\n\ttls {pki.cert} {pki.key}\n",
     )
-    for example, actual in ((8765, server.port), (8766, api_port(server))):
-        site = replaced(
-            site, f"reverse_proxy 127.0.0.1:{example}", f"reverse_proxy 127.0.0.1:{actual}"
-        )
+    site = replaced(site, "reverse_proxy 127.0.0.1:8765", f"reverse_proxy 127.0.0.1:{server.port}")
     path = directory / "Caddyfile"
     path.write_text(site)
     return path, port
