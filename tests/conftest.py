@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -51,11 +52,18 @@ def token() -> Mint:
     return mint
 
 
+@contextlib.asynccontextmanager
+async def running(overrides: dict[str, Any] | None = None) -> AsyncIterator[HivekitServer]:
+    """A real server on port 0 with settings overrides (dotted keys), closed after."""
+    server = HivekitServer(make_settings(**(overrides or {})))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[HivekitServer]:
-    running = HivekitServer(make_settings())
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+    async with running() as started:
+        yield started

@@ -24,8 +24,7 @@ from typer.testing import Result
 from hivectl.client import HivekitClient
 from server.io.app import HivekitServer
 from tests.cli.conftest import invoke
-from tests.conftest import SECRET, mint
-from tests.server.wsutil import running
+from tests.conftest import SECRET, mint, running
 
 SMALL_LIMITS = {
     "limits.max_messages_per_frame": 50,

@@ -26,7 +26,7 @@ from hivectl.sim.driver import SimConfig, Simulation
 from hivectl.sim.plan import PlanParams, build_plan
 from server.io.app import HivekitServer
 from tests.cli.conftest import ServeProcess, clean_env, invoke, run_cli, words
-from tests.conftest import SECRET, make_settings, mint
+from tests.conftest import SECRET, mint, running
 from tests.server.wsutil import eventually
 
 KEY = SigningKey("HS256", SECRET.encode())
@@ -34,14 +34,8 @@ KEY = SigningKey("HS256", SECRET.encode())
 
 @pytest.fixture
 async def server() -> AsyncIterator[HivekitServer]:
-    running = HivekitServer(
-        make_settings(**{"limits.ping_interval": 0.5, "limits.ping_timeout": 0.5})
-    )
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+    async with running({"limits.ping_interval": 0.5, "limits.ping_timeout": 0.5}) as started:
+        yield started
 
 
 async def final_statuses(server: HivekitServer, realm: str) -> dict[str, str]:
@@ -178,14 +172,9 @@ async def test_a_rider_the_server_refuses_is_retried_with_backoff_and_reported()
     """Room for the watcher and one rider: the other is refused (HTTP 503) at every try.
     With a fixed 1 s retry it would try 9 times in 8 s; the backoff (0.5-1 s, then 1-2,
     2-4, 4-8) allows at most 5, and the run says the rider never connected."""
-    settings = make_settings(**{"limits.max_connections": 2})
-    running = HivekitServer(settings)
-    await running.start()
-    try:
+    async with running({"limits.max_connections": 2}) as server:
         params = PlanParams(riders=2, seed=2, duration_s=8.0, ramp_up_s=0.5, churn_per_min=0.0)
-        report = await Simulation(SimConfig(running.ws_url, "full", params), KEY).run()
-    finally:
-        await running.close()
+        report = await Simulation(SimConfig(server.ws_url, "full", params), KEY).run()
     connections = report["connections"]
     assert connections["opened"] == 1 and connections["never_connected"] == 1
     assert connections["failures"] == {"http 503": connections["attempts"] - 1}

@@ -19,8 +19,7 @@ from hivectl.client import HivekitClient
 from server.stores.sqlite_backup import BackupError, backup
 from server.stores.sqlite_storage import SqliteStorage, check_file
 from tests.cli.conftest import ServeProcess, clean_env, invoke, run_cli, words
-from tests.conftest import SECRET, mint
-from tests.server.wsutil import running
+from tests.conftest import SECRET, mint, running
 
 ENV = {
     "HIVECTL_AUTH_SECRET": SECRET,

@@ -23,7 +23,7 @@ from hivectl.client import HivekitClient
 from hivectl.core.tls import client_context
 from server.io.app import HivekitServer
 from tests.cli.conftest import clean_env, invoke, run_cli, words
-from tests.conftest import SECRET, make_settings, mint
+from tests.conftest import SECRET, mint, running
 
 
 @dataclass
@@ -101,13 +101,10 @@ def pki(tmp_path: Path) -> Pki:
 
 @pytest.fixture
 async def tls_server(pki: Pki) -> AsyncIterator[HivekitServer]:
-    settings = make_settings(**{"server.tls_cert": str(pki.cert), "server.tls_key": str(pki.key)})
-    running = HivekitServer(settings)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+    async with running(
+        {"server.tls_cert": str(pki.cert), "server.tls_key": str(pki.key)}
+    ) as server:
+        yield server
 
 
 async def test_clients_that_trust_the_ca_speak_wss_and_https(

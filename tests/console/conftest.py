@@ -14,7 +14,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from hivectl.client import HivekitClient
 from server.io.app import HivekitServer
-from tests.conftest import make_settings, mint
+from tests.conftest import mint, running
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,12 +48,8 @@ async def browser() -> AsyncIterator[Browser]:
 async def console_server() -> AsyncIterator[HivekitServer]:
     """A server whose console draws no tiles: the tests have no network, and a failed tile
     would be a console error."""
-    running = HivekitServer(make_settings(**{"console.tile_url": ""}))
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+    async with running({"console.tile_url": ""}) as server:
+        yield server
 
 
 def viewer_token() -> str:

@@ -13,7 +13,7 @@ from playwright.async_api import Browser
 
 from hivectl.client import HivekitClient
 from server.io.app import HivekitServer
-from tests.conftest import SECRET, make_settings, mint
+from tests.conftest import SECRET, mint, running
 from tests.console.conftest import (
     REALM,
     SCREENSHOTS,
@@ -285,13 +285,10 @@ async def signed_in_many(
 
 async def test_unreachable_tiles_leave_a_plain_map_with_a_scale(browser: Browser) -> None:
     """Nothing listens on port 9 here: every tile fails, as on an air-gapped network."""
-    running = HivekitServer(
-        make_settings(**{"console.tile_url": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
-    )
-    await running.start()
-    try:
-        await create_riders(running.ws_url, 3)
-        page = await open_console(browser, console_url(running.ws_url, viewer_token()))
+    tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"
+    async with running({"console.tile_url": tiles}) as server:
+        await create_riders(server.ws_url, 3)
+        page = await open_console(browser, console_url(server.ws_url, viewer_token()))
         notice = await page.wait(
             "() => !document.querySelector('#map-notice').hidden"
             " && document.querySelector('#map-notice').textContent"
@@ -305,8 +302,6 @@ async def test_unreachable_tiles_leave_a_plain_map_with_a_scale(browser: Browser
         # The failed tiles are the only errors.
         assert page.errors, "the tiles were not even tried"
         assert all("ERR_" in error for error in page.errors), page.errors
-    finally:
-        await running.close()
 
 
 async def test_id_patterns_match_as_the_protocol_says(

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 
 from hivectl.core.tls import client_context
 from server.io.app import HivekitServer
-from tests.conftest import Mint, make_settings
+from tests.conftest import Mint, running
 from tests.deploy.conftest import Pki
 from tests.deploy.files import CADDYFILE, NGINX, tool
 from tests.natsutil import free_port
@@ -111,12 +111,8 @@ async def check_through(base: str, server: HivekitServer, token: Mint, pki: Pki)
 @pytest.fixture
 async def server() -> AsyncIterator[HivekitServer]:
     """A server as the examples expect one: everything, the HTTP API included, on one port."""
-    running = HivekitServer(make_settings(**{"server.api_enabled": False}))
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
+    async with running({"server.api_enabled": False}) as started:
+        yield started
 
 
 def nginx_conf(directory: Path, server: HivekitServer, pki: Pki) -> tuple[Path, int]:

@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from server.io.app import HivekitServer
-from tests.conftest import SECRET, Mint, mint
-from tests.server.wsutil import RawClient, eventually, is_status, post, running
+from tests.conftest import SECRET, Mint, mint, running
+from tests.server.wsutil import RawClient, eventually, is_status, post
 
 ACTIONS = [
     ("con", {}),

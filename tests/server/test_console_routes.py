@@ -19,7 +19,7 @@ from server.io.console.routes import (
     load_files,
     tile_source,
 )
-from tests.conftest import make_settings
+from tests.conftest import running
 
 OSM = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 FILES = load_files()
@@ -174,12 +174,8 @@ async def test_the_server_serves_the_console_on_the_websocket_port(
 
 
 async def test_a_disabled_console_is_not_served() -> None:
-    running = HivekitServer(make_settings(**{"console.enabled": False}))
-    await running.start()
-    try:
-        base = running.ws_url.removesuffix("/ws").replace("ws://", "http://")
+    async with running({"console.enabled": False}) as server:
+        base = server.ws_url.removesuffix("/ws").replace("ws://", "http://")
         status, _, body = await asyncio.to_thread(_get, base + "/console/")
-        assert status == 426  # an ordinary WebSocket path: "upgrade required"
-        assert b"<html" not in body
-    finally:
-        await running.close()
+    assert status == 426  # an ordinary WebSocket path: "upgrade required"
+    assert b"<html" not in body

@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from server.io.app import HivekitServer
 from server.io.transport import WRITE_HIGH_WATER
 from server.model.session import FRAME_MESSAGES, Session
-from tests.conftest import Mint, mint
+from tests.conftest import Mint, mint, running
 from tests.server.inprocess import bare_hub
-from tests.server.wsutil import RawClient, running, subscribe_msg, until
+from tests.server.wsutil import RawClient, subscribe_msg, until
 
 Message = dict[str, Any]
 

@@ -20,8 +20,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import Mint
-from tests.server.wsutil import RawClient, eventually, is_status, running, subscribe_msg
+from tests.conftest import Mint, running
+from tests.server.wsutil import RawClient, eventually, is_status, subscribe_msg
 
 Message = dict[str, Any]
 

@@ -35,9 +35,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from server.io.app import HivekitServer
-from tests.conftest import Mint
+from tests.conftest import Mint, running
 from tests.server.inprocess import rss
-from tests.server.wsutil import RawClient, eventually, post, running, subscribe_msg
+from tests.server.wsutil import RawClient, eventually, post, subscribe_msg
 
 Message = dict[str, Any]
 

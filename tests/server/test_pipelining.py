@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 
 from server.io.app import BACKLOG_LIMIT
-from tests.conftest import mint
-from tests.server.wsutil import RawClient, running
+from tests.conftest import mint, running
+from tests.server.wsutil import RawClient
 
 
 async def test_writes_sent_back_to_back_are_all_answered_in_order(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hivectl.client import AuthenticationError, HivekitClient
 from server.io.app import HivekitServer
-from tests.conftest import SECRET, Mint
-from tests.server.wsutil import RawClient, running
+from tests.conftest import SECRET, Mint, running
+from tests.server.wsutil import RawClient
 
 
 def _b64(data: bytes) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from server.io.app import HivekitServer
-from tests.conftest import Mint, mint
-from tests.server.wsutil import RawClient, is_status, running, subscribe_msg
+from tests.conftest import Mint, mint, running
+from tests.server.wsutil import RawClient, is_status, subscribe_msg
 
 REALMS = ("r1", "r2")
 OBJECTS = ("a/1", "a/2", "b/1")

@@ -11,8 +11,8 @@ import time
 
 from hivectl.client import HivekitClient
 from server.io.app import HivekitServer
-from tests.conftest import Mint
-from tests.server.wsutil import RawClient, eventually, is_status, running, subscribe_msg
+from tests.conftest import Mint, running
+from tests.server.wsutil import RawClient, eventually, is_status, subscribe_msg
 
 GATEWAY_OBJECTS = 1000
 

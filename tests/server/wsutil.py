@@ -12,35 +12,20 @@ going to arrive has arrived once the marker's reply is in.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.io.app import HivekitServer
-from tests.conftest import make_settings
-
 DEADLINE = 5.0
 
 Message = dict[str, Any]
-
-
-@contextlib.asynccontextmanager
-async def running(overrides: dict[str, Any]) -> AsyncIterator[HivekitServer]:
-    """A real server on port 0 with settings overrides (dotted keys)."""
-    server = HivekitServer(make_settings(**overrides))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 class RawClient:
