@@ -20,6 +20,7 @@ from itertools import count
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, settings
 
 from server.model.changes import Change
 from server.model.presence import Event, LedgerEntry, PresenceEngine, StatusChanged
@@ -35,6 +36,15 @@ from tests.server.inprocess import bare_hub
 Message = dict[str, Any]
 
 PRESENCE = "connectionStatusChanged"
+
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: a failure reproduces
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""Hypothesis settings for the hub's properties: each example takes a millisecond or so."""
 
 
 class RecordingLog(LocalLog):
