@@ -167,3 +167,16 @@ def test_any_frame_gets_one_reply_per_cid_in_order_and_errors_for_failed_plain_o
         assert all(len(group) == 1 for group in replies(answered).values())
 
     check()
+
+
+def test_a_frame_that_is_refused_whole_gets_one_error_without_cid() -> None:
+    """Not a rule of the hub's list but its edge: a frame over the message limit, or one
+    that is not a JSON array, is refused as a whole, so its requests get no reply each."""
+    driver = HubDriver(**{"limits.max_messages_per_frame": 3})
+    client = driver.connect()
+    assert client.send(*(heartbeat(n) for n in range(4))) == [
+        {"res": "err", "err": "too many messages in one frame (limit 3)", "erc": 413}
+    ]
+    (reply,) = driver.send_raw(client, '[{"typ": "sys", "act": "hbt", "cid": 1}')
+    assert (reply.get("cid"), reply["erc"]) == (None, 400)
+    assert [m["cid"] for m in client.send(*(heartbeat(n) for n in range(3)))] == [0, 1, 2]
