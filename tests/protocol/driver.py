@@ -53,10 +53,16 @@ class RecordingLog(LocalLog):
     def __init__(self, hub: Hub) -> None:
         super().__init__(hub)
         self.changes: list[Change] = []
+        self.applying = 0
+        """How many appended changes are being applied right now (0: none)."""
 
     def append(self, change: Change) -> None:
         self.changes.append(change)
-        super().append(change)
+        self.applying += 1
+        try:
+            super().append(change)
+        finally:
+            self.applying -= 1
 
 
 class RecordingEngine(PresenceEngine):
@@ -75,32 +81,37 @@ class RecordingEngine(PresenceEngine):
 class RecordingStorage(MemoryStorage):
     """Memory storage that keeps every write handed to it as ``(method, *arguments)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, applying: Callable[[], bool] = lambda: True) -> None:
         self.writes: list[tuple[Any, ...]] = []
+        self.outside_log: list[tuple[Any, ...]] = []
+        """The writes made while no change from the log was being applied."""
+        self._applying = applying
+
+    def _write(self, *write: Any) -> None:
+        self.writes.append(write)
+        if not self._applying():
+            self.outside_log.append(write)
 
     def put_realm(self, realm: RealmRecord) -> None:
-        self.writes.append(("put_realm", realm.id))
+        self._write("put_realm", realm.id)
 
     def delete_realm(self, realm_id: str) -> None:
-        self.writes.append(("delete_realm", realm_id))
+        self._write("delete_realm", realm_id)
 
     def put_object(self, realm_id: str, record: ObjectRecord) -> None:
-        self.writes.append(("put_object", realm_id, record.id))
+        self._write("put_object", realm_id, record.id)
 
     def delete_object(self, realm_id: str, object_id: str) -> None:
-        self.writes.append(("delete_object", realm_id, object_id))
+        self._write("delete_object", realm_id, object_id)
 
     def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None:
-        self.writes.append(("put_ledger", realm_id, object_id, entry))
+        self._write("put_ledger", realm_id, object_id, entry)
 
     def put_revocation(self, revocation: Revocation) -> None:
-        self.writes.append(("put_revocation", revocation.key))
+        self._write("put_revocation", revocation.key)
 
     def delete_revocation(self, key: str) -> None:
-        self.writes.append(("delete_revocation", key))
-
-    def ledgers(self) -> list[tuple[str, str, LedgerEntry]]:
-        return [(w[1], w[2], w[3]) for w in self.writes if w[0] == "put_ledger"]
+        self._write("delete_revocation", key)
 
 
 @dataclass(eq=False)
@@ -148,7 +159,7 @@ class HubDriver:
         hub.log = self.log
         self.engine = RecordingEngine(hub.settings.presence.grace)
         hub.engine = self.engine
-        self.storage = RecordingStorage()
+        self.storage = RecordingStorage(lambda: self.log.applying > 0)
         hub.storage = self.storage
         self.now = float(int(time.time()) + 10)  # past the iat of any token minted meanwhile
         self._ids = count(1)
@@ -187,6 +198,15 @@ class HubDriver:
     def close(self, client: Client, reason: str = "closed", at: float | None = None) -> None:
         """The connection is gone (the shell's `_end`)."""
         self.hub.close_session(client.session, reason, self._at(at))
+        self.flush()
+
+    def apply(self, change: Change) -> None:
+        """A change that came back from a cluster log (another node's, say), applied here."""
+        self.log.applying += 1
+        try:
+            self.hub.apply(change)
+        finally:
+            self.log.applying -= 1
         self.flush()
 
     def tick(self, at: float | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.model.presence import LedgerEntry, StatusChanged
+from server.model.presence import LedgerEntry, NodeLost, ProviderUp, StatusChanged
 from tests.conftest import mint
 from tests.protocol.driver import (
     PROPERTY,
@@ -51,6 +51,7 @@ class World:
         self.watcher.take()
         transitions, writes = len(engine.transitions), len(storage.writes)
         action()
+        self.driver.flush()  # as the shell does after each unit of work
         caused = engine.transitions[transitions:]
         recorded = [w[1:] for w in storage.writes[writes:] if w[0] == "put_ledger"]
         assert [(realm, oid) for realm, oid, _ in recorded] == [(t.realm, t.id) for t in caused]
@@ -159,6 +160,19 @@ def test_a_realm_created_later_is_covered_by_a_star_realm_pattern() -> None:
 
     caused, events = world.step(new_realm_and_object)
     assert events == as_events(caused) == [("r3", "o", "con")]
+
+
+def test_changes_applied_from_the_log_publish_too_a_lost_node() -> None:
+    """In a cluster, other nodes' providers and their loss arrive as applied changes."""
+    world = World()
+    driver = world.driver
+    world.control.send(obj("cre", "r1", "a"), obj("cre", "r2", "b"))
+    remote = ProviderUp("m:1", "m", "gateway", None, (("*", "*"),), driver.now)
+    caused, events = world.step(lambda: driver.apply(remote))
+    assert events == as_events(caused) == [("r1", "a", "con"), ("r2", "b", "con")]
+    caused, events = world.step(lambda: driver.apply(NodeLost("m", driver.advance(1))))
+    assert events == as_events(caused) == [("r1", "a", "dis"), ("r2", "b", "dis")]
+    assert {t.reason for t in caused} == {"node_lost"}
 
 
 # -- the property -----------------------------------------------------------------------
