@@ -288,10 +288,6 @@ def replies(messages: Iterable[Message]) -> dict[Any, list[Message]]:
     return grouped
 
 
-def only(messages: list[Message], keep: Callable[[Message], bool]) -> list[Message]:
-    return [message for message in messages if keep(message)]
-
-
 def presence_events(messages: Iterable[Message]) -> list[tuple[str, str, str]]:
     """The ``connectionStatusChanged`` pushes among `messages` as (realm, id, cst)."""
     return [
