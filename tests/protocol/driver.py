@@ -1,0 +1,333 @@
+"""Drive a `Hub` the way the I/O shell does, without sockets, and read what it puts out.
+
+`HubDriver` owns a hub from `tests.server.inprocess.bare_hub` and plays the shell's part
+(`server.io.app`): it opens sessions, hands them Bearer frames and message frames with the
+current time, closes them, runs the hub's timers when told to and flushes the outboxes.
+Every frame the hub delivers to a session is decoded and kept on its `Client`, so a test
+reads the messages the shell would have sent.
+
+It also records what leaves the hub on its other side, without changing the hub's code:
+the changes appended to its log (`RecordingLog`), the transitions its presence engine
+returns (`RecordingEngine`) and what it hands to storage (`RecordingStorage`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, settings
+
+from server.model.changes import Change
+from server.model.presence import Event, LedgerEntry, PresenceEngine, StatusChanged
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.revocations import Revocation
+from server.model.session import Session
+from server.protocol.hub import Hub
+from server.protocol.log_seam import LocalLog
+from server.stores.storage import MemoryStorage
+from tests.conftest import mint
+from tests.server.inprocess import bare_hub
+
+Message = dict[str, Any]
+
+PRESENCE = "connectionStatusChanged"
+
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: a failure reproduces
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""Hypothesis settings for the hub's properties: each example takes a millisecond or so."""
+
+
+class RecordingLog(LocalLog):
+    """The one-node log, keeping every change appended to it, in order."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.changes: list[Change] = []
+        self.applying = 0
+        """How many appended changes are being applied right now (0: none)."""
+
+    def append(self, change: Change) -> None:
+        self.changes.append(change)
+        self.applying += 1
+        try:
+            super().append(change)
+        finally:
+            self.applying -= 1
+
+
+class RecordingEngine(PresenceEngine):
+    """The presence engine, keeping every transition it returns, in order."""
+
+    def __init__(self, grace: float = 0.0) -> None:
+        super().__init__(grace)
+        self.transitions: list[StatusChanged] = []
+
+    def apply(self, event: Event) -> list[StatusChanged]:
+        transitions = super().apply(event)
+        self.transitions.extend(transitions)
+        return transitions
+
+
+class RecordingStorage(MemoryStorage):
+    """Memory storage that keeps every write handed to it as ``(method, *arguments)``."""
+
+    def __init__(self, applying: Callable[[], bool] = lambda: True) -> None:
+        self.writes: list[tuple[Any, ...]] = []
+        self.outside_log: list[tuple[Any, ...]] = []
+        """The writes made while no change from the log was being applied."""
+        self._applying = applying
+
+    def _write(self, *write: Any) -> None:
+        self.writes.append(write)
+        if not self._applying():
+            self.outside_log.append(write)
+
+    def put_realm(self, realm: RealmRecord) -> None:
+        self._write("put_realm", realm.id)
+
+    def delete_realm(self, realm_id: str) -> None:
+        self._write("delete_realm", realm_id)
+
+    def put_object(self, realm_id: str, record: ObjectRecord) -> None:
+        self._write("put_object", realm_id, record.id)
+
+    def delete_object(self, realm_id: str, object_id: str) -> None:
+        self._write("delete_object", realm_id, object_id)
+
+    def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None:
+        self._write("put_ledger", realm_id, object_id, entry)
+
+    def put_revocation(self, revocation: Revocation) -> None:
+        self._write("put_revocation", revocation.key)
+
+    def delete_revocation(self, key: str) -> None:
+        self._write("delete_revocation", key)
+
+
+@dataclass(eq=False)
+class Client:
+    """One connection as the shell sees it: its session and the frames delivered to it."""
+
+    driver: HubDriver
+    session: Session = field(init=False)
+    frames: list[list[Message]] = field(default_factory=list)
+    _read: int = 0
+
+    def deliver(self, data: bytes) -> None:
+        frame = orjson.loads(data)
+        assert isinstance(frame, list), frame
+        self.frames.append(frame)
+
+    def take(self) -> list[Message]:
+        """The messages delivered since the last `take`, in order."""
+        unread = self.frames[self._read :]
+        self._read = len(self.frames)
+        return [message for frame in unread for message in frame]
+
+    def send(self, *messages: Any, at: float | None = None) -> list[Message]:
+        return self.driver.send(self, *messages, at=at)
+
+    def bearer(self, token: str, at: float | None = None) -> list[Message]:
+        return self.driver.bearer(self, token, at=at)
+
+    @property
+    def closing(self) -> tuple[int, str] | None:
+        return self.session.closing
+
+
+class HubDriver:
+    """A hub and a shell around it that a test steps by hand (see the module doc).
+
+    Time is the driver's `now` (seconds since the epoch, so the tokens of
+    `tests.conftest.mint` are valid); it moves only when a test moves it.
+    """
+
+    def __init__(self, **overrides: Any) -> None:
+        hub, self.timers = bare_hub(**overrides)
+        self.hub = hub
+        self.log = RecordingLog(hub)
+        hub.log = self.log
+        self.engine = RecordingEngine(hub.settings.presence.grace)
+        hub.engine = self.engine
+        self.storage = RecordingStorage(lambda: self.log.applying > 0)
+        hub.storage = self.storage
+        self.now = float(int(time.time()) + 10)  # past the iat of any token minted meanwhile
+        self._ids = count(1)
+
+    # -- the shell's inputs --------------------------------------------------------------
+
+    def open(self) -> Client:
+        """A new connection (nothing sent yet)."""
+        conn_id = f"n:{next(self._ids)}"
+        client = Client(self)
+        client.session = self.hub.new_session(conn_id, client.deliver, "test", self.now)
+        return client
+
+    def bearer(self, client: Client, token: str, at: float | None = None) -> list[Message]:
+        """A ``Bearer`` frame; the messages it made for `client`."""
+        self.hub.authenticate(client.session, token, self._at(at))
+        self.flush()
+        return client.take()
+
+    def connect(self, token: str | None = None, **claims: Any) -> Client:
+        """A connection that authenticated (`token`, or one minted with `claims`)."""
+        client = self.open()
+        reply = self.bearer(client, token if token is not None else mint(**claims))
+        assert [m.get("res") for m in reply] == ["suc"], reply
+        return client
+
+    def send(self, client: Client, *messages: Any, at: float | None = None) -> list[Message]:
+        """One frame holding `messages`; the messages it made for `client`."""
+        return self.send_raw(client, orjson.dumps(list(messages)).decode(), at=at)
+
+    def send_raw(self, client: Client, data: str | bytes, at: float | None = None) -> list[Message]:
+        self.hub.handle_frame(client.session, data, self._at(at))
+        self.flush()
+        return client.take()
+
+    def close(self, client: Client, reason: str = "closed", at: float | None = None) -> None:
+        """The connection is gone (the shell's `_end`)."""
+        self.hub.close_session(client.session, reason, self._at(at))
+        self.flush()
+
+    def apply(self, change: Change) -> None:
+        """A change that came back from a cluster log (another node's, say), applied here."""
+        self.log.applying += 1
+        try:
+            self.hub.apply(change)
+        finally:
+            self.log.applying -= 1
+        self.flush()
+
+    def tick(self, at: float | None = None) -> None:
+        self.hub.tick(self._at(at))
+        self.flush()
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+    def run_timers(self) -> None:
+        """Run the hub's timers as the shell would (each callback, then a flush), and pump
+        every stream they start to its end."""
+        while self.timers:
+            self.timers.pop(0)()
+            self.flush()
+            while self.hub.streaming:
+                self.hub.pump(lambda session: True)
+                self.flush()
+
+    def flush(self) -> None:
+        self.hub.flush()
+
+    def _at(self, at: float | None) -> float:
+        return self.now if at is None else at
+
+    # -- what the hub holds ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a request could change, as plain values, to compare before/after."""
+        hub = self.hub
+        return {
+            "realms": {
+                realm.id: (
+                    realm.to_wire(),
+                    realm.incarnation,
+                    [
+                        record.to_wire(hub.status(realm.id, oid))
+                        for oid, record in realm.objects.items()
+                    ],
+                )
+                for realm in hub.realms.values()
+            },
+            "ledgers": {
+                (realm.id, oid): hub.engine.ledger(realm.id, oid)
+                for realm in hub.realms.values()
+                for oid in realm.objects
+            },
+            "providers": hub.engine.providers,
+            "sessions": {
+                conn: (
+                    session.authenticated,
+                    session.claims,
+                    session.closing,
+                    session.is_provider,
+                    list(session.pubsub),
+                    {sid: _subscription(sub) for sid, sub in session.subscriptions.items()},
+                )
+                for conn, session in hub.sessions.items()
+            },
+            "revocations": sorted(r.key for r in hub.revocations),
+            "changes": len(self.log.changes),
+            "stored": len(self.storage.writes),
+            "condemned": list(hub.condemned),
+        }
+
+
+def _subscription(sub: Any) -> Any:
+    options = getattr(sub, "options", None)
+    return (type(sub).__name__, sub.realm, None if options is None else options.raw)
+
+
+def replies(messages: Iterable[Message]) -> dict[Any, list[Message]]:
+    """The messages carrying a ``cid``, grouped by it."""
+    grouped: dict[Any, list[Message]] = {}
+    for message in messages:
+        if "cid" in message:
+            grouped.setdefault(message["cid"], []).append(message)
+    return grouped
+
+
+def presence_events(messages: Iterable[Message]) -> list[tuple[str, str, str]]:
+    """The ``connectionStatusChanged`` pushes among `messages` as (realm, id, cst)."""
+    return [
+        (m["rea"], m["dat"]["idp"], m["dat"]["dat"]["cst"])
+        for m in messages
+        if m.get("typ") == "rea" and m.get("act") == "pub" and m["dat"].get("eve") == PRESENCE
+    ]
+
+
+def subscription_pushes(messages: Iterable[Message]) -> list[Message]:
+    return [m for m in messages if m.get("typ") == "sub" and "uty" in m]
+
+
+# -- message builders ----------------------------------------------------------------------
+
+
+def realm_create(realm: str, cid: Any = None, **fields: Any) -> Message:
+    return _message("rea", "cre", cid, id=realm, **fields)
+
+
+def obj(act: str, realm: str, object_id: str | None, cid: Any = None, **fields: Any) -> Message:
+    if object_id is not None:
+        fields["id"] = object_id
+    return _message("obj", act, cid, rea=realm, **fields)
+
+
+def watch_presence(realm: str, pattern: str = "*", cid: Any = None) -> Message:
+    return _message("rea", "sub", cid, id=realm, dat={"eve": PRESENCE, "idp": pattern})
+
+
+def subscribe(sub_id: str, realm: str, cid: Any = None, **options: Any) -> Message:
+    return _message("sub", "cre", cid, id=sub_id, rea=realm, dat={"typ": "obj", **options})
+
+
+def heartbeat(cid: Any) -> Message:
+    return {"typ": "sys", "act": "hbt", "cid": cid}
+
+
+def _message(typ: str, act: str, cid: Any, **fields: Any) -> Message:
+    message: Message = {"typ": typ, "act": act, **fields}
+    if cid is not None:
+        message["cid"] = cid
+    return message
