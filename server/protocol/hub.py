@@ -23,7 +23,11 @@ Rules the handlers keep (protocol.md):
   gets an error without ``cid``.
 * Checks run in this order: rate limit (429, `server.model.ratelimit`), envelope (400),
   authenticated (401), realm exists (404 ``unknown realm <id>``), permission (403),
-  object exists (404), conflict (409). A failure changes nothing.
+  object exists (404), conflict (409). A failure changes nothing. Two refinements: an
+  action only the server sends (``sys``/``aut`` as JSON) is a valid envelope, refused
+  with 400 ``unknown action`` only after authentication; and ``sub`` ``upd``/``del`` name
+  the session's own subscription by id, so they answer 404 ``unknown subscription`` and
+  never look at ``rea`` (a realm-list subscription has no realm to check).
 * The hub decides when a connection must go (too many rate-limited messages: 4029; a
   Bearer over ``max_connections_per_sub``: 1008) by setting `Session.closing`; from then
   on it ignores that connection's frames, and the shell closes it. A connection other
