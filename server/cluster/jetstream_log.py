@@ -93,7 +93,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -137,7 +137,7 @@ from server.model.changes import (
 from server.model.presence import NodeLost, ProviderDown, ProviderUp, Tick
 from server.model.records import RealmRecord
 from server.model.revocations import Revocation, Revocations
-from server.protocol.log_seam import Applier
+from server.protocol.log_seam import Applier, Ticket
 
 log = logging.getLogger("hivectl.cluster")
 
@@ -253,6 +253,11 @@ class _Proposal:
     )
     """Resolved when this node applies the proposal's own message."""
 
+    @property
+    def settled(self) -> bool:
+        """The proposal is the hub's ticket (`server.protocol.log_seam.Ticket`)."""
+        return self.applied.done()
+
 
 class ClusterLog:
     def __init__(
@@ -271,7 +276,6 @@ class ClusterLog:
         self._consumer_name: str | None = None
         """The consumer whose messages were checked to belong to the followed life."""
         self._queue: asyncio.Queue[_Proposal] = asyncio.Queue()
-        self._unsettled: list[_Proposal] = []
         self._awaiting: dict[str, dict[str, _Proposal]] = {}
         """Published proposals whose message is not applied yet: subject -> id -> proposal."""
         self._ids = itertools.count(1)
@@ -868,8 +872,8 @@ class ClusterLog:
 
     # -- the Log protocol (called by the hub, synchronously) --------------------
 
-    def append(self, change: Change) -> None:
-        self._unsettled.append(self._propose(change))
+    def append(self, change: Change) -> Ticket:
+        return self._propose(change)
 
     def publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
         if self._nc is None or not self.connected:
@@ -877,23 +881,16 @@ class ClusterLog:
         data = orjson.dumps({"rea": realm_id, "eve": event, "idp": object_id, "dat": payload})
         self._spawn(self._nc.publish(subjects.pubsub_subject(realm_id), data))
 
-    def waiting(self) -> bool:
-        """Whether changes were appended that nobody has taken to wait for yet."""
-        return bool(self._unsettled)
-
-    def take_unsettled(self) -> list[_Proposal]:
-        """The proposals appended since the last call (the caller may wait for them)."""
-        taken, self._unsettled = self._unsettled, []
-        return taken
-
-    async def settle(self, proposals: list[_Proposal]) -> None:
-        """Wait until these proposals are stored and their own messages applied here.
+    async def settle(self, tickets: Sequence[Ticket]) -> None:
+        """Wait until the proposals behind these tickets are stored and their own messages
+        applied here.
 
         Raises `Conflict` when the stream refused one because another writer stored the
         entity first (once this node has applied that write, so deciding again sees it),
         `LogUnavailable` when NATS could not take it or the stream changed before this
         node applied it, `TimeoutError` when it was not applied in time.
         """
+        proposals = [_proposal(ticket) for ticket in tickets]
         for proposal in proposals:
             try:
                 await proposal.done
@@ -1593,6 +1590,12 @@ async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str])
         except (nats.errors.NoRespondersError, *_TRANSIENT_ERRORS):
             pass  # NATS restarting or reconnecting meanwhile
         await asyncio.sleep(RETRY_DELAY)
+
+
+def _proposal(ticket: Ticket) -> _Proposal:
+    """The proposal a ticket of this log is (the hub keeps tickets by the seam's type)."""
+    assert isinstance(ticket, _Proposal), ticket
+    return ticket
 
 
 def _writer(message_id: str | None) -> str | None:

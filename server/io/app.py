@@ -57,6 +57,7 @@ from server.model.session import Session
 from server.protocol.deferred import Deferred
 from server.protocol.handlers.admin import answer_peer
 from server.protocol.hub import Hub, Pending
+from server.protocol.log_seam import Ticket
 from server.stores.opening import open_storage
 from server.stores.storage import MemoryStorage, Storage
 
@@ -446,21 +447,20 @@ class HivekitServer:
         """Hand one message to the hub; what is left to wait for before its replies go.
 
         Whatever the waiting part needs is taken here, before anything else runs: the hub's
-        pending request and the cluster's unsettled proposals are the hub's, not this
-        connection's, and the next message from anyone would take them.
+        pending request and its tickets are the hub's, not this connection's, and the next
+        message from anyone would take them.
         """
         session = client.session
         now = time.time()
-        registration: list[Any] | None = None
+        registration: list[Ticket] | None = None
         durable = False
         if isinstance(message, str) and message.startswith("Bearer "):
             if self.hub.authenticate(session, message[7:].strip(), now):
                 self._arm_expiry(client)
-            if self.cluster is not None and self.cluster.waiting():
-                registration = self.cluster.take_unsettled()
+            registration = self.hub.take_tickets() or None
         else:
             durable = self.hub.handle_frame(session, message, now)
-        request = self._take_pending()
+        request = self.hub.take_pending()
         if registration is None and not durable and request is None:
             return None
         self._hold(session)
@@ -469,9 +469,9 @@ class HivekitServer:
     async def _finish(
         self,
         session: Session,
-        registration: list[Any] | None,
+        registration: list[Ticket] | None,
         durable: bool,
-        request: tuple[Pending, list[Any]] | None,
+        request: Pending | None,
     ) -> None:
         """The waiting part of one message; `session`'s output is held until it is done.
 
@@ -491,7 +491,7 @@ class HivekitServer:
         if request is None:
             self._release(session)
         else:
-            await self._settle_requests(*request)
+            await self._settle_requests(request)
 
     async def _wait(
         self,
@@ -586,9 +586,8 @@ class HivekitServer:
         A unit that began at `started` and changed some presence (the hub's count moved
         past `events`) is timed until that flush, for /metrics.
         """
-        if self.cluster is not None:
-            # Changes appended outside a request (closes, ticks) are not waited for.
-            self.cluster.take_unsettled()
+        # Changes appended outside a request (closes, ticks) are not waited for.
+        self.hub.take_tickets()
         self._arm_tick()
         if started is not None and self.hub.presence_events != events:
             self._presence_started.append(started)
@@ -618,16 +617,7 @@ class HivekitServer:
 
     # -- cluster mode: requests wait for their changes to come back from the log --
 
-    def _take_pending(self) -> tuple[Pending, list[Any]] | None:
-        """The request the hub left waiting for its change, with the change's proposals."""
-        if self.cluster is None:
-            return None
-        pending = self.hub.take_pending()
-        if pending is None:
-            return None
-        return pending, self.cluster.take_unsettled()
-
-    async def _settle_requests(self, pending: Pending, proposals: list[Any]) -> None:
+    async def _settle_requests(self, pending: Pending) -> None:
         """Finish the request waiting for its change, then the rest of its frame; repeat
         while that leaves another request waiting.
 
@@ -639,12 +629,12 @@ class HivekitServer:
             session = pending.session
             retry = False
             try:
-                await self.cluster.settle(proposals)
+                await self.cluster.settle(pending.tickets)
             except Conflict:
                 if conflicted_since is None:
                     conflicted_since = time.monotonic()
                 if time.monotonic() - conflicted_since < CONFLICT_TIMEOUT:
-                    self.hub.handle_items(session, [pending.item, *pending.rest], time.time())
+                    self.hub.decide_again(pending, time.time())
                     retry = True
                 else:
                     session.push(_failed(pending, 409, "conflicting writes: try again"))
@@ -660,10 +650,10 @@ class HivekitServer:
             if not retry:
                 conflicted_since = None
                 self.hub.handle_items(session, pending.rest, time.time())
-            request = self._take_pending()
+            request = self.hub.take_pending()
             if request is None:
                 return
-            pending, proposals = request
+            pending = request
             self._hold(pending.session)
 
     @staticmethod
@@ -839,10 +829,10 @@ class HivekitServer:
     async def handle_http(self, token: str, body: bytes) -> tuple[int, Any]:
         """One POST /api/v1 request: (HTTP status, JSON body)."""
         status, payload, needs_sync = self.hub.handle_http(token, body, time.time())
-        request = self._take_pending()
+        request = self.hub.take_pending()
         if request is not None:
-            self._hold(request[0].session)
-            await self._settle_requests(*request)
+            self._hold(request.session)
+            await self._settle_requests(request)
         self._after_work()
         if needs_sync:
             await self._commit()

@@ -6,10 +6,12 @@ pushing messages into session outboxes and telling storage what changed. Nothing
 here awaits, so the whole state changes atomically between two socket events.
 
 Handlers decide, the log applies: a handler validates a request against the state it
-sees and commits a `server.model.changes` change; only `Hub.apply` changes state, in log order.
-On one node the log applies at once (`server.protocol.log_seam.LocalLog`). In a cluster the change
-first travels the JetStream log (`server.cluster.jetstream_log`): the handler's reply and the rest
-of its frame wait (`Pending`) until the change comes back and is applied here.
+sees and commits a `server.model.changes` change; only `Hub.apply` changes state, in log
+order. Appending gives a ticket (`server.protocol.log_seam`). On one node the log applies
+at once and the ticket is settled. In a cluster the change first travels the JetStream log
+(`server.cluster.jetstream_log`): the handler's reply and the rest of its frame wait
+(`Pending`, with the request's own tickets) until the change comes back and is applied
+here; if the log refused it, the hub decides the request again (`Hub.decide_again`).
 
 The handlers live in `server.protocol.handlers`, one module per kind of message (realms, objects,
 pub/sub, subscriptions, system); this module keeps what all of them rely on: the state,
@@ -108,7 +110,7 @@ from server.model.subscription_index import Push, SubscriptionIndex
 from server.protocol.context import HubContext, Schedule
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
-from server.protocol.log_seam import LocalLog, Log
+from server.protocol.log_seam import LocalLog, Log, Ticket
 from server.stores.storage import LoadedState, Storage
 
 log = logging.getLogger("hivectl.server")
@@ -155,17 +157,19 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
 
 @dataclass(slots=True)
 class Pending:
-    """A request whose change is in the log but not applied yet (cluster mode).
+    """A request whose changes are in the log but not applied yet (cluster mode), or
+    whose reply needs the other nodes first.
 
-    The shell waits for the change, then sends `reply` and hands `rest` back to the
-    hub; if the log refused the change (another node wrote first), it hands back
-    `item` and `rest`, so the request is decided again on the newer state.
+    The shell waits for `tickets` (and a `Deferred` reply), then sends `reply` and hands
+    `rest` back to the hub; if the log refused a change (another node wrote first), the
+    hub decides `item` and `rest` again on the newer state (`Hub.decide_again`).
     """
 
     session: Session
     item: Any
     reply: Message | Deferred | None
     rest: list[Any]
+    tickets: list[Ticket]
 
 
 class Hub:
@@ -187,6 +191,8 @@ class Hub:
         self.schedule = schedule
         self.log: Log = LocalLog(self)
         self.pending: Pending | None = None
+        self.tickets: list[Ticket] = []
+        """The unsettled tickets of the changes the current unit of work appended."""
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
@@ -591,6 +597,7 @@ class Hub:
                     break  # the rest of the frame goes unanswered: the connection is closing
                 continue
             writes = self._writes
+            self.tickets = []  # a unit of work that came before is not this request's
             parsed: Request | None = None
             try:
                 request = parsed = parse_request(item)
@@ -624,12 +631,16 @@ class Hub:
                 continue
             if isinstance(reply, Deferred):
                 # The other nodes are asked first (cluster mode): the rest of the frame waits.
-                self.pending = Pending(session, item, reply, items[index + 1 :])
+                self.pending = Pending(
+                    session, item, reply, items[index + 1 :], self.take_tickets()
+                )
                 return needs_sync
             answer = reply if request.cid is not None else None
-            if self.log.waiting():
+            if self.tickets:
                 # The change travels a cluster log first: the rest of the frame waits.
-                self.pending = Pending(session, item, answer, items[index + 1 :])
+                self.pending = Pending(
+                    session, item, answer, items[index + 1 :], self.take_tickets()
+                )
                 return needs_sync
             if answer is not None:
                 session.push(answer)
@@ -641,6 +652,18 @@ class Hub:
         """The request that waits for its change to be applied, with the rest of its frame."""
         pending, self.pending = self.pending, None
         return pending
+
+    def take_tickets(self) -> list[Ticket]:
+        """The unsettled tickets of what was appended since the last take: a ``Bearer``
+        frame's provider registration waits for them; after other work nobody does."""
+        tickets, self.tickets = self.tickets, []
+        return tickets
+
+    def decide_again(self, pending: Pending, now: float) -> None:
+        """The log refused a change of `pending` (another writer stored the entity first,
+        and this node has applied that write): handle the request and the rest of its
+        frame again, on the state as it is now."""
+        self.handle_items(pending.session, [pending.item, *pending.rest], now)
 
     def provider_sessions(self, now: float) -> list[ProviderUp]:
         """A `ProviderUp` for every live provider connection of this node."""
@@ -720,7 +743,9 @@ class Hub:
     def commit(self, change: Change) -> None:
         """Hand a decided change to the log; state changes only when it is applied."""
         self._writes += 1
-        self.log.append(change)
+        ticket = self.log.append(change)
+        if not ticket.settled:
+            self.tickets.append(ticket)
 
     def apply(self, change: Change) -> None:
         """Apply one change in log order: the only place where state changes."""

@@ -28,7 +28,7 @@ from server.model.records import ObjectRecord, RealmRecord
 from server.model.revocations import Revocation
 from server.model.session import Session
 from server.protocol.hub import Hub
-from server.protocol.log_seam import LocalLog
+from server.protocol.log_seam import LocalLog, Ticket
 from server.stores.storage import MemoryStorage
 from tests.conftest import mint
 from tests.server.inprocess import bare_hub
@@ -56,11 +56,11 @@ class RecordingLog(LocalLog):
         self.applying = 0
         """How many appended changes are being applied right now (0: none)."""
 
-    def append(self, change: Change) -> None:
+    def append(self, change: Change) -> Ticket:
         self.changes.append(change)
         self.applying += 1
         try:
-            super().append(change)
+            return super().append(change)
         finally:
             self.applying -= 1
 

@@ -4,14 +4,24 @@ The hub's docstring: a handler validates a request against the state it sees and
 a change; only `Hub.apply` changes state, in log order. What the hub hands to storage
 shows when its state changes, so every storage write must happen while the log is
 applying a change (`RecordingLog.applying`).
+
+Appending gives a ticket (`server.protocol.log_seam`): settled at once on one node; held
+until applied in a cluster, which `HeldLog` stands in for here (the JetStream log's side
+of the seam, without NATS): a request waits with its own tickets only, and when the log
+refuses its change the hub decides it again on the newer state.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.model.changes import ObjectPut, RealmPut
+from server.model.changes import Change, ObjectPut, ProviderUp, RealmPut
+from server.protocol.hub import Hub
+from server.protocol.log_seam import APPLIED
 from tests.conftest import mint
 from tests.protocol.driver import PROPERTY, HubDriver, Message, obj, realm_create
 from tests.protocol.test_check_order import messages
@@ -85,3 +95,107 @@ def test_a_frame_commits_its_changes_in_array_order() -> None:
         if isinstance(c, RealmPut | ObjectPut)
     ] == [("RealmPut", None), ("ObjectPut", "b"), ("ObjectPut", "a"), ("ObjectPut", "b")]
     assert list(driver.hub.realms["r"].objects) == ["b", "a"]
+
+
+@dataclass
+class HeldTicket:
+    change: Change
+    settled: bool = False
+
+
+class HeldLog:
+    """A log whose changes wait until the test settles them, as a cluster log's do."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.held: list[HeldTicket] = []
+
+    def append(self, change: Change) -> HeldTicket:
+        ticket = HeldTicket(change)
+        self.held.append(ticket)
+        return ticket
+
+    def publish(self, realm_id: str, event: str, object_id: str, payload: Any) -> None:
+        self.hub.deliver_publish(realm_id, event, object_id, payload)
+
+    def settle(self, ticket: HeldTicket) -> None:
+        self.hub.apply(ticket.change)
+        ticket.settled = True
+
+
+def held(driver: HubDriver) -> HeldLog:
+    log = HeldLog(driver.hub)
+    driver.hub.log = log
+    return log
+
+
+def test_on_one_node_a_ticket_is_settled_as_the_change_is_appended() -> None:
+    driver = HubDriver()
+    client = driver.connect()
+    assert client.send(realm_create("r", cid=1)) == [
+        {"typ": "rea", "act": "cre", "cid": 1, "res": "suc"}
+    ]
+    assert driver.hub.take_pending() is None and driver.hub.tickets == []
+    assert driver.log.append(RealmPut("q", "", {}, "q1", driver.now)) is APPLIED
+
+
+def test_a_request_waits_with_its_own_tickets_and_the_rest_of_its_frame() -> None:
+    driver = HubDriver()
+    client = driver.connect()
+    log = held(driver)
+    rest = [{"typ": "sys", "act": "hbt", "cid": 2}]
+    assert client.send(realm_create("r", cid=1), *rest) == []  # nothing leaves yet
+    pending = driver.hub.take_pending()
+    assert pending is not None
+    assert (pending.item["cid"], pending.rest, pending.tickets) == (1, rest, log.held)
+    assert pending.reply == {"typ": "rea", "act": "cre", "cid": 1, "res": "suc"}
+    assert "r" not in driver.hub.realms  # decided, not applied
+    log.settle(log.held[0])
+    assert driver.hub.realms["r"].id == "r"
+
+
+def test_changes_appended_by_other_work_are_not_a_request_s_to_wait_for() -> None:
+    driver = HubDriver()
+    client = driver.connect()
+    device = driver.connect(mint("device", dpv={"r": ["*"]}))
+    log = held(driver)
+    driver.close(device)  # its provider goes down: a change nobody waits for
+    client.send(realm_create("r", cid=1))
+    pending = driver.hub.take_pending()
+    assert pending is not None
+    assert [type(t.change).__name__ for t in log.held] == ["ProviderDown", "RealmPut"]
+    assert pending.tickets == log.held[1:]
+
+
+def test_a_bearer_frame_s_provider_registration_is_a_ticket_the_shell_takes() -> None:
+    driver = HubDriver()
+    log = held(driver)
+    client = driver.open()
+    assert client.bearer(mint("device", dpv={"r": ["*"]}))[0]["res"] == "suc"
+    (ticket,) = driver.hub.take_tickets()
+    assert ticket is log.held[0] and isinstance(log.held[0].change, ProviderUp)
+    assert driver.hub.take_tickets() == []
+
+
+def test_on_a_conflict_the_hub_decides_the_request_again_on_the_newer_state() -> None:
+    driver = HubDriver()
+    client = driver.connect()
+    log = held(driver)
+    client.send(realm_create("r", cid=1), {"typ": "sys", "act": "hbt", "cid": 2})
+    pending = driver.hub.take_pending()
+    assert pending is not None
+    driver.apply(RealmPut("r", "theirs", {}, "r1", driver.now))  # another node stored r first
+    driver.hub.decide_again(pending, driver.now)
+    driver.flush()
+    assert client.take() == [
+        {
+            "typ": "rea",
+            "act": "cre",
+            "cid": 1,
+            "res": "err",
+            "err": "realm with id r already exists",
+            "erc": 409,
+        },
+        {"typ": "sys", "act": "hbt", "cid": 2, "res": "suc"},
+    ]
+    assert driver.hub.realms["r"].lab == "theirs" and len(log.held) == 1
