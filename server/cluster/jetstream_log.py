@@ -31,17 +31,19 @@ How it keeps every node's state equal (design.md §3, §4):
   ``lease_interval``, beside the publish queue and whatever state it is in,
   compare-and-set against its own last renewal (the one stored last, not only the one
   applied last: a consumer that lags must not make a healthy node miss renewals), or
-  against nothing when the lease holds no message (`renews_over`): on a stream
-  re-created or re-seeded, a node renews before it has read the new life itself, since
-  the nodes that read it first start every lease with it. A following node that has
-  seen no renewal from another for ``lease_ttl - lease_interval``
+  against nothing when the lease holds no message (`membership.renews_over`): on a
+  stream re-created or re-seeded, a node renews before it has read the new life itself,
+  since the nodes that read it first start every lease with it. A following node that
+  has seen no renewal from another for ``lease_ttl - lease_interval``
   proposes `NodeLost`, fenced by the sequence of the last renewal it saw, so exactly one
   proposal lands whoever proposes, and none once the node renewed. Applying it drops
   that node's providers everywhere (reason ``node_lost``), within ``lease_ttl`` of the
   last renewal. A node leaving gracefully appends its own `NodeLost` after its
   providers' departures, so the others stop waiting for its lease at once. For the
   operator (`server.cluster.status`), each node also keeps when every lease was last
-  renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`).
+  renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`). These rules
+  are pure, in `server.cluster.membership`; this module feeds it what it applies and
+  stores, with the time, and does what it answers.
 * **Losing NATS.** Writes fail with 503 while NATS is away; clients stay connected and
   reads keep working on the last applied state. Nobody is declared lost for the
   silence of an outage: a node that cannot renew its own lease, or does not follow the
@@ -108,6 +110,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from hivectl.core.settings import ClusterSettings
 from server.cluster import subjects
+from server.cluster.membership import Membership, renews_again
 from server.cluster.recovery import (
     EPOCH_SUBJECT,
     Action,
@@ -174,9 +177,6 @@ SEED_BATCH = 256
 """Seed messages in flight at once."""
 STOP_TIMEOUT = 2.0
 """Seconds a task of this log may take to end once cancelled (`stop_tasks`)."""
-LOST_SHOWN = 600.0
-"""Seconds a node declared lost stays in `lost_nodes` (``hivectl cluster status``), unless
-it comes back under a new incarnation first."""
 
 _TRANSIENT_ERRORS = (
     OSError,
@@ -279,18 +279,8 @@ class ClusterLog:
         self._last_seq: dict[str, int] = {}
         self._last_ids: dict[str, str | None] = {}
         """The id of the message applied last on each subject."""
-        self._leases: dict[str, tuple[int, float]] = {}
-        """Other nodes' leases: node -> (sequence of the last renewal, when we saw it)."""
-        self._own_lease: tuple[str, int] = ("", 0)
-        """(node id, sequence) of this node's last renewal JetStream stored."""
-        self._own_renewed: float | None = None
-        """When JetStream last stored this node's renewal (`time.monotonic`)."""
-        self._renewals: dict[str, tuple[float, str | None]] = {}
-        """Other nodes' last renewals: node -> (when applied here, the writing process).
-        Unlike the times in `_leases`, never restarted (by a proposal or an outage): what
-        the operator is shown, and how a node that left is told from one declared lost."""
-        self._lost: dict[str, float] = {}
-        """Nodes other nodes declared lost, since `LOST_SHOWN` ago: node -> `NodeLost.at`."""
+        self._members = Membership(settings.lease_ttl - settings.lease_interval)
+        """The leases, fed with `time.monotonic` as ``now``."""
         self._parked: dict[str, dict[str, ObjectPut]] = {}
         """Objects whose realm life is not applied here: realm -> object id -> last put."""
         self._applied = 0
@@ -609,7 +599,7 @@ class ClusterLog:
         """Back on the life this node follows (after a reconnection): catch up, re-register."""
         with contextlib.suppress(TimeoutError):
             await self.wait_applied(view.last_seq)
-        self._fresh_leases()
+        self._members.refresh(time.monotonic())
         self._enter(LogState.FOLLOWING, f"following it again at sequence {self._applied}")
         self._request_registration()
         self._writable_again.set()
@@ -620,7 +610,7 @@ class ClusterLog:
         reason = _claim_reason(view, position)
         me = self._candidate()
         others = await self._candidates()
-        expected = sorted(self._leases)
+        expected = self._members.live_nodes()
         since = self._claim_since if self._claim_since is not None else time.monotonic()
         waited = time.monotonic() - since
         timeout = self._settings.reseed_timeout
@@ -720,9 +710,7 @@ class ClusterLog:
         self._fail_awaiting(LogUnavailable("the stream changed before this write was applied"))
         self._applied, self._applied_id = 0, None
         self._last_seq, self._last_ids, self._parked = {}, {}, {}
-        self._own_lease = ("", 0)
-        now = time.monotonic()
-        self._leases = {node: (0, now) for node in self._leases}
+        self._members.new_life(time.monotonic())
         self._followed = (view.created, epoch.id)
         self._seen = (set(), set())
         try:
@@ -974,9 +962,7 @@ class ClusterLog:
             case ProviderDown():
                 return subjects.provider_subject(self._host.node_id, change.conn), None
             case NodeLost():
-                subject = subjects.lease_subject(change.node)
-                seq = self._leases.get(change.node, (0, 0.0))[0]
-                return subject, seq
+                return subjects.lease_subject(change.node), self._members.loss_fence(change.node)
             case LeaseRenewed():
                 return self._own_lease_target(change.node)
             case Tick():
@@ -986,17 +972,10 @@ class ClusterLog:
         return subject, self._last_seq.get(subject, 0)
 
     def _own_lease_target(self, node: str) -> tuple[str, int]:
-        """This node's lease subject and the sequence of its last renewal.
-
-        The later of the last stored and the last applied renewal: a lagging consumer
-        must not make a renewal fail, and a renewal whose acknowledgement was lost is
-        known once applied. A `NodeLost` on this lease cannot be among them: applying it
-        gives this node a new id, hence a new lease subject.
-        """
+        """This node's lease subject and the sequence a renewal there is fenced by
+        (`Membership.renewal_fence`)."""
         subject = subjects.lease_subject(node)
-        owner, stored = self._own_lease
-        applied = self._last_seq.get(subject, 0)
-        return subject, max(applied, stored) if owner == node else applied
+        return subject, self._members.renewal_fence(node, self._last_seq.get(subject, 0))
 
     # -- publishing --------------------------------------------------------------
 
@@ -1185,12 +1164,11 @@ class ClusterLog:
                 return  # read again from a new life: subscribers saw it the first time
         match change:
             case LeaseRenewed():
-                if change.node != self._host.node_id:
-                    self._leases[change.node] = (sequence, time.monotonic())
-                    self._note_renewal(change.node, message_id)
+                self._members.renewed(
+                    change.node, sequence, message_id, time.monotonic(), self._host.node_id
+                )
             case NodeLost():
-                self._leases.pop(change.node, None)
-                self._note_loss(change, message_id)
+                self._members.node_lost(change.node, change.at, message_id)
                 self._host.apply(change)
                 if change.node == self._host.node_id and not self._closing:
                     self._reincarnate()
@@ -1280,11 +1258,12 @@ class ClusterLog:
                     # The log refuses this node's own renewal: the others' silence says
                     # nothing (NATS is away, or its stream has no leader yet), so their
                     # leases start a fresh period once this node can write again.
-                    self._fresh_leases()
+                    self._members.refresh(time.monotonic())
             if healthy and self._following():
                 # Only a node that follows the stream hears the others' renewals; one
                 # coming back to it gives every lease a fresh period (`_resume`, `_follow`).
-                self._propose_lost_nodes(time.monotonic())
+                for lost in self._members.overdue(time.monotonic()):
+                    self._spawn(self._declare_lost(lost))
 
     async def _renew_lease(self) -> bool:
         """Renew this node's lease, beside the publish queue: a slow write must not delay it.
@@ -1297,7 +1276,7 @@ class ClusterLog:
         through the log, and applying it gives this node a new identity), an earlier
         renewal was stored but its acknowledgement lost while this node's consumer lags
         behind, or the stream was re-created or re-seeded and holds nothing there yet.
-        The stream's last message on the lease tells which (`renews_over`); in the last
+        The stream's last message on the lease tells which (`renews_again`); in the last
         two cases the renewal is made again at once over it. A node must not wait until
         it reads a new stream life itself: the nodes that read it first start its lease
         with it and would declare a healthy node lost if that took longer than
@@ -1318,9 +1297,7 @@ class ClusterLog:
                 )
         except (Conflict, LogUnavailable):
             return False
-        if self._host.node_id == node:
-            self._own_lease = (node, stored)
-            self._own_renewed = time.monotonic()
+        self._members.stored(node, stored, time.monotonic(), self._host.node_id)
         return True
 
     async def _may_renew_over(self, subject: str, node: str, sequence: int) -> bool:
@@ -1334,13 +1311,7 @@ class ClusterLog:
             last, at = None, 0
         except Exception:
             return False
-        return at == sequence and renews_over(last, node)
-
-    def _propose_lost_nodes(self, now: float) -> None:
-        for node, (sequence, seen) in list(self._leases.items()):
-            if now - seen > self.lease_deadline:
-                self._leases[node] = (sequence, now)  # propose once per period
-                self._spawn(self._declare_lost(node))
+        return renews_again(last, at, sequence, node)
 
     async def _declare_lost(self, node: str) -> None:
         """Propose `NodeLost`, fenced by the lease sequence; the winner purges its providers."""
@@ -1356,38 +1327,11 @@ class ClusterLog:
         )
         await self._purge(subjects.node_providers_filter(node), sequence)
 
-    def _note_renewal(self, node: str, message_id: str | None) -> None:
-        """Remember who renewed `node`'s lease, and when; its lost incarnations are back."""
-        self._renewals[node] = (time.monotonic(), _writer(message_id))
-        if self._lost:
-            base = node.split("#", 1)[0]
-            self._lost = {
-                lost: at for lost, at in self._lost.items() if not lost.startswith(f"{base}#")
-            }
-
-    def _note_loss(self, change: NodeLost, message_id: str | None) -> None:
-        """Remember a node that others declared lost; a node that left wrote its own loss.
-
-        Both the leaving node's `NodeLost` and its renewals carry its process's message
-        ids (`_new_id`); a `NodeLost` written by another process means the node missed its
-        lease. A loss read before any renewal of that node (at start-up) is not kept.
-        """
-        renewal = self._renewals.pop(change.node, None)
-        if renewal is None or renewal[1] == _writer(message_id):
-            return
-        self._lost = {node: at for node, at in self._lost.items() if change.at - at < LOST_SHOWN}
-        self._lost[change.node] = change.at
-
-    def _fresh_leases(self) -> None:
-        """Start a new period for every lease: silence this node could not hear proves nothing."""
-        now = time.monotonic()
-        self._leases = {node: (sequence, now) for node, (sequence, _) in self._leases.items()}
-
     def _reincarnate(self) -> None:
         """This node was declared lost: take a new identity and re-register providers."""
         base = self._host.node_id.split("#", 1)[0]
         self._host.node_id = f"{base}#{secrets.token_hex(3)}"
-        self._own_renewed = None
+        self._members.reincarnated()
         log.warning("declared lost by the cluster; continuing as %s", self._host.node_id)
         self._request_registration()
 
@@ -1507,25 +1451,21 @@ class ClusterLog:
 
     def live_nodes(self) -> list[str]:
         """The other nodes whose lease this node follows: alive, as far as it knows."""
-        return sorted(self._leases)
+        return self._members.live_nodes()
 
     @property
     def lease_deadline(self) -> float:
         """Seconds without a renewal after which the cluster declares a node lost."""
-        return self._settings.lease_ttl - self._settings.lease_interval
+        return self._members.deadline
 
     def renewals(self) -> dict[str, float]:
         """When each lease this node follows, its own included, was last renewed
-        (`time.monotonic`; its own: when JetStream stored it), for ``cluster status``."""
-        renewed = {node: at for node, (at, _) in self._renewals.items()}
-        if self._own_renewed is not None:
-            renewed[self._host.node_id] = self._own_renewed
-        return renewed
+        (`time.monotonic`), for ``cluster status``."""
+        return self._members.renewals(self._host.node_id)
 
     def lost_nodes(self, now: float) -> dict[str, float]:
-        """The nodes declared lost in the last `LOST_SHOWN` seconds before `now`
-        (`time.time`), with when, that have not come back under a new incarnation."""
-        return {node: at for node, at in self._lost.items() if now - at < LOST_SHOWN}
+        """The nodes declared lost lately, before `now` (`time.time`)."""
+        return self._members.lost_nodes(now)
 
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
@@ -1595,27 +1535,10 @@ async def _when_ready(operation: Callable[[], Awaitable[T]], problem: list[str])
         await asyncio.sleep(RETRY_DELAY)
 
 
-def _writer(message_id: str | None) -> str | None:
-    """The process that wrote a message: the prefix of its id (`ClusterLog._new_id`)."""
-    return None if message_id is None else message_id.rpartition(".")[0]
-
-
 def _current_sequence(description: str) -> int:
     """The subject's last sequence, from JetStream's "wrong last sequence: N" error."""
     match = re.search(r"(\d+)", description)
     return int(match.group(1)) if match else 0
-
-
-def renews_over(last: Change | None, node: str) -> bool:
-    """Whether `node` may renew its lease over `last`, the lease subject's last message
-    (None: the subject holds none).
-
-    Over its own renewal, or over nothing: a stream re-created or re-seeded holds no
-    message on the lease yet, and cannot hold the lease's loss either, since a
-    `NodeLost` stays the last message of its subject. Never over a `NodeLost`: the node
-    was declared lost and takes a new identity (`ClusterLog._reincarnate`).
-    """
-    return last is None or (isinstance(last, LeaseRenewed) and last.node == node)
 
 
 def _is_tombstone(change: Change) -> bool:

@@ -18,7 +18,8 @@ import time
 import nats
 import pytest
 
-from server.cluster.jetstream_log import LogState, renews_over
+from server.cluster.jetstream_log import LogState
+from server.cluster.membership import renews_over
 from server.cluster.subjects import lease_subject
 from server.io.app import HivekitServer
 from server.model.changes import LeaseRenewed
