@@ -19,7 +19,8 @@ How it keeps every node's state equal (design.md §3, §4):
   creation was replaced by a later update of that realm). Such objects are parked,
   keyed by the realm life (incarnation) they name, and adopted when that realm life is
   applied; the realm's deletion drops them. The node writing a realm's deletion purges
-  the realm's older object messages, so later readers do not meet them at all.
+  the realm's older object messages, so later readers do not meet them at all. What a
+  node applies of each message, and when, is decided by the pure `server.cluster.replay`.
 * **Writes are compare-and-set.** A handler decides a change against the state this
   node has applied; publication carries the subject's last sequence this node knows
   (``Nats-Expected-Last-Subject-Sequence``). If another node wrote the entity meanwhile,
@@ -126,6 +127,7 @@ from server.cluster.recovery import (
     should_claim,
     stale_changes,
 )
+from server.cluster.replay import Replay
 from server.cluster.urls import server_url, shown_urls
 from server.model.changes import (
     Change,
@@ -276,24 +278,16 @@ class ClusterLog:
         """Published proposals whose message is not applied yet: subject -> id -> proposal."""
         self._ids = itertools.count(1)
         self._boot = secrets.token_hex(4)
-        self._last_seq: dict[str, int] = {}
-        self._last_ids: dict[str, str | None] = {}
-        """The id of the message applied last on each subject."""
+        self._replay = Replay()
         self._members = Membership(settings.lease_ttl - settings.lease_interval)
         """The leases, fed with `time.monotonic` as ``now``."""
-        self._parked: dict[str, dict[str, ObjectPut]] = {}
-        """Objects whose realm life is not applied here: realm -> object id -> last put."""
-        self._applied = 0
         self._stream_last = 0
         """The stream's last sequence at the latest check (`lag`)."""
-        self._applied_id: str | None = None
         self._applied_changed = asyncio.Event()
         self._life = 0
         """Counts the stream lives this node followed; a consumer serves only its own."""
         self._followed: tuple[str | None, str | None] = (None, None)
         """(stream creation time, epoch id) of the life this node follows."""
-        self._seen: tuple[set[str], set[tuple[str, str]]] | None = None
-        """Realms and objects read while reading a new life (None: not reading one)."""
         self._state = LogState.STARTING
         self._followed_once = False
         """Whether this node followed the stream yet: what happens before is a start-up."""
@@ -455,13 +449,13 @@ class ClusterLog:
         """
         assert self._consumer is not None
         life = self._life
-        while self._applied < last:
+        while self._replay.applied < last:
             if life != self._life or self._followed[1] is None:
                 raise _Abandoned  # the consumer turned out to read something else
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"the snapshot up to sequence {last} was not read within "
-                    f"{RESYNC_TIMEOUT:g}s (applied {self._applied})"
+                    f"{RESYNC_TIMEOUT:g}s (applied {self._replay.applied})"
                 )
             if await self._progress(CATCH_UP_CHECK):
                 continue
@@ -470,7 +464,7 @@ class ClusterLog:
             except Exception:
                 continue  # asked again after the next quiet period
             delivered = info.delivered.stream_seq if info.delivered is not None else None
-            if not info.num_pending and self._applied >= (delivered or 0):
+            if not info.num_pending and self._replay.applied >= (delivered or 0):
                 return
 
     async def _progress(self, within: float) -> bool:
@@ -540,11 +534,11 @@ class ClusterLog:
     @property
     def lag(self) -> int:
         """Messages the stream held at the latest check that this node has not applied."""
-        return max(0, self._stream_last - self._applied)
+        return max(0, self._stream_last - self._replay.applied)
 
     def _position(self) -> Position:
         created, epoch = self._followed
-        return Position(created, epoch, self._applied, self._applied_id, self._held)
+        return Position(created, epoch, self._replay.applied, self._replay.applied_id, self._held)
 
     def _decide(self, view: StreamView | None, position: Position) -> Action:
         now = time.monotonic()
@@ -600,7 +594,7 @@ class ClusterLog:
         with contextlib.suppress(TimeoutError):
             await self.wait_applied(view.last_seq)
         self._members.refresh(time.monotonic())
-        self._enter(LogState.FOLLOWING, f"following it again at sequence {self._applied}")
+        self._enter(LogState.FOLLOWING, f"following it again at sequence {self._replay.applied}")
         self._request_registration()
         self._writable_again.set()
 
@@ -708,11 +702,9 @@ class ClusterLog:
         await self._drop_consumer()
         self._life += 1
         self._fail_awaiting(LogUnavailable("the stream changed before this write was applied"))
-        self._applied, self._applied_id = 0, None
-        self._last_seq, self._last_ids, self._parked = {}, {}, {}
+        self._replay.new_life()
         self._members.new_life(time.monotonic())
         self._followed = (view.created, epoch.id)
-        self._seen = (set(), set())
         try:
             self._consumer = await js.subscribe(
                 ">",
@@ -724,15 +716,14 @@ class ClusterLog:
             )
             await self._catch_up(view.last_seq, time.monotonic() + RESYNC_TIMEOUT)
         except _Abandoned:
-            self._seen = None
+            self._replay.stop_reading()
             self._request_check()
             return
         except BaseException:
             self._followed = (None, None)  # read it again from the start next time
-            self._seen = None
+            self._replay.stop_reading()
             raise
-        seen_realms, seen_objects = self._seen
-        self._seen = None
+        seen_realms, seen_objects = self._replay.stop_reading()
         self._held = epoch.id
         stale = stale_changes(
             list(self._host.realms.values()), seen_realms, seen_objects, time.time()
@@ -744,7 +735,7 @@ class ClusterLog:
         self._enter(
             LogState.FOLLOWING,
             f"following epoch {epoch.id} (seeded by {epoch.node}) from sequence "
-            f"{self._applied}; registering this node's providers again",
+            f"{self._replay.applied}; registering this node's providers again",
         )
         self._request_registration()
         self._writable_again.set()
@@ -825,7 +816,7 @@ class ClusterLog:
         return f"hive.ctl.{self._settings.stream}.candidates"
 
     def _candidate(self) -> Candidate:
-        return Candidate(self._host.node_id, self._applied, self._held is not None)
+        return Candidate(self._host.node_id, self._replay.applied, self._held is not None)
 
     async def _on_query(self, message: Msg) -> None:
         if not message.reply or self._nc is None:
@@ -909,7 +900,7 @@ class ClusterLog:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"the write to {proposal.subject} was not applied in time")
-            if self._last_seq.get(proposal.subject, 0) > proposal.seq and await self._replaced(
+            if self._replay.applied_on(proposal.subject) > proposal.seq and await self._replaced(
                 proposal
             ):
                 return
@@ -930,13 +921,11 @@ class ClusterLog:
             return False
         if proposal.life != self._life:
             return False
-        return message.seq == self._last_seq.get(subject) and (message.headers or {}).get(
-            HIVE_ID
-        ) == self._last_ids.get(subject)
+        return self._replay.applied_this(subject, message.seq, (message.headers or {}).get(HIVE_ID))
 
     async def wait_applied(self, sequence: int) -> None:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
-            while self._applied < sequence:
+            while self._replay.applied < sequence:
                 await self._progress(PUBLISH_TIMEOUT)
 
     def _propose(self, change: Change) -> _Proposal:
@@ -969,13 +958,13 @@ class ClusterLog:
                 return subjects.TICK, None
             case Revocation():
                 return subjects.revocation_subject(change.key), None
-        return subject, self._last_seq.get(subject, 0)
+        return subject, self._replay.applied_on(subject)
 
     def _own_lease_target(self, node: str) -> tuple[str, int]:
         """This node's lease subject and the sequence a renewal there is fenced by
         (`Membership.renewal_fence`)."""
         subject = subjects.lease_subject(node)
-        return subject, self._members.renewal_fence(node, self._last_seq.get(subject, 0))
+        return subject, self._members.renewal_fence(node, self._replay.applied_on(subject))
 
     # -- publishing --------------------------------------------------------------
 
@@ -1064,19 +1053,13 @@ class ClusterLog:
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 current = _current_sequence(exc.description or "")
-                known = self._last_seq.get(subject, 0)
-                if current == 0 and known == expected:
-                    # The subject is empty (its message expired or was purged) and nothing
-                    # was applied on it since: expect it empty. A lower but non-zero
-                    # `current` is no such sign, only an answer older than what this node
-                    # has applied since; taking it would refuse every later attempt.
-                    self._last_seq[subject] = 0
+                self._replay.refused(subject, expected, current)
                 raise Conflict(subject, current) from None
             raise LogUnavailable(str(exc)) from None
         except Exception as exc:
             raise LogUnavailable(f"the cluster log is unavailable: {exc}") from None
         sequence = int(ack.seq)
-        if sequence <= self._applied and not self._applied_this(
+        if sequence <= self._replay.applied and not self._replay.applied_this(
             subject, sequence, headers[HIVE_ID]
         ):
             # A new message numbered at or below what this node applied, and not this very
@@ -1087,11 +1070,6 @@ class ClusterLog:
         if isinstance(change, RealmRemoved):
             self._spawn(self._purge(subjects.realm_objects_filter(change.realm), sequence))
         return sequence
-
-    def _applied_this(self, subject: str, sequence: int, message_id: str) -> bool:
-        """Whether this node's consumer already applied the message stored as `sequence`
-        (it often does before JetStream's acknowledgement arrives)."""
-        return self._last_seq.get(subject) == sequence and self._last_ids.get(subject) == message_id
 
     async def _purge(self, subject_filter: str, before: int) -> None:
         """Drop the messages on `subject_filter` older than sequence `before`.
@@ -1122,7 +1100,7 @@ class ClusterLog:
                 return
             self._consumer_name = consumer
         sequence = int(message.metadata.sequence.stream)
-        if sequence <= self._applied:
+        if not self._replay.fresh(sequence):
             return  # delivered again by a consumer recreated after a reconnection
         message_id = (message.headers or {}).get(HIVE_ID)
         if message.subject == EPOCH_SUBJECT:
@@ -1151,84 +1129,30 @@ class ClusterLog:
         self._request_check()
 
     def _apply(self, subject: str, sequence: int, message_id: str | None, change: Change) -> None:
-        self._advance(subject, sequence, message_id)
-        if self._seen is not None:
-            match change:
-                case RealmPut() | RealmRemoved():
-                    self._seen[0].add(change.realm)
-                case ObjectPut() | ObjectRemoved():
-                    self._seen[1].add((change.realm, change.id))
+        """Apply what `Replay.apply` answers for a change; leases and losses go to the
+        membership rules too, and this node's own loss gives it a new identity."""
+        ready = self._replay.apply(subject, sequence, message_id, change, self._host)
+        self._advanced(subject, sequence, message_id)
+        for each in ready:
+            match each:
+                case LeaseRenewed():
+                    self._members.renewed(
+                        each.node, sequence, message_id, time.monotonic(), self._host.node_id
+                    )
+                case NodeLost():
+                    self._members.node_lost(each.node, each.at, message_id)
+                    self._host.apply(each)
+                    if each.node == self._host.node_id and not self._closing:
+                        self._reincarnate()
                 case _:
-                    pass
-            if self._holds_already(change):
-                return  # read again from a new life: subscribers saw it the first time
-        match change:
-            case LeaseRenewed():
-                self._members.renewed(
-                    change.node, sequence, message_id, time.monotonic(), self._host.node_id
-                )
-            case NodeLost():
-                self._members.node_lost(change.node, change.at, message_id)
-                self._host.apply(change)
-                if change.node == self._host.node_id and not self._closing:
-                    self._reincarnate()
-            case ObjectPut() if (
-                self._host.realm_incarnation(change.realm) != change.realm_incarnation
-            ):
-                self._parked.setdefault(change.realm, {})[change.id] = change
-            case ObjectRemoved():
-                parked = self._parked.get(change.realm)
-                if parked is not None:
-                    parked.pop(change.id, None)
-                self._host.apply(change)
-            case RealmPut():
-                self._host.apply(change)
-                self._adopt(change)
-            case RealmRemoved():
-                self._parked.pop(change.realm, None)
-                self._host.apply(change)
-            case _:
-                self._host.apply(change)
-
-    def _holds_already(self, change: Change) -> bool:
-        """Whether applying this realm or object would change nothing here."""
-        match change:
-            case RealmPut():
-                realm = self._host.realms.get(change.realm)
-                return realm is not None and (realm.incarnation, realm.lab, realm.dat) == (
-                    change.incarnation,
-                    change.lab,
-                    change.dat,
-                )
-            case ObjectPut():
-                realm = self._host.realms.get(change.realm)
-                record = None if realm is None else realm.objects.get(change.id)
-                return (
-                    realm is not None
-                    and record is not None
-                    and realm.incarnation == change.realm_incarnation
-                    and (record.lab, record.loc, record.dat, record.tds, record.updated_at)
-                    == (change.lab, change.loc, change.dat, change.tds, change.at)
-                )
-            case _:
-                return False
-
-    def _adopt(self, realm: RealmPut) -> None:
-        """Apply the parked objects of the realm life just applied."""
-        parked = self._parked.get(realm.realm)
-        if parked is None:
-            return
-        for put in [put for put in parked.values() if put.realm_incarnation == realm.incarnation]:
-            del parked[put.id]
-            self._host.apply(put)
-        if not parked:
-            del self._parked[realm.realm]
+                    self._host.apply(each)
 
     def _advance(self, subject: str, sequence: int, message_id: str | None) -> None:
-        self._last_seq[subject] = sequence
-        self._last_ids[subject] = message_id
-        self._applied = max(self._applied, sequence)
-        self._applied_id = message_id
+        self._replay.advance(subject, sequence, message_id)
+        self._advanced(subject, sequence, message_id)
+
+    def _advanced(self, subject: str, sequence: int, message_id: str | None) -> None:
+        """Settle the proposals this message answers, and wake whoever waits for progress."""
         waiting = self._awaiting.get(subject)
         if waiting is not None:
             own = waiting.pop(message_id, None) if message_id is not None else None
@@ -1438,7 +1362,7 @@ class ClusterLog:
 
     @property
     def applied(self) -> int:
-        return self._applied
+        return self._replay.applied
 
     @property
     def nats(self) -> NatsClient | None:
@@ -1469,7 +1393,7 @@ class ClusterLog:
 
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
-        return self._last_seq.get(subject, 0)
+        return self._replay.applied_on(subject)
 
 
 async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
