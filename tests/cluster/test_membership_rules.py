@@ -3,17 +3,14 @@ model of one node's view, and a simulated cluster whose lease fences are compare
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from server.cluster import membership
 from server.cluster.membership import (
     LOST_SHOWN,
     Membership,
@@ -176,18 +173,6 @@ def test_a_refused_renewal_is_made_again_only_over_what_was_refused() -> None:
 def test_the_writer_of_a_message_is_the_prefix_of_its_id() -> None:
     assert writer("1a2b3c4d.17") == "1a2b3c4d"
     assert writer(None) is None
-
-
-def test_membership_reads_no_clock_and_does_no_io() -> None:
-    """Pure by construction: whatever it imports, it can only be told the time."""
-    tree = ast.parse(Path(membership.__file__).read_text())
-    imported = {
-        alias.name if isinstance(node, ast.Import) else node.module or ""
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
-    assert imported <= {"__future__", "dataclasses", "server.model.changes"}
 
 
 # -- one node's view against a brute-force model --------------------------------------------
