@@ -19,7 +19,8 @@ How it keeps every node's state equal (design.md §3, §4):
   creation was replaced by a later update of that realm). Such objects are parked,
   keyed by the realm life (incarnation) they name, and adopted when that realm life is
   applied; the realm's deletion drops them. The node writing a realm's deletion purges
-  the realm's older object messages, so later readers do not meet them at all.
+  the realm's older object messages, so later readers do not meet them at all. What a
+  node applies of each message, and when, is decided by the pure `server.cluster.replay`.
 * **Writes are compare-and-set.** A handler decides a change against the state this
   node has applied; publication carries the subject's last sequence this node knows
   (``Nats-Expected-Last-Subject-Sequence``). If another node wrote the entity meanwhile,
@@ -31,17 +32,19 @@ How it keeps every node's state equal (design.md §3, §4):
   ``lease_interval``, beside the publish queue and whatever state it is in,
   compare-and-set against its own last renewal (the one stored last, not only the one
   applied last: a consumer that lags must not make a healthy node miss renewals), or
-  against nothing when the lease holds no message (`renews_over`): on a stream
-  re-created or re-seeded, a node renews before it has read the new life itself, since
-  the nodes that read it first start every lease with it. A following node that has
-  seen no renewal from another for ``lease_ttl - lease_interval``
+  against nothing when the lease holds no message (`membership.renews_over`): on a
+  stream re-created or re-seeded, a node renews before it has read the new life itself,
+  since the nodes that read it first start every lease with it. A following node that
+  has seen no renewal from another for ``lease_ttl - lease_interval``
   proposes `NodeLost`, fenced by the sequence of the last renewal it saw, so exactly one
   proposal lands whoever proposes, and none once the node renewed. Applying it drops
   that node's providers everywhere (reason ``node_lost``), within ``lease_ttl`` of the
   last renewal. A node leaving gracefully appends its own `NodeLost` after its
   providers' departures, so the others stop waiting for its lease at once. For the
   operator (`server.cluster.status`), each node also keeps when every lease was last
-  renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`).
+  renewed and which nodes missed theirs lately (`renewals`, `lost_nodes`). These rules
+  are pure, in `server.cluster.membership`; this module feeds it what it applies and
+  stores, with the time, and does what it answers.
 * **Losing NATS.** Writes fail with 503 while NATS is away; clients stay connected and
   reads keep working on the last applied state. Nobody is declared lost for the
   silence of an outage: a node that cannot renew its own lease, or does not follow the
@@ -108,6 +111,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from hivectl.core.settings import ClusterSettings
 from server.cluster import subjects
+from server.cluster.membership import Membership, renews_again
 from server.cluster.recovery import (
     EPOCH_SUBJECT,
     Action,
@@ -123,6 +127,7 @@ from server.cluster.recovery import (
     should_claim,
     stale_changes,
 )
+from server.cluster.replay import Replay
 from server.cluster.urls import server_url, shown_urls
 from server.model.changes import (
     Change,
@@ -174,9 +179,6 @@ SEED_BATCH = 256
 """Seed messages in flight at once."""
 STOP_TIMEOUT = 2.0
 """Seconds a task of this log may take to end once cancelled (`stop_tasks`)."""
-LOST_SHOWN = 600.0
-"""Seconds a node declared lost stays in `lost_nodes` (``hivectl cluster status``), unless
-it comes back under a new incarnation first."""
 
 _TRANSIENT_ERRORS = (
     OSError,
@@ -280,34 +282,16 @@ class ClusterLog:
         """Published proposals whose message is not applied yet: subject -> id -> proposal."""
         self._ids = itertools.count(1)
         self._boot = secrets.token_hex(4)
-        self._last_seq: dict[str, int] = {}
-        self._last_ids: dict[str, str | None] = {}
-        """The id of the message applied last on each subject."""
-        self._leases: dict[str, tuple[int, float]] = {}
-        """Other nodes' leases: node -> (sequence of the last renewal, when we saw it)."""
-        self._own_lease: tuple[str, int] = ("", 0)
-        """(node id, sequence) of this node's last renewal JetStream stored."""
-        self._own_renewed: float | None = None
-        """When JetStream last stored this node's renewal (`time.monotonic`)."""
-        self._renewals: dict[str, tuple[float, str | None]] = {}
-        """Other nodes' last renewals: node -> (when applied here, the writing process).
-        Unlike the times in `_leases`, never restarted (by a proposal or an outage): what
-        the operator is shown, and how a node that left is told from one declared lost."""
-        self._lost: dict[str, float] = {}
-        """Nodes other nodes declared lost, since `LOST_SHOWN` ago: node -> `NodeLost.at`."""
-        self._parked: dict[str, dict[str, ObjectPut]] = {}
-        """Objects whose realm life is not applied here: realm -> object id -> last put."""
-        self._applied = 0
+        self._replay = Replay()
+        self._members = Membership(settings.lease_ttl - settings.lease_interval)
+        """The leases, fed with `time.monotonic` as ``now``."""
         self._stream_last = 0
         """The stream's last sequence at the latest check (`lag`)."""
-        self._applied_id: str | None = None
         self._applied_changed = asyncio.Event()
         self._life = 0
         """Counts the stream lives this node followed; a consumer serves only its own."""
         self._followed: tuple[str | None, str | None] = (None, None)
         """(stream creation time, epoch id) of the life this node follows."""
-        self._seen: tuple[set[str], set[tuple[str, str]]] | None = None
-        """Realms and objects read while reading a new life (None: not reading one)."""
         self._state = LogState.STARTING
         self._followed_once = False
         """Whether this node followed the stream yet: what happens before is a start-up."""
@@ -469,13 +453,13 @@ class ClusterLog:
         """
         assert self._consumer is not None
         life = self._life
-        while self._applied < last:
+        while self._replay.applied < last:
             if life != self._life or self._followed[1] is None:
                 raise _Abandoned  # the consumer turned out to read something else
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"the snapshot up to sequence {last} was not read within "
-                    f"{RESYNC_TIMEOUT:g}s (applied {self._applied})"
+                    f"{RESYNC_TIMEOUT:g}s (applied {self._replay.applied})"
                 )
             if await self._progress(CATCH_UP_CHECK):
                 continue
@@ -484,7 +468,7 @@ class ClusterLog:
             except Exception:
                 continue  # asked again after the next quiet period
             delivered = info.delivered.stream_seq if info.delivered is not None else None
-            if not info.num_pending and self._applied >= (delivered or 0):
+            if not info.num_pending and self._replay.applied >= (delivered or 0):
                 return
 
     async def _progress(self, within: float) -> bool:
@@ -554,11 +538,11 @@ class ClusterLog:
     @property
     def lag(self) -> int:
         """Messages the stream held at the latest check that this node has not applied."""
-        return max(0, self._stream_last - self._applied)
+        return max(0, self._stream_last - self._replay.applied)
 
     def _position(self) -> Position:
         created, epoch = self._followed
-        return Position(created, epoch, self._applied, self._applied_id, self._held)
+        return Position(created, epoch, self._replay.applied, self._replay.applied_id, self._held)
 
     def _decide(self, view: StreamView | None, position: Position) -> Action:
         now = time.monotonic()
@@ -613,8 +597,8 @@ class ClusterLog:
         """Back on the life this node follows (after a reconnection): catch up, re-register."""
         with contextlib.suppress(TimeoutError):
             await self.wait_applied(view.last_seq)
-        self._fresh_leases()
-        self._enter(LogState.FOLLOWING, f"following it again at sequence {self._applied}")
+        self._members.refresh(time.monotonic())
+        self._enter(LogState.FOLLOWING, f"following it again at sequence {self._replay.applied}")
         self._request_registration()
         self._writable_again.set()
 
@@ -624,7 +608,7 @@ class ClusterLog:
         reason = _claim_reason(view, position)
         me = self._candidate()
         others = await self._candidates()
-        expected = sorted(self._leases)
+        expected = self._members.live_nodes()
         since = self._claim_since if self._claim_since is not None else time.monotonic()
         waited = time.monotonic() - since
         timeout = self._settings.reseed_timeout
@@ -722,13 +706,9 @@ class ClusterLog:
         await self._drop_consumer()
         self._life += 1
         self._fail_awaiting(LogUnavailable("the stream changed before this write was applied"))
-        self._applied, self._applied_id = 0, None
-        self._last_seq, self._last_ids, self._parked = {}, {}, {}
-        self._own_lease = ("", 0)
-        now = time.monotonic()
-        self._leases = {node: (0, now) for node in self._leases}
+        self._replay.new_life()
+        self._members.new_life(time.monotonic())
         self._followed = (view.created, epoch.id)
-        self._seen = (set(), set())
         try:
             self._consumer = await js.subscribe(
                 ">",
@@ -740,15 +720,14 @@ class ClusterLog:
             )
             await self._catch_up(view.last_seq, time.monotonic() + RESYNC_TIMEOUT)
         except _Abandoned:
-            self._seen = None
+            self._replay.stop_reading()
             self._request_check()
             return
         except BaseException:
             self._followed = (None, None)  # read it again from the start next time
-            self._seen = None
+            self._replay.stop_reading()
             raise
-        seen_realms, seen_objects = self._seen
-        self._seen = None
+        seen_realms, seen_objects = self._replay.stop_reading()
         self._held = epoch.id
         stale = stale_changes(
             list(self._host.realms.values()), seen_realms, seen_objects, time.time()
@@ -760,7 +739,7 @@ class ClusterLog:
         self._enter(
             LogState.FOLLOWING,
             f"following epoch {epoch.id} (seeded by {epoch.node}) from sequence "
-            f"{self._applied}; registering this node's providers again",
+            f"{self._replay.applied}; registering this node's providers again",
         )
         self._request_registration()
         self._writable_again.set()
@@ -841,7 +820,7 @@ class ClusterLog:
         return f"hive.ctl.{self._settings.stream}.candidates"
 
     def _candidate(self) -> Candidate:
-        return Candidate(self._host.node_id, self._applied, self._held is not None)
+        return Candidate(self._host.node_id, self._replay.applied, self._held is not None)
 
     async def _on_query(self, message: Msg) -> None:
         if not message.reply or self._nc is None:
@@ -918,7 +897,7 @@ class ClusterLog:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"the write to {proposal.subject} was not applied in time")
-            if self._last_seq.get(proposal.subject, 0) > proposal.seq and await self._replaced(
+            if self._replay.applied_on(proposal.subject) > proposal.seq and await self._replaced(
                 proposal
             ):
                 return
@@ -939,13 +918,11 @@ class ClusterLog:
             return False
         if proposal.life != self._life:
             return False
-        return message.seq == self._last_seq.get(subject) and (message.headers or {}).get(
-            HIVE_ID
-        ) == self._last_ids.get(subject)
+        return self._replay.applied_this(subject, message.seq, (message.headers or {}).get(HIVE_ID))
 
     async def wait_applied(self, sequence: int) -> None:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
-            while self._applied < sequence:
+            while self._replay.applied < sequence:
                 await self._progress(PUBLISH_TIMEOUT)
 
     def _propose(self, change: Change) -> _Proposal:
@@ -971,29 +948,20 @@ class ClusterLog:
             case ProviderDown():
                 return subjects.provider_subject(self._host.node_id, change.conn), None
             case NodeLost():
-                subject = subjects.lease_subject(change.node)
-                seq = self._leases.get(change.node, (0, 0.0))[0]
-                return subject, seq
+                return subjects.lease_subject(change.node), self._members.loss_fence(change.node)
             case LeaseRenewed():
                 return self._own_lease_target(change.node)
             case Tick():
                 return subjects.TICK, None
             case Revocation():
                 return subjects.revocation_subject(change.key), None
-        return subject, self._last_seq.get(subject, 0)
+        return subject, self._replay.applied_on(subject)
 
     def _own_lease_target(self, node: str) -> tuple[str, int]:
-        """This node's lease subject and the sequence of its last renewal.
-
-        The later of the last stored and the last applied renewal: a lagging consumer
-        must not make a renewal fail, and a renewal whose acknowledgement was lost is
-        known once applied. A `NodeLost` on this lease cannot be among them: applying it
-        gives this node a new id, hence a new lease subject.
-        """
+        """This node's lease subject and the sequence a renewal there is fenced by
+        (`Membership.renewal_fence`)."""
         subject = subjects.lease_subject(node)
-        owner, stored = self._own_lease
-        applied = self._last_seq.get(subject, 0)
-        return subject, max(applied, stored) if owner == node else applied
+        return subject, self._members.renewal_fence(node, self._replay.applied_on(subject))
 
     # -- publishing --------------------------------------------------------------
 
@@ -1082,19 +1050,13 @@ class ClusterLog:
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 current = _current_sequence(exc.description or "")
-                known = self._last_seq.get(subject, 0)
-                if current == 0 and known == expected:
-                    # The subject is empty (its message expired or was purged) and nothing
-                    # was applied on it since: expect it empty. A lower but non-zero
-                    # `current` is no such sign, only an answer older than what this node
-                    # has applied since; taking it would refuse every later attempt.
-                    self._last_seq[subject] = 0
+                self._replay.refused(subject, expected, current)
                 raise Conflict(subject, current) from None
             raise LogUnavailable(str(exc)) from None
         except Exception as exc:
             raise LogUnavailable(f"the cluster log is unavailable: {exc}") from None
         sequence = int(ack.seq)
-        if sequence <= self._applied and not self._applied_this(
+        if sequence <= self._replay.applied and not self._replay.applied_this(
             subject, sequence, headers[HIVE_ID]
         ):
             # A new message numbered at or below what this node applied, and not this very
@@ -1105,11 +1067,6 @@ class ClusterLog:
         if isinstance(change, RealmRemoved):
             self._spawn(self._purge(subjects.realm_objects_filter(change.realm), sequence))
         return sequence
-
-    def _applied_this(self, subject: str, sequence: int, message_id: str) -> bool:
-        """Whether this node's consumer already applied the message stored as `sequence`
-        (it often does before JetStream's acknowledgement arrives)."""
-        return self._last_seq.get(subject) == sequence and self._last_ids.get(subject) == message_id
 
     async def _purge(self, subject_filter: str, before: int) -> None:
         """Drop the messages on `subject_filter` older than sequence `before`.
@@ -1140,7 +1097,7 @@ class ClusterLog:
                 return
             self._consumer_name = consumer
         sequence = int(message.metadata.sequence.stream)
-        if sequence <= self._applied:
+        if not self._replay.fresh(sequence):
             return  # delivered again by a consumer recreated after a reconnection
         message_id = (message.headers or {}).get(HIVE_ID)
         if message.subject == EPOCH_SUBJECT:
@@ -1169,85 +1126,30 @@ class ClusterLog:
         self._request_check()
 
     def _apply(self, subject: str, sequence: int, message_id: str | None, change: Change) -> None:
-        self._advance(subject, sequence, message_id)
-        if self._seen is not None:
-            match change:
-                case RealmPut() | RealmRemoved():
-                    self._seen[0].add(change.realm)
-                case ObjectPut() | ObjectRemoved():
-                    self._seen[1].add((change.realm, change.id))
+        """Apply what `Replay.apply` answers for a change; leases and losses go to the
+        membership rules too, and this node's own loss gives it a new identity."""
+        ready = self._replay.apply(subject, sequence, message_id, change, self._host)
+        self._advanced(subject, sequence, message_id)
+        for each in ready:
+            match each:
+                case LeaseRenewed():
+                    self._members.renewed(
+                        each.node, sequence, message_id, time.monotonic(), self._host.node_id
+                    )
+                case NodeLost():
+                    self._members.node_lost(each.node, each.at, message_id)
+                    self._host.apply(each)
+                    if each.node == self._host.node_id and not self._closing:
+                        self._reincarnate()
                 case _:
-                    pass
-            if self._holds_already(change):
-                return  # read again from a new life: subscribers saw it the first time
-        match change:
-            case LeaseRenewed():
-                if change.node != self._host.node_id:
-                    self._leases[change.node] = (sequence, time.monotonic())
-                    self._note_renewal(change.node, message_id)
-            case NodeLost():
-                self._leases.pop(change.node, None)
-                self._note_loss(change, message_id)
-                self._host.apply(change)
-                if change.node == self._host.node_id and not self._closing:
-                    self._reincarnate()
-            case ObjectPut() if (
-                self._host.realm_incarnation(change.realm) != change.realm_incarnation
-            ):
-                self._parked.setdefault(change.realm, {})[change.id] = change
-            case ObjectRemoved():
-                parked = self._parked.get(change.realm)
-                if parked is not None:
-                    parked.pop(change.id, None)
-                self._host.apply(change)
-            case RealmPut():
-                self._host.apply(change)
-                self._adopt(change)
-            case RealmRemoved():
-                self._parked.pop(change.realm, None)
-                self._host.apply(change)
-            case _:
-                self._host.apply(change)
-
-    def _holds_already(self, change: Change) -> bool:
-        """Whether applying this realm or object would change nothing here."""
-        match change:
-            case RealmPut():
-                realm = self._host.realms.get(change.realm)
-                return realm is not None and (realm.incarnation, realm.lab, realm.dat) == (
-                    change.incarnation,
-                    change.lab,
-                    change.dat,
-                )
-            case ObjectPut():
-                realm = self._host.realms.get(change.realm)
-                record = None if realm is None else realm.objects.get(change.id)
-                return (
-                    realm is not None
-                    and record is not None
-                    and realm.incarnation == change.realm_incarnation
-                    and (record.lab, record.loc, record.dat, record.tds, record.updated_at)
-                    == (change.lab, change.loc, change.dat, change.tds, change.at)
-                )
-            case _:
-                return False
-
-    def _adopt(self, realm: RealmPut) -> None:
-        """Apply the parked objects of the realm life just applied."""
-        parked = self._parked.get(realm.realm)
-        if parked is None:
-            return
-        for put in [put for put in parked.values() if put.realm_incarnation == realm.incarnation]:
-            del parked[put.id]
-            self._host.apply(put)
-        if not parked:
-            del self._parked[realm.realm]
+                    self._host.apply(each)
 
     def _advance(self, subject: str, sequence: int, message_id: str | None) -> None:
-        self._last_seq[subject] = sequence
-        self._last_ids[subject] = message_id
-        self._applied = max(self._applied, sequence)
-        self._applied_id = message_id
+        self._replay.advance(subject, sequence, message_id)
+        self._advanced(subject, sequence, message_id)
+
+    def _advanced(self, subject: str, sequence: int, message_id: str | None) -> None:
+        """Settle the proposals this message answers, and wake whoever waits for progress."""
         waiting = self._awaiting.get(subject)
         if waiting is not None:
             own = waiting.pop(message_id, None) if message_id is not None else None
@@ -1277,11 +1179,12 @@ class ClusterLog:
                     # The log refuses this node's own renewal: the others' silence says
                     # nothing (NATS is away, or its stream has no leader yet), so their
                     # leases start a fresh period once this node can write again.
-                    self._fresh_leases()
+                    self._members.refresh(time.monotonic())
             if healthy and self._following():
                 # Only a node that follows the stream hears the others' renewals; one
                 # coming back to it gives every lease a fresh period (`_resume`, `_follow`).
-                self._propose_lost_nodes(time.monotonic())
+                for lost in self._members.overdue(time.monotonic()):
+                    self._spawn(self._declare_lost(lost))
 
     async def _renew_lease(self) -> bool:
         """Renew this node's lease, beside the publish queue: a slow write must not delay it.
@@ -1294,7 +1197,7 @@ class ClusterLog:
         through the log, and applying it gives this node a new identity), an earlier
         renewal was stored but its acknowledgement lost while this node's consumer lags
         behind, or the stream was re-created or re-seeded and holds nothing there yet.
-        The stream's last message on the lease tells which (`renews_over`); in the last
+        The stream's last message on the lease tells which (`renews_again`); in the last
         two cases the renewal is made again at once over it. A node must not wait until
         it reads a new stream life itself: the nodes that read it first start its lease
         with it and would declare a healthy node lost if that took longer than
@@ -1315,9 +1218,7 @@ class ClusterLog:
                 )
         except (Conflict, LogUnavailable):
             return False
-        if self._host.node_id == node:
-            self._own_lease = (node, stored)
-            self._own_renewed = time.monotonic()
+        self._members.stored(node, stored, time.monotonic(), self._host.node_id)
         return True
 
     async def _may_renew_over(self, subject: str, node: str, sequence: int) -> bool:
@@ -1331,13 +1232,7 @@ class ClusterLog:
             last, at = None, 0
         except Exception:
             return False
-        return at == sequence and renews_over(last, node)
-
-    def _propose_lost_nodes(self, now: float) -> None:
-        for node, (sequence, seen) in list(self._leases.items()):
-            if now - seen > self.lease_deadline:
-                self._leases[node] = (sequence, now)  # propose once per period
-                self._spawn(self._declare_lost(node))
+        return renews_again(last, at, sequence, node)
 
     async def _declare_lost(self, node: str) -> None:
         """Propose `NodeLost`, fenced by the lease sequence; the winner purges its providers."""
@@ -1353,38 +1248,11 @@ class ClusterLog:
         )
         await self._purge(subjects.node_providers_filter(node), sequence)
 
-    def _note_renewal(self, node: str, message_id: str | None) -> None:
-        """Remember who renewed `node`'s lease, and when; its lost incarnations are back."""
-        self._renewals[node] = (time.monotonic(), _writer(message_id))
-        if self._lost:
-            base = node.split("#", 1)[0]
-            self._lost = {
-                lost: at for lost, at in self._lost.items() if not lost.startswith(f"{base}#")
-            }
-
-    def _note_loss(self, change: NodeLost, message_id: str | None) -> None:
-        """Remember a node that others declared lost; a node that left wrote its own loss.
-
-        Both the leaving node's `NodeLost` and its renewals carry its process's message
-        ids (`_new_id`); a `NodeLost` written by another process means the node missed its
-        lease. A loss read before any renewal of that node (at start-up) is not kept.
-        """
-        renewal = self._renewals.pop(change.node, None)
-        if renewal is None or renewal[1] == _writer(message_id):
-            return
-        self._lost = {node: at for node, at in self._lost.items() if change.at - at < LOST_SHOWN}
-        self._lost[change.node] = change.at
-
-    def _fresh_leases(self) -> None:
-        """Start a new period for every lease: silence this node could not hear proves nothing."""
-        now = time.monotonic()
-        self._leases = {node: (sequence, now) for node, (sequence, _) in self._leases.items()}
-
     def _reincarnate(self) -> None:
         """This node was declared lost: take a new identity and re-register providers."""
         base = self._host.node_id.split("#", 1)[0]
         self._host.node_id = f"{base}#{secrets.token_hex(3)}"
-        self._own_renewed = None
+        self._members.reincarnated()
         log.warning("declared lost by the cluster; continuing as %s", self._host.node_id)
         self._request_registration()
 
@@ -1491,7 +1359,7 @@ class ClusterLog:
 
     @property
     def applied(self) -> int:
-        return self._applied
+        return self._replay.applied
 
     @property
     def nats(self) -> NatsClient | None:
@@ -1504,29 +1372,25 @@ class ClusterLog:
 
     def live_nodes(self) -> list[str]:
         """The other nodes whose lease this node follows: alive, as far as it knows."""
-        return sorted(self._leases)
+        return self._members.live_nodes()
 
     @property
     def lease_deadline(self) -> float:
         """Seconds without a renewal after which the cluster declares a node lost."""
-        return self._settings.lease_ttl - self._settings.lease_interval
+        return self._members.deadline
 
     def renewals(self) -> dict[str, float]:
         """When each lease this node follows, its own included, was last renewed
-        (`time.monotonic`; its own: when JetStream stored it), for ``cluster status``."""
-        renewed = {node: at for node, (at, _) in self._renewals.items()}
-        if self._own_renewed is not None:
-            renewed[self._host.node_id] = self._own_renewed
-        return renewed
+        (`time.monotonic`), for ``cluster status``."""
+        return self._members.renewals(self._host.node_id)
 
     def lost_nodes(self, now: float) -> dict[str, float]:
-        """The nodes declared lost in the last `LOST_SHOWN` seconds before `now`
-        (`time.time`), with when, that have not come back under a new incarnation."""
-        return {node: at for node, at in self._lost.items() if now - at < LOST_SHOWN}
+        """The nodes declared lost lately, before `now` (`time.time`)."""
+        return self._members.lost_nodes(now)
 
     def applied_on(self, subject: str) -> int:
         """The sequence of the last message applied on `subject` in the followed life."""
-        return self._last_seq.get(subject, 0)
+        return self._replay.applied_on(subject)
 
 
 async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
@@ -1598,27 +1462,10 @@ def _proposal(ticket: Ticket) -> _Proposal:
     return ticket
 
 
-def _writer(message_id: str | None) -> str | None:
-    """The process that wrote a message: the prefix of its id (`ClusterLog._new_id`)."""
-    return None if message_id is None else message_id.rpartition(".")[0]
-
-
 def _current_sequence(description: str) -> int:
     """The subject's last sequence, from JetStream's "wrong last sequence: N" error."""
     match = re.search(r"(\d+)", description)
     return int(match.group(1)) if match else 0
-
-
-def renews_over(last: Change | None, node: str) -> bool:
-    """Whether `node` may renew its lease over `last`, the lease subject's last message
-    (None: the subject holds none).
-
-    Over its own renewal, or over nothing: a stream re-created or re-seeded holds no
-    message on the lease yet, and cannot hold the lease's loss either, since a
-    `NodeLost` stays the last message of its subject. Never over a `NodeLost`: the node
-    was declared lost and takes a new identity (`ClusterLog._reincarnate`).
-    """
-    return last is None or (isinstance(last, LeaseRenewed) and last.node == node)
 
 
 def _is_tombstone(change: Change) -> bool:

@@ -18,11 +18,9 @@ import time
 import nats
 import pytest
 
-from server.cluster.jetstream_log import LogState, renews_over
+from server.cluster.jetstream_log import LogState
 from server.cluster.subjects import lease_subject
 from server.io.app import HivekitServer
-from server.model.changes import LeaseRenewed
-from server.model.presence import NodeLost, Tick
 from tests.cluster.conftest import STREAM, Cluster, settle
 from tests.cluster.test_stream_reset import (
     FAST,
@@ -41,14 +39,6 @@ from tests.server.wsutil import is_status, until
 ROUNDS = 6
 """Resets per run, alternating a lost store and a deletion by hand."""
 NODES = ("a", "b", "c")
-
-
-def test_a_node_renews_over_its_own_renewal_or_nothing_never_over_its_loss() -> None:
-    assert renews_over(None, "a#1")
-    assert renews_over(LeaseRenewed("a#1", 1.0), "a#1")
-    assert not renews_over(LeaseRenewed("b#1", 1.0), "a#1")
-    assert not renews_over(NodeLost("a#1", 1.0), "a#1")
-    assert not renews_over(Tick(1.0), "a#1")
 
 
 def _renewed_in_this_life(nodes: list[HivekitServer]) -> bool:
