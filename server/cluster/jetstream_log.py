@@ -236,6 +236,10 @@ class ClusterHost(Applier, Protocol):
 
     def realm_incarnation(self, realm_id: str) -> str | None: ...
 
+    def take_identity(self, node_id: str) -> None:
+        """Continue as `node_id` (this node was declared lost under its old one)."""
+        ...
+
 
 @dataclass
 class _Proposal:
@@ -1251,7 +1255,7 @@ class ClusterLog:
     def _reincarnate(self) -> None:
         """This node was declared lost: take a new identity and re-register providers."""
         base = self._host.node_id.split("#", 1)[0]
-        self._host.node_id = f"{base}#{secrets.token_hex(3)}"
+        self._host.take_identity(f"{base}#{secrets.token_hex(3)}")
         self._members.reincarnated()
         log.warning("declared lost by the cluster; continuing as %s", self._host.node_id)
         self._request_registration()

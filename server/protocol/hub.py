@@ -229,6 +229,11 @@ class Hub:
         self.queued: Callable[[Session], int] = lambda session: 0
         """Bytes waiting to be sent to a session: the shell knows, for the connection list."""
 
+    def take_identity(self, node_id: str) -> None:
+        """Continue as `node_id`: the cluster declared this node lost under its old id, so
+        its providers register again under the new one (`server.cluster.jetstream_log`)."""
+        self.node_id = node_id
+
     def reconfigure(self, settings: Settings, keys: KeyRing) -> None:
         """Run with new settings and keys from now on (a reload: `server.io.reload`).
 
