@@ -101,6 +101,19 @@ Key = tuple[str, str]
 """(realm id, object id)."""
 
 
+def _body(value: object) -> bytes:
+    """`value` serialised for a row, in memory that is given back once the row is written.
+
+    orjson renders into a 1 KiB buffer from malloc and shrinks it in place, so its bytes
+    stay in malloc's heap. A batch holds thousands of them until its commit; the holes they
+    leave between allocations that live on are never returned to the system (at 100,000
+    objects created, about 20 MB of the heap stayed resident yet free). A copy of the
+    body's own size comes, for a body of up to 512 bytes, from Python's small-object
+    allocator instead, whose blocks the next bodies reuse.
+    """
+    return memoryview(orjson.dumps(value)).tobytes()
+
+
 class _Batch:
     """Writes waiting for the next commit, one entry per key (see the module doc)."""
 
@@ -243,7 +256,7 @@ class SqliteStorage:
         pending = self._batch.realms
         earlier = pending.get(realm.id)
         seq = earlier[0] if earlier else self._next_seq()
-        pending[realm.id] = (seq, orjson.dumps({"lab": realm.lab, "dat": realm.dat}))
+        pending[realm.id] = (seq, _body({"lab": realm.lab, "dat": realm.dat}))
         self._filed()
 
     def delete_realm(self, realm_id: str) -> None:
@@ -251,7 +264,7 @@ class SqliteStorage:
         self._filed()
 
     def put_object(self, realm_id: str, record: ObjectRecord) -> None:
-        body = orjson.dumps(record.stored())
+        body = _body(record.stored())
         key = (realm_id, record.id)
         pending = self._batch.objects
         earlier = pending.get(key)
@@ -263,7 +276,7 @@ class SqliteStorage:
         self._filed()
 
     def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None:
-        self._batch.ledgers[(realm_id, object_id)] = orjson.dumps(
+        self._batch.ledgers[(realm_id, object_id)] = _body(
             {
                 "connected_since": entry.connected_since,
                 "last_seen": entry.last_seen,
@@ -275,7 +288,7 @@ class SqliteStorage:
 
     def put_revocation(self, revocation: Revocation) -> None:
         fields = {name: getattr(revocation, name) for name in Revocation.__slots__}
-        self._batch.revocations[revocation.key] = orjson.dumps(fields)
+        self._batch.revocations[revocation.key] = _body(fields)
         self._filed()
 
     def delete_revocation(self, key: str) -> None:
