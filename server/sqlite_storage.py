@@ -408,8 +408,12 @@ class _Writer:
             while (handoff := self.handoffs.get()) is not None:
                 if self.failure is None:
                     self.failure = self._commit(handoff.batch)
+                loop, done, covered = handoff.loop, handoff.done, handoff.covered
+                # Else the batch, however large, stays alive while the writer waits for the
+                # next one; dropped before the report, so a resolved `sync` finds it gone.
+                del handoff
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                    handoff.loop.call_soon_threadsafe(handoff.done, handoff.covered, self.failure)
+                    loop.call_soon_threadsafe(done, covered, self.failure)
         finally:
             self.connection.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,13 @@ from hivectl.core.settings import StorageSettings
 from server.presence import LedgerEntry
 from server.records import ObjectRecord, RealmRecord
 from server.revocations import revoke_jti, revoke_sub
-from server.sqlite_storage import APPLICATION_ID, MIGRATIONS, Migration, SqliteStorage
+from server.sqlite_storage import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    Migration,
+    SqliteStorage,
+    _Batch,
+)
 from server.storage import LoadedState, StorageError, open_storage
 from tests.diskutil import unwritable_directory
 
@@ -150,6 +157,17 @@ async def test_many_waiters_from_many_tasks_all_resolve(tmp_path: Path) -> None:
     loaded = await reopened(path)
     assert len(loaded.realms[0].objects) == 50
     assert {o.dat["step"] for o in loaded.realms[0].objects.values()} == {19}
+
+
+async def test_a_committed_batch_is_not_kept_while_the_next_one_fills(tmp_path: Path) -> None:
+    async with opened(tmp_path / "hive.db", window=60.0) as storage:
+        storage.put_realm(RealmRecord("kept?"))
+        for n in range(2000):
+            storage.put_object("kept?", obj(f"o{n}", dat={"n": n}))
+        await storage.sync()
+        # type(), not isinstance: the heap may hold dead weakref proxies, which raise then
+        batches = [o for o in gc.get_objects() if type(o) is _Batch]
+        assert not [batch for batch in batches if "kept?" in batch.realms]
 
 
 # -- coalescing and ordering within a batch ------------------------------------------
