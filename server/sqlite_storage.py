@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import logging
 import os
 import queue
@@ -52,7 +53,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -451,19 +452,19 @@ def _write(connection: sqlite3.Connection, batch: _Batch) -> None:
         connection,
         "realms (seq, id, body)",
         "id",
-        [(seq, realm_id, body) for realm_id, (seq, body) in batch.realms.items()],
+        ((seq, realm_id, body) for realm_id, (seq, body) in batch.realms.items()),
     )
     _upsert(
         connection,
         "objects (seq, realm, id, body)",
         "realm, id",
-        [(seq, *key, body) for key, (seq, body) in batch.objects.items()],
+        ((seq, *key, body) for key, (seq, body) in batch.objects.items()),
     )
     _upsert(
         connection,
         "ledgers (realm, id, body)",
         "realm, id",
-        [(*key, body) for key, body in batch.ledgers.items()],
+        ((*key, body) for key, body in batch.ledgers.items()),
     )
     gone = [(key,) for key, body in batch.revocations.items() if body is None]
     if gone:
@@ -472,21 +473,23 @@ def _write(connection: sqlite3.Connection, batch: _Batch) -> None:
         connection,
         "revocations (key, body)",
         "key",
-        [(key, body) for key, body in batch.revocations.items() if body is not None],
+        ((key, body) for key, body in batch.revocations.items() if body is not None),
     )
 
 
 def _upsert(
-    connection: sqlite3.Connection, into: str, key: str, rows: list[tuple[object, ...]]
+    connection: sqlite3.Connection, into: str, key: str, rows: Iterable[tuple[object, ...]]
 ) -> None:
     """Insert `rows`, or replace the body of those whose `key` exists (the seq stays).
 
     Many rows per statement rather than `executemany`: the module releases the GIL around
     every statement step and the writer then waits for the event loop to hand it back, so
-    one step per 500 rows instead of one per row is what keeps large batches fast.
+    one step per 500 rows instead of one per row is what keeps large batches fast. The rows
+    are made a statement's worth at a time: a batch can hold a row for every object, and
+    all of them at once took 7 MiB more at its commit for 100,000 objects.
     """
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+    remaining = iter(rows)
+    while chunk := list(itertools.islice(remaining, _ROWS_PER_STATEMENT)):
         values = [value for row in chunk for value in row]
         connection.execute(_upsert_sql(into, key, len(chunk[0]), len(chunk)), values)
 
