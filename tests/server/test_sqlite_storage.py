@@ -23,6 +23,7 @@ from server.revocations import revoke_jti, revoke_sub
 from server.sqlite_storage import (
     APPLICATION_ID,
     MIGRATIONS,
+    PAGE_CACHE_KIB,
     Migration,
     SqliteStorage,
     _Batch,
@@ -168,6 +169,13 @@ async def test_a_committed_batch_is_not_kept_while_the_next_one_fills(tmp_path: 
         # type(), not isinstance: the heap may hold dead weakref proxies, which raise then
         batches = [o for o in gc.get_objects() if type(o) is _Batch]
         assert not [batch for batch in batches if "kept?" in batch.realms]
+
+
+async def test_the_writer_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    async with opened(tmp_path / "hive.db") as storage:
+        await storage.sync()  # the writer is idle: its connection can be asked
+        cache_size = storage._writer.connection.execute("PRAGMA cache_size").fetchone()[0]
+        assert cache_size == -PAGE_CACHE_KIB  # KiB; SQLite's default is -2000
 
 
 # -- coalescing and ordering within a batch ------------------------------------------
