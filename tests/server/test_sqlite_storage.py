@@ -21,12 +21,14 @@ from server.presence import LedgerEntry
 from server.records import ObjectRecord, RealmRecord
 from server.revocations import revoke_jti, revoke_sub
 from server.sqlite_storage import (
+    _CACHED_STATEMENTS,
     APPLICATION_ID,
     MIGRATIONS,
     PAGE_CACHE_KIB,
     Migration,
     SqliteStorage,
     _Batch,
+    _upsert_sql,
 )
 from server.storage import LoadedState, StorageError, open_storage
 from tests.diskutil import unwritable_directory
@@ -176,6 +178,27 @@ async def test_the_writer_keeps_a_small_page_cache(tmp_path: Path) -> None:
         await storage.sync()  # the writer is idle: its connection can be asked
         cache_size = storage._writer.connection.execute("PRAGMA cache_size").fetchone()[0]
         assert cache_size == -PAGE_CACHE_KIB  # KiB; SQLite's default is -2000
+
+
+async def test_batches_of_ever_new_sizes_are_written_whole(tmp_path: Path) -> None:
+    """Each batch needs an upsert of a size not seen before; few statements are kept."""
+    path = tmp_path / "hive.db"
+    sizes = [*range(1, 40), 499, 500, 501, 1234]
+    async with opened(path, window=60.0) as storage:
+        storage.put_realm(RealmRecord("r"))
+        written = 0
+        for size in sizes:
+            for n in range(written, written + size):
+                storage.put_object("r", obj(f"o{n}", dat={"n": n}))
+                storage.put_ledger("r", f"o{n}", LedgerEntry(None, float(n), None, None))
+            written += size
+            await storage.sync()
+        assert storage.commits == len(sizes)
+    assert _upsert_sql.cache_info().currsize <= _CACHED_STATEMENTS
+    loaded = await reopened(path)
+    assert list(loaded.realms[0].objects) == [f"o{n}" for n in range(written)]
+    assert [o.dat["n"] for o in loaded.realms[0].objects.values()] == list(range(written))
+    assert len(loaded.ledgers) == written
 
 
 # -- coalescing and ordering within a batch ------------------------------------------
