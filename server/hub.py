@@ -805,7 +805,7 @@ class Hub:
             record = realm.objects[change.id] = ObjectRecord(change.id)
         record.lab = change.lab
         record.loc = change.loc
-        record.dat = change.dat
+        record.dat_json = change.dat
         record.tds = change.tds
         record.updated_at = change.at
         self.storage.put_object(realm.id, record)

@@ -1229,7 +1229,7 @@ class ClusterLog:
                     realm is not None
                     and record is not None
                     and realm.incarnation == change.realm_incarnation
-                    and (record.lab, record.loc, record.dat, record.tds, record.updated_at)
+                    and (record.lab, record.loc, record.dat_json, record.tds, record.updated_at)
                     == (change.lab, change.loc, change.dat, change.tds, change.at)
                 )
             case _:

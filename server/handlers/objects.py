@@ -22,7 +22,7 @@ from hivectl.core.wire import (
 )
 from server.changes import ObjectPut, ObjectRemoved
 from server.handlers.checks import check_rights, known_object, known_realm, required_id
-from server.records import ObjectRecord, RealmRecord
+from server.records import ObjectRecord, RealmRecord, compact_dat
 from server.session import Session
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ def list_objects(hub: Hub, session: Session, request: Request, now: float) -> Me
             continue
         entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
         if fields is not None:
-            entry["dat"] = {key: record.dat[key] for key in fields if key in record.dat}
+            dat = record.dat  # parsed once, not per field
+            entry["dat"] = {key: dat[key] for key in fields if key in dat}
         listed[record.id] = entry
     return success(request, listed)
 
@@ -106,7 +107,7 @@ def _write_object(
             object_id,
             current.lab if request.lab is None else request.lab,
             location,
-            current.dat if patch is None else merge_data(current.dat, patch),
+            current.dat_json if patch is None else compact_dat(merge_data(current.dat, patch)),
             current.tds if request.tds is None else tuple(request.tds),
             realm.incarnation,
             now,
