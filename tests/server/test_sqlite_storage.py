@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,21 @@ async def test_state_round_trips_in_creation_order(tmp_path: Path) -> None:
     assert realm_b.objects["m"] == obj("m", lab="M", tds=("t1",))
     assert realm_a.objects["one"] == obj("one", dat={"n": 1.5}, updated_at=99.0)
     assert loaded.ledgers == {("b", "m"): ledger}
+
+
+async def test_loaded_ledgers_share_their_reasons(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path) as storage:
+        storage.put_realm(RealmRecord("r"))
+        for n in range(3):
+            storage.put_object("r", obj(f"o{n}"))
+            storage.put_ledger("r", f"o{n}", LedgerEntry(None, 1.0, 2.0, "timeout"))
+        storage.put_object("r", obj("never"))
+        storage.put_ledger("r", "never", LedgerEntry(None, None, None, None))
+    ledgers = (await reopened(path)).ledgers
+    reasons = {id(ledgers["r", f"o{n}"].last_reason) for n in range(3)}
+    assert reasons == {id(sys.intern("timeout"))}
+    assert ledgers["r", "never"] == LedgerEntry(None, None, None, None)
 
 
 async def test_sync_resolves_only_once_the_writes_are_in_the_file(tmp_path: Path) -> None:
