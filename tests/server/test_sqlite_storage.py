@@ -133,6 +133,21 @@ async def test_loaded_ledgers_share_their_reasons(tmp_path: Path) -> None:
     assert ledgers["r", "never"] == LedgerEntry(None, None, None, None)
 
 
+async def test_loaded_ledgers_are_keyed_by_their_records_ids(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path) as storage:
+        storage.put_realm(RealmRecord("r"))
+        storage.put_object("r", obj("o/1"))
+        storage.put_ledger("r", "o/1", LedgerEntry(None, 1.0, None, None))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # an orphan: never written
+        db.execute("INSERT INTO ledgers SELECT realm, 'gone', body FROM ledgers")
+    loaded = await reopened(path)
+    ((realm_id, object_id),) = loaded.ledgers
+    realm = loaded.realms[0]
+    assert (realm_id, object_id) == ("r", "o/1")
+    assert realm_id is realm.id and object_id is realm.objects["o/1"].id
+
+
 async def test_sync_resolves_only_once_the_writes_are_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "hive.db"
     async with opened(path, window=60.0) as storage:  # only a sync can cut the window short
