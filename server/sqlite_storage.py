@@ -662,12 +662,12 @@ def _read_state(path: Path, connection: sqlite3.Connection) -> tuple[LoadedState
             # Keyed by the records' own id strings: the ledgers stay until the hub has
             # applied them all, and with strings of their own they left 13 MB of pools
             # mostly free behind at 100,000 objects. A ledger without its object is moot.
-            ledgers: dict[tuple[str, str], LedgerEntry] = {}
+            ledgers: dict[str, dict[str, LedgerEntry]] = {}
             rows = connection.execute("SELECT realm, id, body FROM ledgers")
             for realm_id, object_id, body in rows:
                 realm = realms.get(realm_id)
                 if realm is not None and (record := realm.objects.get(object_id)) is not None:
-                    ledgers[realm.id, record.id] = _ledger(body)
+                    ledgers.setdefault(realm.id, {})[record.id] = _ledger(body)
             revocations = [
                 Revocation(**orjson.loads(body))
                 for (body,) in connection.execute("SELECT body FROM revocations ORDER BY key")

@@ -115,7 +115,7 @@ async def test_state_round_trips_in_creation_order(tmp_path: Path) -> None:
     assert realm_b.objects["z"].lab == "updated"
     assert realm_b.objects["m"] == obj("m", lab="M", tds=("t1",))
     assert realm_a.objects["one"] == obj("one", dat={"n": 1.5}, updated_at=99.0)
-    assert loaded.ledgers == {("b", "m"): ledger}
+    assert loaded.ledgers == {"b": {"m": ledger}}
 
 
 async def test_loaded_ledgers_share_their_reasons(tmp_path: Path) -> None:
@@ -128,9 +128,9 @@ async def test_loaded_ledgers_share_their_reasons(tmp_path: Path) -> None:
         storage.put_object("r", obj("never"))
         storage.put_ledger("r", "never", LedgerEntry(None, None, None, None))
     ledgers = (await reopened(path)).ledgers
-    reasons = {id(ledgers["r", f"o{n}"].last_reason) for n in range(3)}
+    reasons = {id(ledgers["r"][f"o{n}"].last_reason) for n in range(3)}
     assert reasons == {id(sys.intern("timeout"))}
-    assert ledgers["r", "never"] == LedgerEntry(None, None, None, None)
+    assert ledgers["r"]["never"] == LedgerEntry(None, None, None, None)
 
 
 async def test_loaded_ledgers_are_keyed_by_their_records_ids(tmp_path: Path) -> None:
@@ -142,7 +142,8 @@ async def test_loaded_ledgers_are_keyed_by_their_records_ids(tmp_path: Path) -> 
     with contextlib.closing(sqlite3.connect(path)) as db, db:  # an orphan: never written
         db.execute("INSERT INTO ledgers SELECT realm, 'gone', body FROM ledgers")
     loaded = await reopened(path)
-    ((realm_id, object_id),) = loaded.ledgers
+    ((realm_id, entries),) = loaded.ledgers.items()
+    (object_id,) = entries
     realm = loaded.realms[0]
     assert (realm_id, object_id) == ("r", "o/1")
     assert realm_id is realm.id and object_id is realm.objects["o/1"].id
@@ -229,7 +230,7 @@ async def test_batches_of_ever_new_sizes_are_written_whole(tmp_path: Path) -> No
     loaded = await reopened(path)
     assert list(loaded.realms[0].objects) == [f"o{n}" for n in range(written)]
     assert [o.dat["n"] for o in loaded.realms[0].objects.values()] == list(range(written))
-    assert len(loaded.ledgers) == written
+    assert len(loaded.ledgers["r"]) == written
 
 
 # -- coalescing and ordering within a batch ------------------------------------------
@@ -246,7 +247,7 @@ async def test_repeated_writes_of_a_key_in_one_batch_cost_one_row_write(tmp_path
         assert (storage.commits, storage.writes_committed) == (1, 3)
     loaded = await reopened(path)
     assert loaded.realms[0].objects["o"].dat == {"step": 999}
-    assert loaded.ledgers[("r", "o")].last_seen == 999.0
+    assert loaded.ledgers["r"]["o"].last_seen == 999.0
 
 
 async def test_a_batch_applies_deletes_and_recreations_in_order(tmp_path: Path) -> None:
@@ -316,8 +317,13 @@ async def test_odd_ids_round_trip_and_never_act_as_patterns(tmp_path: Path) -> N
     assert list(loaded.realms[0].objects) == kept
     assert list(loaded.realms[1].objects) == ODD_IDS
     assert all(o.lab == o.id for realm in loaded.realms for o in realm.objects.values())
-    assert {key for key in loaded.ledgers if key[0] == "rb"} == {("rb", i) for i in ODD_IDS}
-    assert all(entry.last_reason == key[1] for key, entry in loaded.ledgers.items())
+    assert set(loaded.ledgers) == {"ra", "rb"}
+    assert (set(loaded.ledgers["ra"]), set(loaded.ledgers["rb"])) == (set(kept), set(ODD_IDS))
+    assert all(
+        entry.last_reason == object_id
+        for entries in loaded.ledgers.values()
+        for object_id, entry in entries.items()
+    )
 
 
 # -- schema versions -----------------------------------------------------------------
