@@ -223,7 +223,7 @@ def seed_changes(
                 record.id,
                 record.lab,
                 record.loc,
-                record.dat,
+                record.dat_json,
                 record.tds,
                 realm.incarnation,
                 record.updated_at,

@@ -194,7 +194,7 @@ def holds_already(realms: Mapping[str, RealmRecord], change: Change) -> bool:
                 realm is not None
                 and record is not None
                 and realm.incarnation == change.realm_incarnation
-                and (record.lab, record.loc, record.dat, record.tds, record.updated_at)
+                and (record.lab, record.loc, record.dat_json, record.tds, record.updated_at)
                 == (change.lab, change.loc, change.dat, change.tds, change.at)
             )
         case _:

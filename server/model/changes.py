@@ -25,6 +25,7 @@ import orjson
 
 from hivectl.core.wire import Location
 from server.model.presence import NodeLost, ProviderDown, ProviderUp, Tick
+from server.model.records import compact_dat
 from server.model.revocations import Revocation
 
 
@@ -54,7 +55,8 @@ class ObjectPut:
     id: str
     lab: str
     loc: Location
-    dat: dict[str, Any]
+    dat: bytes
+    """As JSON text (`ObjectRecord.dat_json`): an update that keeps it copies nothing."""
     tds: tuple[str, ...]
     realm_incarnation: str
     at: float
@@ -107,6 +109,7 @@ def encode_change(change: Change) -> bytes:
     fields = {name: getattr(change, name) for name in change.__slots__}
     if isinstance(change, ObjectPut):
         fields["loc"] = change.loc.to_wire()
+        fields["dat"] = orjson.Fragment(change.dat)
     return orjson.dumps({"k": _NAMES[type(change)], **fields})
 
 
@@ -119,6 +122,7 @@ def decode_change(data: bytes) -> Change:
             fields["patterns"] = tuple(tuple(pair) for pair in fields["patterns"])
         elif kind is ObjectPut:
             fields["loc"] = Location.from_wire(fields["loc"])
+            fields["dat"] = compact_dat(fields["dat"])
             fields["tds"] = tuple(fields["tds"])
         return kind(**fields)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:

@@ -262,10 +262,11 @@ class Hub:
             self.engine.apply(RealmCreated(realm.id, now))
             for object_id in realm.objects:
                 self.engine.apply(ObjectCreated(realm.id, object_id, now))
-        for (realm_id, object_id), entry in state.ledgers.items():
+        for realm_id, entries in state.ledgers.items():
             owner = self.realms.get(realm_id)
-            if owner is not None and object_id in owner.objects:
-                self.engine.load_ledger(realm_id, object_id, entry)
+            for object_id, entry in entries.items():
+                if owner is not None and object_id in owner.objects:
+                    self.engine.load_ledger(realm_id, object_id, entry)
         for revocation in state.revocations:
             self.revocations.add(revocation)
         self.forget_revocations(now)
@@ -832,7 +833,7 @@ class Hub:
             record = realm.objects[change.id] = ObjectRecord(change.id)
         record.lab = change.lab
         record.loc = change.loc
-        record.dat = change.dat
+        record.dat_json = change.dat
         record.tds = change.tds
         record.updated_at = change.at
         self.storage.put_object(realm.id, record)

@@ -33,8 +33,10 @@ class StorageError(Exception):
 class LoadedState:
     realms: list[RealmRecord] = field(default_factory=list)
     """Realms with their objects, both in creation order."""
-    ledgers: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
-    """Presence ledgers by (realm id, object id)."""
+    ledgers: dict[str, dict[str, LedgerEntry]] = field(default_factory=dict)
+    """Presence ledgers by realm id, then object id. Not by a tuple of both: a tuple per
+    object, all alive until the hub has applied them, left their pools of small blocks
+    resident yet mostly free after a start."""
     revocations: list[Revocation] = field(default_factory=list)
     """Token revocations, forgotten ones included (the hub drops those)."""
 

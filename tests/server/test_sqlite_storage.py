@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,16 @@ from server.model.presence import LedgerEntry
 from server.model.records import ObjectRecord, RealmRecord
 from server.model.revocations import revoke_jti, revoke_sub
 from server.stores.opening import open_storage
-from server.stores.sqlite_storage import APPLICATION_ID, MIGRATIONS, Migration, SqliteStorage
+from server.stores.sqlite_storage import (
+    _CACHED_STATEMENTS,
+    APPLICATION_ID,
+    MIGRATIONS,
+    PAGE_CACHE_KIB,
+    Migration,
+    SqliteStorage,
+    _Batch,
+    _upsert_sql,
+)
 from server.stores.storage import LoadedState, StorageError
 from tests.diskutil import unwritable_directory
 
@@ -105,7 +116,38 @@ async def test_state_round_trips_in_creation_order(tmp_path: Path) -> None:
     assert realm_b.objects["z"].lab == "updated"
     assert realm_b.objects["m"] == obj("m", lab="M", tds=("t1",))
     assert realm_a.objects["one"] == obj("one", dat={"n": 1.5}, updated_at=99.0)
-    assert loaded.ledgers == {("b", "m"): ledger}
+    assert loaded.ledgers == {"b": {"m": ledger}}
+
+
+async def test_loaded_ledgers_share_their_reasons(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path) as storage:
+        storage.put_realm(RealmRecord("r"))
+        for n in range(3):
+            storage.put_object("r", obj(f"o{n}"))
+            storage.put_ledger("r", f"o{n}", LedgerEntry(None, 1.0, 2.0, "timeout"))
+        storage.put_object("r", obj("never"))
+        storage.put_ledger("r", "never", LedgerEntry(None, None, None, None))
+    ledgers = (await reopened(path)).ledgers
+    reasons = {id(ledgers["r"][f"o{n}"].last_reason) for n in range(3)}
+    assert reasons == {id(sys.intern("timeout"))}
+    assert ledgers["r"]["never"] == LedgerEntry(None, None, None, None)
+
+
+async def test_loaded_ledgers_are_keyed_by_their_records_ids(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path) as storage:
+        storage.put_realm(RealmRecord("r"))
+        storage.put_object("r", obj("o/1"))
+        storage.put_ledger("r", "o/1", LedgerEntry(None, 1.0, None, None))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # an orphan: never written
+        db.execute("INSERT INTO ledgers SELECT realm, 'gone', body FROM ledgers")
+    loaded = await reopened(path)
+    ((realm_id, entries),) = loaded.ledgers.items()
+    (object_id,) = entries
+    realm = loaded.realms[0]
+    assert (realm_id, object_id) == ("r", "o/1")
+    assert realm_id is realm.id and object_id is realm.objects["o/1"].id
 
 
 async def test_sync_resolves_only_once_the_writes_are_in_the_file(tmp_path: Path) -> None:
@@ -153,6 +195,45 @@ async def test_many_waiters_from_many_tasks_all_resolve(tmp_path: Path) -> None:
     assert {o.dat["step"] for o in loaded.realms[0].objects.values()} == {19}
 
 
+async def test_a_committed_batch_is_not_kept_while_the_next_one_fills(tmp_path: Path) -> None:
+    async with opened(tmp_path / "hive.db", window=60.0) as storage:
+        storage.put_realm(RealmRecord("kept?"))
+        for n in range(2000):
+            storage.put_object("kept?", obj(f"o{n}", dat={"n": n}))
+        await storage.sync()
+        # type(), not isinstance: the heap may hold dead weakref proxies, which raise then
+        batches = [o for o in gc.get_objects() if type(o) is _Batch]
+        assert not [batch for batch in batches if "kept?" in batch.realms]
+
+
+async def test_the_writer_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    async with opened(tmp_path / "hive.db") as storage:
+        await storage.sync()  # the writer is idle: its connection can be asked
+        cache_size = storage._writer.connection.execute("PRAGMA cache_size").fetchone()[0]
+        assert cache_size == -PAGE_CACHE_KIB  # KiB; SQLite's default is -2000
+
+
+async def test_batches_of_ever_new_sizes_are_written_whole(tmp_path: Path) -> None:
+    """Each batch needs an upsert of a size not seen before; few statements are kept."""
+    path = tmp_path / "hive.db"
+    sizes = [*range(1, 40), 499, 500, 501, 1234]
+    async with opened(path, window=60.0) as storage:
+        storage.put_realm(RealmRecord("r"))
+        written = 0
+        for size in sizes:
+            for n in range(written, written + size):
+                storage.put_object("r", obj(f"o{n}", dat={"n": n}))
+                storage.put_ledger("r", f"o{n}", LedgerEntry(None, float(n), None, None))
+            written += size
+            await storage.sync()
+        assert storage.commits == len(sizes)
+    assert _upsert_sql.cache_info().currsize <= _CACHED_STATEMENTS
+    loaded = await reopened(path)
+    assert list(loaded.realms[0].objects) == [f"o{n}" for n in range(written)]
+    assert [o.dat["n"] for o in loaded.realms[0].objects.values()] == list(range(written))
+    assert len(loaded.ledgers["r"]) == written
+
+
 # -- coalescing and ordering within a batch ------------------------------------------
 
 
@@ -167,7 +248,7 @@ async def test_repeated_writes_of_a_key_in_one_batch_cost_one_row_write(tmp_path
         assert (storage.commits, storage.writes_committed) == (1, 3)
     loaded = await reopened(path)
     assert loaded.realms[0].objects["o"].dat == {"step": 999}
-    assert loaded.ledgers[("r", "o")].last_seen == 999.0
+    assert loaded.ledgers["r"]["o"].last_seen == 999.0
 
 
 async def test_a_batch_applies_deletes_and_recreations_in_order(tmp_path: Path) -> None:
@@ -237,8 +318,13 @@ async def test_odd_ids_round_trip_and_never_act_as_patterns(tmp_path: Path) -> N
     assert list(loaded.realms[0].objects) == kept
     assert list(loaded.realms[1].objects) == ODD_IDS
     assert all(o.lab == o.id for realm in loaded.realms for o in realm.objects.values())
-    assert {key for key in loaded.ledgers if key[0] == "rb"} == {("rb", i) for i in ODD_IDS}
-    assert all(entry.last_reason == key[1] for key, entry in loaded.ledgers.items())
+    assert set(loaded.ledgers) == {"ra", "rb"}
+    assert (set(loaded.ledgers["ra"]), set(loaded.ledgers["rb"])) == (set(kept), set(ODD_IDS))
+    assert all(
+        entry.last_reason == object_id
+        for entries in loaded.ledgers.values()
+        for object_id, entry in entries.items()
+    )
 
 
 # -- schema versions -----------------------------------------------------------------

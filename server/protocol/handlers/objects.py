@@ -21,7 +21,7 @@ from hivectl.core.wire import (
     success,
 )
 from server.model.changes import ObjectPut, ObjectRemoved
-from server.model.records import ObjectRecord, RealmRecord
+from server.model.records import ObjectRecord, RealmRecord, compact_dat
 from server.model.session import Session
 from server.protocol.context import HubContext
 from server.protocol.handlers.checks import check_rights, known_object, known_realm, required_id
@@ -80,7 +80,8 @@ def list_objects(hub: HubContext, session: Session, request: Request, now: float
             continue
         entry: dict[str, Any] = {"id": record.id, "lab": record.lab, "cst": status}
         if fields is not None:
-            entry["dat"] = {key: record.dat[key] for key in fields if key in record.dat}
+            dat = record.dat  # parsed once, not per field
+            entry["dat"] = {key: dat[key] for key in fields if key in dat}
         listed[record.id] = entry
     return success(request, listed)
 
@@ -104,7 +105,7 @@ def _write_object(
             object_id,
             current.lab if request.lab is None else request.lab,
             location,
-            current.dat if patch is None else merge_data(current.dat, patch),
+            current.dat_json if patch is None else compact_dat(merge_data(current.dat, patch)),
             current.tds if request.tds is None else tuple(request.tds),
             realm.incarnation,
             now,
