@@ -17,7 +17,7 @@ from server.cluster.replay import Replay, holds_already
 from server.cluster.subjects import TICK, object_subject, realm_subject
 from server.model.changes import Change, ObjectPut, ObjectRemoved, RealmPut, RealmRemoved
 from server.model.presence import Tick
-from server.model.records import ObjectRecord, RealmRecord
+from server.model.records import ObjectRecord, RealmRecord, compact_dat
 
 
 @dataclass
@@ -50,7 +50,11 @@ class Host:
                     self.ignored.append(change)
                 else:
                     record = realm.objects.setdefault(change.id, ObjectRecord(change.id))
-                    record.lab, record.dat, record.updated_at = change.lab, change.dat, change.at
+                    record.lab, record.dat_json, record.updated_at = (
+                        change.lab,
+                        change.dat,
+                        change.at,
+                    )
             case ObjectRemoved():
                 realm = self.realms.get(change.realm)
                 if realm is not None:
@@ -94,7 +98,7 @@ def realm_put(realm: str, incarnation: str, lab: str = "", at: float = 1.0) -> R
 
 
 def object_put(realm: str, oid: str, incarnation: str, lab: str = "", at: float = 1.0) -> ObjectPut:
-    return ObjectPut(realm, oid, lab, EMPTY_LOCATION, {}, (), incarnation, at)
+    return ObjectPut(realm, oid, lab, EMPTY_LOCATION, compact_dat({}), (), incarnation, at)
 
 
 def applied(position: Replay, host: Host, *changes: Change) -> list[list[Change]]:
@@ -318,7 +322,9 @@ class Writer:
                     if life == current:
                         self.objects.add((realm, oid))
                     self.written_in[(realm, oid)] = life
-                    self.write(ObjectPut(realm, oid, lab, EMPTY_LOCATION, {}, (), life, at))
+                    self.write(
+                        ObjectPut(realm, oid, lab, EMPTY_LOCATION, compact_dat({}), (), life, at)
+                    )
                 case ("remove_object", realm, oid) if (realm, oid) in self.objects:
                     self.objects.discard((realm, oid))
                     self.written_in[(realm, oid)] = self.lives[realm][-1]

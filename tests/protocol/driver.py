@@ -243,10 +243,15 @@ class HubDriver:
                 realm.id: (
                     realm.to_wire(),
                     realm.incarnation,
-                    [
-                        record.to_wire(hub.status(realm.id, oid))
-                        for oid, record in realm.objects.items()
-                    ],
+                    # as the wire has them: `dat` is JSON text the record hands to orjson
+                    orjson.loads(
+                        orjson.dumps(
+                            [
+                                record.to_wire(hub.status(realm.id, oid))
+                                for oid, record in realm.objects.items()
+                            ]
+                        )
+                    ),
                 )
                 for realm in hub.realms.values()
             },
