@@ -4,6 +4,7 @@ exit (`hivectl.cli.logs.BatchingHandler`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hivectl.cli.logs import TEXT_FORMAT, TextFormatter
 from tests.cli.conftest import Client, ServeProcess, clean_env
 from tests.conftest import SECRET
 
@@ -72,3 +74,17 @@ def test_lines_still_batched_are_written_at_exit_and_with_a_warning(ending: str,
     lines = done.stderr.splitlines()
     expected = 6 if ending else 5
     assert [line.split(": ", 1)[1] for line in lines] == [f"line {n}" for n in range(expected)]
+
+
+def test_text_lines_are_the_stdlib_formatters_lines() -> None:
+    stdlib = logging.Formatter(TEXT_FORMAT)
+    line = logging.LogRecord("hivectl.server", logging.INFO, "", 0, "a %s %d", ("b", 1), None)
+    assert TextFormatter().format(line) == stdlib.format(line)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord(
+            "hivectl.server", logging.ERROR, "", 0, "failed", (), sys.exc_info()
+        )
+    assert TextFormatter().format(failed) == stdlib.format(failed)
+    assert stdlib.format(failed).endswith("ValueError: boom")
