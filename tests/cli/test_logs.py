@@ -4,6 +4,7 @@ exit (`hivectl.cli.logs.BatchingHandler`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import subprocess
@@ -53,6 +54,29 @@ async def test_close_lines_of_a_shutdown_are_written_before_the_process_exits(
     lines = process.stderr.splitlines()
     assert sum("closed by server: 1001" in line for line in lines) == BURST
     assert lines[-1].endswith("INFO hivectl.server: stopped")
+
+
+async def test_a_close_line_in_json_carries_its_fields(
+    tmp_path: Path, serve_process: list[ServeProcess]
+) -> None:
+    env = clean_env(HIVECTL_AUTH_SECRET=SECRET)
+    process = ServeProcess(tmp_path, env, "--storage", "memory", "--log-format", "json")
+    serve_process.append(process)
+    client = await Client.open(process.ws_url)
+    await client.close()
+    line = await asyncio.to_thread(process.wait_for, re.compile(r'"event":"closed"'))
+    entry = json.loads(line.string)
+    assert entry["msg"].startswith(f"connection {entry['conn']} closed by client: 1000")
+    assert entry["level"] == "info"
+    assert {key: entry[key] for key in ("code", "by", "presence_reason", "sub")} == {
+        "code": 1000,
+        "by": "client",
+        "presence_reason": "closed",
+        "sub": None,
+    }
+    assert entry["duration_s"] >= 0
+    assert entry["remote"].startswith("127.0.0.1:")
+    assert "close_reason" in entry
 
 
 @pytest.mark.parametrize(
