@@ -447,7 +447,12 @@ async def _updates(
     plan: BenchPlan,
     server_pid: int | None,
 ) -> dict[str, Any]:
-    """One gateway connection sends updates for the realm's objects as fast as it may.
+    """One gateway connection sends updates for the realm's objects as fast as it may:
+    paced (`Pacer`) at `PACE_SHARE` of the rate the server allows a connection that
+    provides them all (``messages_per_second`` + ``messages_per_object`` each,
+    `server.model.ratelimit`), as a gateway that keeps to its limit does. Its burst is left
+    unused, so the figure is the sustained rate: at 10,000 objects about 19,000 updates/s;
+    at 100,000 the allowance is more than one connection sends.
 
     Closed loop with a window: after every `WINDOW_FRAMES` frames a ``sta`` request, whose
     reply comes once the server has handled everything before it; the gateway sends on
@@ -459,6 +464,8 @@ async def _updates(
     gateway = await _Session.open(url, token)
     connected_after_s = await _settle(admin, REALM, len(ids), plan.scale_wait_s)
     per_frame = frame_size(len(orjson.dumps(_set_message(REALM, ids[-1], 999))), limits)
+    allowed = limits.messages_per_second + limits.messages_per_object * len(ids)
+    pacer = Pacer(allowed * PACE_SHARE)
     rejected = answered = 0
     answer = asyncio.Event()
     answered_at: float | None = None
@@ -497,6 +504,7 @@ async def _updates(
                     for _ in range(per_frame):
                         frame.append(_set_message(REALM, ids[step % len(ids)], step))
                         step += 1
+                    await asyncio.sleep(pacer.delay(len(frame), time.monotonic()))
                     await gateway.ws.send(orjson.dumps(frame).decode())
                     sent += len(frame)
                 windows += 1
