@@ -28,7 +28,16 @@ from websockets.typing import Data
 from hivectl.bench.baseline import ACCEPTED
 from hivectl.bench.plan import REALM
 from hivectl.core.tokens import SigningKey, mint_token
-from hivectl.core.wire import PRESENCE_EVENT, bearer, is_publication
+from hivectl.core.wire import (
+    PRESENCE_EVENT,
+    bearer,
+    is_authentication,
+    is_publication,
+    is_subscription_push,
+    object_subscription,
+    pubsub_filter,
+    request,
+)
 from hivectl.sim.ledger import Status
 
 TOKEN_TTL_S = 3600.0
@@ -159,12 +168,12 @@ class Hivectl:
     async def prepare(self, url: str, object_ids: Sequence[str]) -> None:
         ws = await self._admin(url)
         try:
-            (realm,) = await self._call(ws, [{"typ": "rea", "act": "cre", "id": REALM}])
+            (realm,) = await self._call(ws, [request("rea", "cre", id=REALM)])
             if realm.get("res") != "suc" and realm.get("erc") != 409:
                 raise SetupError(f"cannot create realm {REALM}: {realm.get('err')}")
             for start in range(0, len(object_ids), SETUP_BATCH):
                 creates = [
-                    {"typ": "obj", "act": "cre", "rea": REALM, "id": object_id}
+                    request("obj", "cre", rea=REALM, id=object_id)
                     for object_id in object_ids[start : start + SETUP_BATCH]
                 ]
                 for reply in await self._call(ws, creates):
@@ -181,12 +190,12 @@ class Hivectl:
 
     def accepted(self, reply: Data) -> bool:
         frame = orjson.loads(reply)
-        return bool(frame) and frame[0].get("act") == "aut" and frame[0].get("res") == "suc"
+        return bool(frame) and is_authentication(frame[0]) and frame[0].get("res") == "suc"
 
     async def watch(self, url: str) -> ClientConnection:
         ws = await self._admin(url)
-        options = {"eve": PRESENCE_EVENT, "idp": "*"}
-        await self._subscribed(ws, {"typ": "rea", "act": "sub", "id": REALM, "dat": options})
+        options = pubsub_filter(PRESENCE_EVENT, "*")
+        await self._subscribed(ws, request("rea", "sub", id=REALM, dat=options))
         return ws
 
     def presence(self, frame: Data) -> Iterator[tuple[str, Status]]:
@@ -198,10 +207,8 @@ class Hivectl:
 
     async def subscribe(self, url: str) -> ClientConnection:
         ws = await self._admin(url)
-        options = {"typ": "obj", "sty": "rea"}
-        await self._subscribed(
-            ws, {"typ": "sub", "act": "cre", "id": "fleet", "rea": REALM, "dat": options}
-        )
+        options = object_subscription()
+        await self._subscribed(ws, request("sub", "cre", id="fleet", rea=REALM, dat=options))
         return ws
 
     async def _subscribed(self, ws: ClientConnection, request: dict[str, Any]) -> None:
@@ -211,20 +218,15 @@ class Hivectl:
             raise SetupError(f"cannot subscribe: {reply.get('err')}")
 
     def update(self, object_id: str, due: float, step: int) -> str:
-        message = {
-            "typ": "obj",
-            "act": "set",
-            "rea": REALM,
-            "id": object_id,
-            "loc": _location(step),
-            "dat": {"due": due},
-        }
+        message = request(
+            "obj", "set", rea=REALM, id=object_id, loc=_location(step), dat={"due": due}
+        )
         return orjson.dumps([message]).decode()
 
     def update_times(self, frame: Data) -> list[float]:
         times = []
         for message in orjson.loads(frame):
-            if message.get("typ") == "sub":
+            if is_subscription_push(message):
                 for change in ("cre", "upd"):
                     for entry in message.get("obj", {}).get(change, {}).values():
                         due = entry.get("dat", {}).get("due")

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from hivectl.core.wire import bearer
+from hivectl.core.wire import bearer, request
 
 REALM = "bench"
 
@@ -84,14 +84,14 @@ class _BenchClient:
 
 
 def _update(realm: str, object_id: str, step: int) -> dict[str, Any]:
-    return {
-        "typ": "obj",
-        "act": "upd",
-        "rea": realm,
-        "id": object_id,
-        "loc": {"lon": 8.5 + step % 1000 / 1e4, "lat": 47.3, "spe": step % 30},
-        "dat": {"step": step, "battery": 100 - step % 100},
-    }
+    return request(
+        "obj",
+        "upd",
+        rea=realm,
+        id=object_id,
+        loc={"lon": 8.5 + step % 1000 / 1e4, "lat": 47.3, "spe": step % 30},
+        dat={"step": step, "battery": 100 - step % 100},
+    )
 
 
 async def measure_ingest(
@@ -101,7 +101,7 @@ async def measure_ingest(
     opened = await asyncio.gather(*(_BenchClient.open(url, token, n) for n in range(plan.clients)))
     try:
         with contextlib.suppress(RuntimeError):  # 409: the realm exists already
-            await opened[0].call([{"typ": "rea", "act": "cre", "id": realm}])
+            await opened[0].call([request("rea", "cre", id=realm)])
         await asyncio.gather(*(_create_objects(c, realm, plan.objects_per_client) for c in opened))
         started = time.perf_counter()
         await asyncio.gather(*(_send_updates(c, realm, plan) for c in opened))
@@ -113,9 +113,7 @@ async def measure_ingest(
 
 
 async def _create_objects(client: _BenchClient, realm: str, count: int) -> None:
-    creates = [
-        {"typ": "obj", "act": "cre", "rea": realm, "id": client.object_id(i)} for i in range(count)
-    ]
+    creates = [request("obj", "cre", rea=realm, id=client.object_id(i)) for i in range(count)]
     for start in range(0, count, 100):
         await client.call(creates[start : start + 100])
 

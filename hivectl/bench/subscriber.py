@@ -38,7 +38,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from hivectl.bench.flavors import SetupError, open_ws
-from hivectl.core.wire import PRESENCE_EVENT, bearer, is_publication
+from hivectl.core.wire import (
+    PRESENCE_EVENT,
+    bearer,
+    is_publication,
+    is_subscription_push,
+    object_subscription,
+    pubsub_filter,
+    request,
+)
 
 SUBSCRIPTION = "scale"
 REPLY_TIMEOUT_S = 30.0
@@ -71,21 +79,8 @@ def close_code(ws: ClientConnection) -> int | None:
 async def _subscribe_both(ws: ClientConnection, realm: str) -> None:
     """The presence events of the whole realm, and an object subscription over it."""
     requests = [
-        {
-            "typ": "rea",
-            "act": "sub",
-            "id": realm,
-            "dat": {"eve": PRESENCE_EVENT, "idp": "*"},
-            "cid": 1,
-        },
-        {
-            "typ": "sub",
-            "act": "cre",
-            "id": SUBSCRIPTION,
-            "rea": realm,
-            "dat": {"typ": "obj", "sty": "rea"},
-            "cid": 2,
-        },
+        request("rea", "sub", id=realm, dat=pubsub_filter(PRESENCE_EVENT, "*"), cid=1),
+        request("sub", "cre", id=SUBSCRIPTION, rea=realm, dat=object_subscription(), cid=2),
     ]
     await ws.send(orjson.dumps(requests).decode())
     waiting = {1, 2}
@@ -100,20 +95,15 @@ async def _subscribe_both(ws: ClientConnection, realm: str) -> None:
 
 async def hold_full_state(ws: ClientConnection, realm: str, expected: int, held: set[str]) -> None:
     """Subscribe with ``exe``; done once the ids of ``ful`` and ``cre`` pushes number N."""
-    request = {
-        "typ": "sub",
-        "act": "cre",
-        "id": SUBSCRIPTION,
-        "rea": realm,
-        "dat": {"typ": "obj", "sty": "rea", "exe": True},
-        "cid": 1,
-    }
-    await ws.send(orjson.dumps([request]).decode())
+    subscription = request(
+        "sub", "cre", id=SUBSCRIPTION, rea=realm, dat=object_subscription(exe=True), cid=1
+    )
+    await ws.send(orjson.dumps([subscription]).decode())
     while len(held) < expected:
         for message in orjson.loads(await ws.recv(decode=False)):
             if message.get("cid") == 1 and message.get("res") != "suc":
                 raise SetupError(f"cannot subscribe: {message.get('err')}")
-            if message.get("typ") == "sub" and message.get("id") == SUBSCRIPTION:
+            if is_subscription_push(message) and message.get("id") == SUBSCRIPTION:
                 held.update(message.get("obj", {}).get("cre", ()))
 
 
@@ -127,7 +117,7 @@ async def see_transitions(
                 event = message["dat"]
                 if event.get("eve") == PRESENCE_EVENT and event["dat"]["cst"] == "dis":
                     events.add(event["idp"])
-            elif message.get("typ") == "sub":
+            elif is_subscription_push(message):
                 for object_id, entry in message.get("obj", {}).get("upd", {}).items():
                     if entry.get("cst") == "dis":
                         updates.add(object_id)

@@ -112,8 +112,10 @@ def get(
     target = remote(config, url, token, {realm: {"*": "R"}}, secret_file=secret_file)
 
     async def read(client: HivekitClient) -> dict[str, Any]:
+        from hivectl.core.wire import request
+
         result: dict[str, Any] = await client.connection.request(
-            {"typ": "obj", "act": "rea", "rea": realm, "id": object_id}
+            request("obj", "rea", rea=realm, id=object_id)
         )
         return result
 

@@ -65,10 +65,11 @@ def list_command(
 async def _realms_with_counts(client: HivekitClient) -> list[dict[str, Any]]:
     """``lis``, then one ``pre`` count per realm in one frame (None where it is refused)."""
     from hivectl.client import HivekitError
+    from hivectl.core.wire import presence_filter, request
 
     listed = await client.realm.list()
     counts = await client.connection.request_batch(
-        [{"typ": "sys", "act": "pre", "rea": realm_id, "dat": {"idp": "*"}} for realm_id in listed]
+        [request("sys", "pre", rea=realm_id, dat=presence_filter("*")) for realm_id in listed]
     )
     realms = []
     for (realm_id, entry), count in zip(listed.items(), counts, strict=True):

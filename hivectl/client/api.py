@@ -21,8 +21,18 @@ from hivectl.client.subscriptions import (
     RealmListCallback,
     RealmSubscription,
     SubscriptionRegistry,
-    object_options,
     realm_list_handler,
+    scope_of,
+)
+from hivectl.core.wire import (
+    REALM_LIST,
+    object_subscription,
+    presence_filter,
+    pubsub_event,
+    pubsub_filter,
+    realm_data_subscription,
+    realm_list_subscription,
+    request,
 )
 
 PubSubCallback = Callable[[Any, str], Any]
@@ -119,42 +129,35 @@ class RealmApi:
     async def subscribe(self, on_change: RealmListCallback) -> RealmSubscription:
         """Realm list events: ``on_change(realm_id, "created" | "updated" | "deleted")``."""
         subscription = RealmSubscription(
-            self._subscriptions, "sys", "sys", realm_list_handler(on_change)
+            self._subscriptions,
+            REALM_LIST,
+            realm_list_subscription(),
+            realm_list_handler(on_change),
         )
         await self._subscriptions.open(subscription)
         return subscription
 
     async def get(self, realm_id: str) -> Realm:
-        value = await self._connection.request({"typ": "rea", "act": "rea", "id": realm_id})
+        value = await self._connection.request(request("rea", "rea", id=realm_id))
         return self.handle(realm_id, value.get("lab", ""), value.get("dat") or {})
 
     async def create(
         self, realm_id: str, lab: str = "", dat: Mapping[str, Any] | None = None
     ) -> Realm:
-        message: dict[str, Any] = {"typ": "rea", "act": "cre", "id": realm_id, "lab": lab}
-        if dat is not None:
-            message["dat"] = dict(dat)
-        await self._connection.request(message)
+        await self._connection.request(request("rea", "cre", id=realm_id, lab=lab, dat=_opt(dat)))
         return self.handle(realm_id, lab, dict(dat or {}))
 
     async def list(self) -> dict[str, dict[str, Any]]:
-        result: dict[str, dict[str, Any]] = await self._connection.request(
-            {"typ": "rea", "act": "lis"}
-        )
+        result: dict[str, dict[str, Any]] = await self._connection.request(request("rea", "lis"))
         return result
 
     async def update(
         self, realm_id: str, lab: str | None = None, dat: Mapping[str, Any] | None = None
     ) -> None:
-        message: dict[str, Any] = {"typ": "rea", "act": "upd", "id": realm_id}
-        if lab is not None:
-            message["lab"] = lab
-        if dat is not None:
-            message["dat"] = dict(dat)
-        await self._connection.request(message)
+        await self._connection.request(request("rea", "upd", id=realm_id, lab=lab, dat=_opt(dat)))
 
     async def delete(self, realm_id: str) -> None:
-        await self._connection.request({"typ": "rea", "act": "del", "id": realm_id})
+        await self._connection.request(request("rea", "del", id=realm_id))
 
 
 class Realm:
@@ -183,7 +186,9 @@ class Realm:
             self.dat = dict(body.get("dat") or {})
             call_soon(on_change, self)
 
-        subscription = RealmSubscription(self._subscriptions, self.id, "rea", updated)
+        subscription = RealmSubscription(
+            self._subscriptions, self.id, realm_data_subscription(), updated
+        )
         await self._subscriptions.open(subscription)
         return subscription
 
@@ -199,13 +204,6 @@ class ObjectApi:
         self._subscriptions = subscriptions
         self._realm = realm_id
 
-    def _message(self, act: str, object_id: str | None = None, **fields: Any) -> dict[str, Any]:
-        message: dict[str, Any] = {"typ": "obj", "act": act, "rea": self._realm}
-        if object_id is not None:
-            message["id"] = object_id
-        message.update({key: value for key, value in fields.items() if value is not None})
-        return message
-
     def _write(
         self,
         act: str,
@@ -216,9 +214,11 @@ class ObjectApi:
         task_ids: Sequence[str] | None,
     ) -> dict[str, Any]:
         """A write message: only the fields given are sent (``dat`` merges key by key)."""
-        return self._message(
+        return request(
+            "obj",
             act,
-            object_id,
+            rea=self._realm,
+            id=object_id,
             lab=label,
             loc=_opt(location),
             dat=_opt(data),
@@ -268,7 +268,7 @@ class ObjectApi:
         )
 
     async def get(self, object_id: str) -> HiveObject:
-        value = await self._connection.request(self._message("rea", object_id))
+        value = await self._connection.request(request("obj", "rea", rea=self._realm, id=object_id))
         return HiveObject.from_wire(value)
 
     async def list(
@@ -285,14 +285,12 @@ class ObjectApi:
             options["sha"] = dict(shape)
         if fields is not None:
             options["fie"] = list(fields)
-        message = self._message("lis")
-        if options:
-            message["dat"] = options
+        message = request("obj", "lis", rea=self._realm, dat=options or None)
         result: dict[str, dict[str, Any]] = await self._connection.request(message)
         return result
 
     async def delete(self, object_id: str) -> None:
-        await self._connection.request(self._message("del", object_id))
+        await self._connection.request(request("obj", "del", rea=self._realm, id=object_id))
 
     async def subscribe(
         self,
@@ -314,13 +312,13 @@ class ObjectApi:
         ``execute_immediately`` this returns once ``objects`` holds the whole current set,
         however many pushes the server sends it in (`hivectl.client.subscriptions`).
         """
-        options = {
-            "typ": "obj",
-            "sty": "rea",
-            **object_options(where=where, shape=shape, target=target, scope=scope),
-        }
-        if execute_immediately:
-            options["exe"] = True
+        options = object_subscription(
+            scope or scope_of(shape, target) or "rea",
+            atr=where,
+            sha=shape,
+            sta=target,
+            exe=execute_immediately,
+        )
         subscription = ObjectSubscription(
             self._subscriptions,
             self._realm,
@@ -358,12 +356,7 @@ class PubSubRegistry:
 
     async def publish(self, realm_id: str, event: str, object_id: str, data: Any) -> None:
         await self._connection.request(
-            {
-                "typ": "rea",
-                "act": "pub",
-                "id": realm_id,
-                "dat": {"eve": event, "idp": object_id, "dat": data},
-            }
+            request("rea", "pub", id=realm_id, dat=pubsub_event(event, object_id, data))
         )
 
     def _on_push(self, message: dict[str, Any]) -> None:
@@ -379,7 +372,7 @@ class PubSubRegistry:
 
 def _pubsub_message(act: str, key: tuple[str, str, str]) -> dict[str, Any]:
     realm_id, event, id_pattern = key
-    return {"typ": "rea", "act": act, "id": realm_id, "dat": {"eve": event, "idp": id_pattern}}
+    return request("rea", act, id=realm_id, dat=pubsub_filter(event, id_pattern))
 
 
 class RealmPubSub:
@@ -402,22 +395,22 @@ class SystemApi:
         self._connection = connection
 
     async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._connection.request({"typ": "sys", "act": "sta"})
+        result: dict[str, Any] = await self._connection.request(request("sys", "sta"))
         return result
 
     async def heartbeat(self) -> None:
-        await self._connection.request({"typ": "sys", "act": "hbt"})
+        await self._connection.request(request("sys", "hbt"))
 
     async def presence(self, realm_id: str, object_id: str) -> dict[str, Any]:
         """Why an object is online: providers and the presence ledger."""
         result: dict[str, Any] = await self._connection.request(
-            {"typ": "sys", "act": "pre", "rea": realm_id, "id": object_id}
+            request("sys", "pre", rea=realm_id, id=object_id)
         )
         return result
 
     async def presence_count(self, realm_id: str, id_pattern: str = "*") -> dict[str, int]:
         result: dict[str, int] = await self._connection.request(
-            {"typ": "sys", "act": "pre", "rea": realm_id, "dat": {"idp": id_pattern}}
+            request("sys", "pre", rea=realm_id, dat=presence_filter(id_pattern))
         )
         return result
 
@@ -470,9 +463,7 @@ class AdminApi:
     async def request(self, act: str, **options: Any) -> dict[str, Any]:
         """One ``adm`` request; options that are None are left out."""
         dat = {key: value for key, value in options.items() if value is not None}
-        result: dict[str, Any] = await self._connection.request(
-            {"typ": "adm", "act": act, "dat": dat}
-        )
+        result: dict[str, Any] = await self._connection.request(request("adm", act, dat=dat))
         return result
 
 

@@ -39,7 +39,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from hivectl.client.backoff import Backoff
 from hivectl.client.errors import AuthenticationError, ConnectionLost, HivekitError
-from hivectl.core.wire import bearer, is_authentication, is_publication
+from hivectl.core.wire import (
+    bearer,
+    is_authentication,
+    is_publication,
+    is_reply,
+    is_subscription_push,
+)
 
 log = logging.getLogger("hivectl.client")
 
@@ -335,6 +341,24 @@ class Connection:
                 self._report(CloseInfo(self.close_code, self.close_reason, uptime, None, 0))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        if is_reply(message):
+            self._answer(message)
+            return
+        if is_publication(message):
+            handler = self._push_handlers.get("pub")
+        elif is_subscription_push(message):
+            handler = self._push_handlers.get("sub")
+        else:
+            return
+        if handler is not None:
+            try:
+                handler(message)
+            except Exception:
+                log.exception("push handler failed")
+
+    def _answer(self, message: dict[str, Any]) -> None:
+        """A reply goes to the request waiting for its ``cid``, or to the ``Bearer`` frame
+        it answers; an error nobody waits for (a failed ``set``) is logged."""
         cid = message.get("cid")
         if cid is not None and cid in self._pending:
             future = self._pending.pop(cid)
@@ -350,19 +374,8 @@ class Connection:
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
             return
-        if is_publication(message):
-            handler = self._push_handlers.get("pub")
-        elif message.get("typ") == "sub" and "act" not in message:
-            handler = self._push_handlers.get("sub")
-        else:
-            handler = None
-            if message.get("res") == "err":
-                log.warning("server error: %s (%s)", message.get("err"), message.get("erc"))
-        if handler is not None:
-            try:
-                handler(message)
-            except Exception:
-                log.exception("push handler failed")
+        if message.get("res") == "err":
+            log.warning("server error: %s (%s)", message.get("err"), message.get("erc"))
 
     async def _reconnect_loop(self, code: int | None, reason: str, uptime: float | None) -> None:
         while not self._closing:

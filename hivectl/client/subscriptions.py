@@ -37,6 +37,14 @@ from typing import Any, Protocol
 from hivectl.client.connection import Connection, call_soon
 from hivectl.client.errors import ConnectionLost, HivekitError
 from hivectl.client.objects import HiveObject
+from hivectl.core.wire import (
+    is_full_state,
+    is_realm_list_push,
+    object_scope,
+    object_subscription,
+    request,
+    with_initial_state,
+)
 
 REALM_ACTIONS = {"cre": "created", "upd": "updated", "del": "deleted"}
 
@@ -98,9 +106,7 @@ class SubscriptionRegistry:
         if self._live.pop(sub_id, None) is None:
             return
         with contextlib.suppress(ConnectionLost):
-            await self._connection.request(
-                {"typ": "sub", "act": "del", "id": sub_id, "rea": realm_id}
-            )
+            await self._connection.request(request("sub", "del", id=sub_id, rea=realm_id))
 
     async def initial_state(self, subscription: ObjectSubscription) -> None:
         """Return once `subscription` (created with ``exe``) holds its whole initial state
@@ -170,9 +176,9 @@ class ObjectSubscription:
         target: Mapping[str, Any] | None = None,
     ) -> None:
         """Change filters, shape or target (what is not given stays); a ``ful`` push follows."""
-        patch = object_options(where=where, shape=shape, target=target)
+        patch = object_scope(atr=where, sha=shape, sta=target, sty=scope_of(shape, target))
         await self._registry.request(
-            {"typ": "sub", "act": "upd", "id": self.id, "rea": self.realm_id, "dat": patch}
+            request("sub", "upd", id=self.id, rea=self.realm_id, dat=patch)
         )
         self._options.update(patch)
 
@@ -180,13 +186,13 @@ class ObjectSubscription:
         await self._registry.close(self.id, self.realm_id)
 
     def create_message(self, *, restoring: bool) -> dict[str, Any]:
-        options = {**self._options, "exe": True} if restoring else self._options
-        return {"typ": "sub", "act": "cre", "id": self.id, "rea": self.realm_id, "dat": options}
+        options = with_initial_state(self._options) if restoring else self._options
+        return request("sub", "cre", id=self.id, rea=self.realm_id, dat=options)
 
     def apply(self, message: dict[str, Any]) -> None:
         body = message.get("obj") or {}
         change = SubscriptionChange(
-            kind="ful" if message.get("uty") == "ful" else "dta",
+            kind="ful" if is_full_state(message) else "dta",
             created=_objects(body.get("cre")),
             updated=_objects(body.get("upd")),
             deleted=list(body.get("del") or ()),
@@ -213,68 +219,44 @@ class _Probe:
 
     def create_message(self, *, restoring: bool) -> dict[str, Any]:
         nowhere = {"id": f"hivectl-probe/{secrets.token_hex(8)}", "r": 1}
-        options = {"typ": "obj", "sty": "tar", "sta": nowhere, "exe": True}
-        return {"typ": "sub", "act": "cre", "id": self.id, "rea": self.realm_id, "dat": options}
+        options = object_subscription("tar", sta=nowhere, exe=True)
+        return request("sub", "cre", id=self.id, rea=self.realm_id, dat=options)
 
     def apply(self, message: dict[str, Any]) -> None:
-        if message.get("uty") == "ful":
+        if is_full_state(message):
             self.done.set()
 
 
 class RealmSubscription:
-    """Realm events: the realm list (``rea:"sys"``) or one realm's data."""
+    """Realm events: the realm list (``rea:"sys"``) or one realm's data, as `options`
+    (`hivectl.core.wire.realm_list_subscription` or ``realm_data_subscription``) say."""
 
     def __init__(
         self,
         registry: SubscriptionRegistry,
         realm_id: str,
-        kind: str,
+        options: dict[str, str],
         on_push: Callable[[dict[str, Any]], None],
     ) -> None:
         self.id = registry.new_id()
         self.realm_id = realm_id
         self._registry = registry
-        self._kind = kind
+        self._options = options
         self._on_push = on_push
 
     async def close(self) -> None:
         await self._registry.close(self.id, self.realm_id)
 
     def create_message(self, *, restoring: bool) -> dict[str, Any]:
-        return {
-            "typ": "sub",
-            "act": "cre",
-            "id": self.id,
-            "rea": self.realm_id,
-            "dat": {"typ": self._kind, "sty": "rea"},
-        }
+        return request("sub", "cre", id=self.id, rea=self.realm_id, dat=self._options)
 
     def apply(self, message: dict[str, Any]) -> None:
         self._on_push(message)
 
 
-def object_options(
-    *,
-    where: Sequence[str] | None = None,
-    shape: Mapping[str, Any] | None = None,
-    target: Mapping[str, Any] | None = None,
-    scope: str | None = None,
-) -> dict[str, Any]:
-    """The ``dat`` of an object subscription, with only the options given."""
-    options: dict[str, Any] = {}
-    if where is not None:
-        options["atr"] = list(where)
-    if shape is not None:
-        options["sha"] = dict(shape)
-    if target is not None:
-        options["sta"] = dict(target)
-    inferred = scope or _scope(shape, target)
-    if inferred is not None:
-        options["sty"] = inferred
-    return options
-
-
-def _scope(shape: Mapping[str, Any] | None, target: Mapping[str, Any] | None) -> str | None:
+def scope_of(shape: Mapping[str, Any] | None, target: Mapping[str, Any] | None) -> str | None:
+    """The ``sty`` that a `shape` or `target` asks for, so callers need not name it: a
+    target is ``tar``, a shape ``pol``, ``cir`` or ``rec`` by its keys, neither None."""
     if target is not None:
         return "tar"
     if shape is None:
@@ -286,7 +268,9 @@ def _scope(shape: Mapping[str, Any] | None, target: Mapping[str, Any] | None) ->
 
 def realm_list_handler(on_change: RealmListCallback) -> Callable[[dict[str, Any]], None]:
     def handle(message: dict[str, Any]) -> None:
-        event = message.get("dat") or {}
+        if not is_realm_list_push(message):
+            return
+        event = message["dat"]
         action = REALM_ACTIONS.get(event.get("act", ""), event.get("act", ""))
         call_soon(on_change, event.get("id", ""), action)
 

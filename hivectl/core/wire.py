@@ -15,6 +15,12 @@ and ``typ`` of the message that caused it whenever those can be read:
    of strings, ``loc`` an object of numbers). Payload rules that depend on the action
    (what ``dat`` must hold) are checked by the handler with the helpers below.
 
+Clients spell their side here too: `request` and the ``dat`` helpers after it build what
+a client sends, and the ``is_*`` recognisers tell apart what it receives (replies,
+publications, subscription pushes). The server builds those pushes with the functions
+beside them, so each shape is written once and pinned against protocol.md in
+``tests/core/test_wire.py``.
+
 JSON is decoded with orjson, which follows RFC 8259 strictly: ``NaN``/``Infinity``,
 lone surrogates and nesting deeper than 1024 levels are rejected, so hostile frames
 fail here as 400 instead of deep in a handler. Two more rules keep every accepted value
@@ -33,10 +39,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import orjson
 
@@ -347,10 +353,120 @@ PRESENCE_EVENT = "connectionStatusChanged"
 """The realm event the server publishes on every presence transition (protocol.md §6.4);
 clients may subscribe to it, only the server publishes it."""
 
+REALM_LIST = "sys"
+"""The ``rea`` of a realm-list subscription (protocol.md §6.3): it follows every realm,
+so it names none."""
+
+
+# -- what a client sends ---------------------------------------------------------------
+
+
+class RequestFields(TypedDict, total=False):
+    """The envelope fields a request may carry besides ``typ`` and ``act`` (§4)."""
+
+    id: str | None
+    rea: str | None
+    lab: str | None
+    loc: Mapping[str, Any] | None
+    dat: Any
+    tds: list[str] | None
+    cid: str | int | None
+
+
+def request(typ: str, act: str, **fields: Unpack[RequestFields]) -> Message:
+    """A request: ``typ`` and ``act``, then the fields given, in the order given.
+
+    Fields that are None are left out, so callers pass their optional arguments straight
+    through and send only what was asked for (an ``upd`` changes only the fields present).
+    JSON objects are unordered, so the order is the caller's: each call reads like
+    protocol.md's example of it (an object's realm before its id, a subscription's id
+    before its realm). An unknown `typ` or `act` is a ValueError here rather than a 400
+    a round trip later.
+    """
+    if typ not in ACTIONS or act not in ACTIONS[typ]:
+        raise ValueError(f"no action {act!r} for type {typ!r}")
+    message: Message = {"typ": typ, "act": act}
+    for key, value in fields.items():
+        if value is not None:
+            message[key] = value
+    return message
+
+
+def pubsub_filter(event: str, id_pattern: str) -> dict[str, str]:
+    """The ``dat`` of a realm ``sub`` and of the ``uns`` that ends it: the pair is the
+    subscription, so both name the same one."""
+    return {"eve": event, "idp": id_pattern}
+
+
+def pubsub_event(event: str, object_id: str, payload: Any) -> dict[str, Any]:
+    """The ``dat`` of a realm ``pub``, which subscribers get back inside a `publication`."""
+    return {"eve": event, "idp": object_id, "dat": payload}
+
+
+def presence_filter(id_pattern: str) -> dict[str, str]:
+    """The ``dat`` of a ``sys`` ``pre`` that counts the objects matching `id_pattern`
+    instead of explaining one object (§6.5)."""
+    return {"idp": id_pattern}
+
+
+def object_subscription(
+    sty: str = "rea",
+    *,
+    atr: Sequence[str] | None = None,
+    sha: Mapping[str, Any] | None = None,
+    sta: Mapping[str, Any] | None = None,
+    exe: bool = False,
+) -> dict[str, Any]:
+    """The ``dat`` of a ``sub`` ``cre`` that follows a realm's objects (§6.3)."""
+    options = {"typ": "obj", "sty": sty, **object_scope(atr=atr, sha=sha, sta=sta)}
+    return with_initial_state(options) if exe else options
+
+
+def object_scope(
+    *,
+    atr: Sequence[str] | None = None,
+    sha: Mapping[str, Any] | None = None,
+    sta: Mapping[str, Any] | None = None,
+    sty: str | None = None,
+) -> dict[str, Any]:
+    """Options of an object subscription, only those given: a ``sub`` ``upd`` merges its
+    ``dat`` into the subscription's options (a missing ``sha`` keeps the old shape), so
+    an option not asked for must not be sent. Copies, so that a message sent later (a
+    subscription re-created after a reconnect) does not change with the caller's data."""
+    options: dict[str, Any] = {}
+    if atr is not None:
+        options["atr"] = list(atr)
+    if sha is not None:
+        options["sha"] = dict(sha)
+    if sta is not None:
+        options["sta"] = dict(sta)
+    if sty is not None:
+        options["sty"] = sty
+    return options
+
+
+def with_initial_state(options: Mapping[str, Any]) -> dict[str, Any]:
+    """An object subscription's `options` asking for the current set at once (``exe``):
+    pushed as ``ful`` in a later frame than the reply."""
+    return {**options, "exe": True}
+
+
+def realm_list_subscription() -> dict[str, str]:
+    """The ``dat`` of a ``sub`` ``cre`` (with ``rea`` `REALM_LIST`) for realm-list events."""
+    return {"typ": "sys", "sty": "rea"}
+
+
+def realm_data_subscription() -> dict[str, str]:
+    """The ``dat`` of a ``sub`` ``cre`` that follows one realm's ``lab`` and ``dat``."""
+    return {"typ": "rea", "sty": "rea"}
+
 
 def bearer(token: str) -> str:
     """The authentication frame: raw text, the one frame that is not a JSON array."""
     return f"Bearer {token}"
+
+
+# -- what the server sends -------------------------------------------------------------
 
 
 def authenticated(version: str, build_date: str) -> Message:
@@ -368,14 +484,13 @@ def authentication_refused(text: str) -> Message:
     return error(401, text, typ="sys", act="aut")
 
 
-def is_authentication(message: Mapping[str, Any]) -> bool:
-    """Whether `message` answers a ``Bearer`` frame (it carries no ``cid``)."""
-    return message.get("typ") == "sys" and message.get("act") == "aut"
-
-
 def publication(realm: str, sid: str, event: str, object_id: str, payload: Any) -> Message:
     """A pub/sub push: `event` on `object_id` in `realm`, for the subscription `sid`
-    (the subscriber's own id pattern)."""
+    (the subscriber's own id pattern).
+
+    Its ``dat`` is a `pubsub_event`, spelled out here rather than called: this runs once
+    per subscriber per event, and a call would add to every one of them.
+    """
     return {
         "typ": "rea",
         "act": "pub",
@@ -385,13 +500,86 @@ def publication(realm: str, sid: str, event: str, object_id: str, payload: Any) 
     }
 
 
-def is_publication(message: Mapping[str, Any]) -> bool:
-    return message.get("typ") == "rea" and message.get("act") == "pub"
-
-
 def presence_payload(status: str) -> dict[str, str]:
     """What a `PRESENCE_EVENT` publication carries: the object's new ``cst``."""
     return {"cst": status}
+
+
+def object_push(
+    sub_id: str,
+    kind: str,
+    created: dict[str, Any],
+    updated: dict[str, Any],
+    deleted: dict[str, Any],
+) -> Message:
+    """A push to an object subscription: `kind` ``ful`` replaces the client's set, ``dta``
+    changes it; every map is present, empty or not (§6.3)."""
+    return {
+        "typ": "sub",
+        "id": sub_id,
+        "uty": kind,
+        "obj": {"cre": created, "upd": updated, "del": deleted},
+    }
+
+
+def realm_data_push(sub_id: str, realm: Mapping[str, Any]) -> Message:
+    """A push to a realm-data subscription: the realm (``id``, ``lab``, ``dat``) after an
+    update, always whole (``ful``)."""
+    return {"typ": "sub", "id": sub_id, "uty": "ful", "rea": realm}
+
+
+def realm_list_push(sub_id: str, realm_id: str, act: str) -> Message:
+    """A push to a realm-list subscription: `realm_id` was created, updated or deleted
+    (`act` ``cre``, ``upd``, ``del``)."""
+    return {
+        "typ": "sub",
+        "id": sub_id,
+        "uty": "dta",
+        "dat": {"typ": "rea", "id": realm_id, "act": act},
+    }
+
+
+# -- telling apart what a client receives ----------------------------------------------
+#
+# Replies (and errors) carry ``res``; pushes never do. That is the one test that holds for
+# every kind: a reply to a ``pub`` has the ``typ`` and ``act`` of a publication, and a
+# reply to a ``sub`` request the ``typ`` of a subscription push.
+
+
+def is_reply(message: Mapping[str, Any]) -> bool:
+    """Whether `message` answers a request (or reports one that failed): not a push."""
+    return "res" in message
+
+
+def is_authentication(message: Mapping[str, Any]) -> bool:
+    """Whether `message` answers a ``Bearer`` frame (it carries no ``cid``)."""
+    return message.get("typ") == "sys" and message.get("act") == "aut"
+
+
+def is_publication(message: Mapping[str, Any]) -> bool:
+    """Whether `message` is a pub/sub push (a `publication`)."""
+    return message.get("typ") == "rea" and message.get("act") == "pub" and "res" not in message
+
+
+def is_subscription_push(message: Mapping[str, Any]) -> bool:
+    """Whether `message` is a push to a subscription (objects, realm data or realm list);
+    its ``id`` names the subscription."""
+    return message.get("typ") == "sub" and "res" not in message
+
+
+def is_realm_list_push(message: Mapping[str, Any]) -> bool:
+    """Whether `message` is a `realm_list_push` (its ``dat`` names the realm and what
+    happened to it)."""
+    if not is_subscription_push(message):
+        return False
+    event = message.get("dat")
+    return isinstance(event, dict) and event.get("typ") == "rea"
+
+
+def is_full_state(push: Mapping[str, Any]) -> bool:
+    """Whether a subscription push replaces what the client holds (``ful``) rather than
+    changing it (``dta``)."""
+    return push.get("uty") == "ful"
 
 
 def iso8601(timestamp: float) -> str:

@@ -61,7 +61,7 @@ from hivectl.client.backoff import Backoff
 from hivectl.client.errors import ConnectionLost
 from hivectl.core.pacing import Pacer, split_frames
 from hivectl.core.tokens import SigningKey, mint_token
-from hivectl.core.wire import PRESENCE_EVENT
+from hivectl.core.wire import PRESENCE_EVENT, request
 from hivectl.sim.budget import (
     MAX_FRAME_BYTES,
     MAX_FRAME_MESSAGES,
@@ -352,14 +352,18 @@ class Simulation:
                 self._bulk_done(act, message["id"])
 
     def _bulk_message(self, act: str, object_id: str) -> dict[str, Any]:
-        message: dict[str, Any] = {"typ": "obj", "act": act, "rea": self.config.realm}
-        message["id"] = object_id
-        if act == "cre":
-            rider = self._riders[object_id]
-            message["lab"] = rider.label
-            message["dat"] = RIDER_DATA
-            message["loc"] = rider.route.position(0.0).as_location()
-        return message
+        if act != "cre":
+            return request("obj", act, rea=self.config.realm, id=object_id)
+        rider = self._riders[object_id]
+        return request(
+            "obj",
+            act,
+            rea=self.config.realm,
+            id=object_id,
+            lab=rider.label,
+            dat=RIDER_DATA,
+            loc=rider.route.position(0.0).as_location(),
+        )
 
     def _bulk_done(self, act: str, object_id: str) -> None:
         if act == "cre":
@@ -561,13 +565,7 @@ class Simulation:
                 task.add_done_callback(link.inflight.discard)
 
     def _update_message(self, object_id: str, location: dict[str, float]) -> dict[str, Any]:
-        return {
-            "typ": "obj",
-            "act": "upd",
-            "rea": self.config.realm,
-            "id": object_id,
-            "loc": location,
-        }
+        return request("obj", "upd", rea=self.config.realm, id=object_id, loc=location)
 
     async def _update_frame(
         self, messages: list[dict[str, Any]], dues: list[float], link: _Link

@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from hivectl.core.wire import request
+
 EXPORTED_KEYS = ("id", "lab", "loc", "dat", "tds")
 IGNORED_KEYS = frozenset({"cst"})
 """Accepted on import and dropped: ``object get --json`` output imports as it is."""
@@ -108,15 +110,14 @@ def create_message(
     data = dict(obj["dat"])
     if current is not None:
         data.update({key: None for key in current.get("dat", {}) if key not in data})
-    message: dict[str, Any] = {
-        "typ": "obj",
-        "act": "cre",
-        "rea": realm,
-        "id": obj["id"],
-        "lab": obj["lab"],
-        "dat": data,
-        "tds": list(obj["tds"]),
-    }
-    if obj["loc"].get("tim") or obj["loc"].get("time"):
-        message["loc"] = obj["loc"]
-    return message
+    timed = obj["loc"].get("tim") or obj["loc"].get("time")
+    return request(
+        "obj",
+        "cre",
+        rea=realm,
+        id=obj["id"],
+        lab=obj["lab"],
+        dat=data,
+        tds=list(obj["tds"]),
+        loc=obj["loc"] if timed else None,
+    )

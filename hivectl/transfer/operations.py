@@ -21,6 +21,7 @@ from typing import Any, Literal
 from hivectl.client import HivekitClient, HivekitError
 from hivectl.core.pacing import Budget
 from hivectl.core.patterns import compile_pattern
+from hivectl.core.wire import request
 from hivectl.transfer.bulk import Progress, send_all
 from hivectl.transfer.lines import create_message
 
@@ -86,7 +87,7 @@ async def export_objects(
     on_progress: Progress | None = None,
 ) -> Exported:
     listed = await list_objects(client, realm, patterns)
-    messages = [{"typ": "obj", "act": "rea", "rea": realm, "id": oid} for oid in listed]
+    messages = [request("obj", "rea", rea=realm, id=oid) for oid in listed]
     results = await send_all(client.connection, messages, budget, on_progress=on_progress)
     exported = Exported([], [], [])
     for object_id, result in zip(listed, results, strict=True):
@@ -138,7 +139,7 @@ async def import_objects(
         imported.skipped = clashing
         objects = [obj for obj in objects if obj["id"] not in existing]
     elif clashing:
-        reads = [{"typ": "obj", "act": "rea", "rea": realm, "id": oid} for oid in clashing]
+        reads = [request("obj", "rea", rea=realm, id=oid) for oid in clashing]
         for object_id, result in zip(
             clashing, await send_all(client.connection, reads, budget), strict=True
         ):
@@ -165,7 +166,7 @@ async def delete_objects(
     on_progress: Progress | None = None,
 ) -> Outcome:
     """Delete the objects; one already gone counts as deleted (what was asked holds)."""
-    messages = [{"typ": "obj", "act": "del", "rea": realm, "id": oid} for oid in object_ids]
+    messages = [request("obj", "del", rea=realm, id=oid) for oid in object_ids]
     results = await send_all(client.connection, messages, budget, on_progress=on_progress)
     outcome = Outcome()
     for object_id, result in zip(object_ids, results, strict=True):

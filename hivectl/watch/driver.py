@@ -43,7 +43,7 @@ from hivectl.client import (
     SubscriptionChange,
 )
 from hivectl.client.errors import ConnectionLost
-from hivectl.core.wire import PRESENCE_EVENT
+from hivectl.core.wire import PRESENCE_EVENT, request
 from hivectl.watch.state import WatchEvent, WatchState
 
 REALM_POLL_S = 1.0
@@ -194,7 +194,7 @@ class RealmWatcher:
         if not asked:
             return {}
         realm = self.state.realm
-        messages = [{"typ": "sys", "act": "pre", "rea": realm, "id": oid} for oid in asked]
+        messages = [request("sys", "pre", rea=realm, id=oid) for oid in asked]
         try:
             answers = await self.client.connection.request_batch(messages)
         except (ConnectionLost, TimeoutError):

@@ -102,7 +102,13 @@ from typing import Any, Protocol
 
 from hivectl.core.filters import AttributeFilter, all_match, parse_filters
 from hivectl.core.geo import Bounds, Cell, Circle, Shape, cell_of, cells_for_bounds, parse_shape
-from hivectl.core.wire import Location, Message
+from hivectl.core.wire import (
+    Location,
+    Message,
+    object_push,
+    realm_data_push,
+    realm_list_push,
+)
 from server.model.records import ObjectRecord, RealmRecord
 from server.model.session import Session
 
@@ -311,7 +317,7 @@ class SubscriptionIndex:
                 if oid in held
             }
             if created or kind == "ful":
-                yield _object_push(sub.id, kind, created, {}, {})
+                yield object_push(sub.id, kind, created, {}, {})
             kind = "dta"
 
     def watch_realms(self, session: Session, sub_id: str) -> RealmSubscription:
@@ -395,7 +401,7 @@ class SubscriptionIndex:
             self.checks += 1
             if sub not in retargeted and record.id in sub.held:
                 del sub.held[record.id]
-                pushes.append((sub.session, _object_push(sub.id, "dta", {}, {}, {record.id: {}})))
+                pushes.append((sub.session, object_push(sub.id, "dta", {}, {}, {record.id: {}})))
         return pushes
 
     # -- realm changes -------------------------------------------------------------------
@@ -407,7 +413,7 @@ class SubscriptionIndex:
         pushes = self._realm_list_pushes(realm.id, "upd")
         body = realm.to_wire()
         for sub in self._realm_data.get(realm.id, ()):
-            pushes.append((sub.session, {"typ": "sub", "id": sub.id, "uty": "ful", "rea": body}))
+            pushes.append((sub.session, realm_data_push(sub.id, body)))
         return pushes
 
     def realm_deleted(self, realm_id: str) -> list[Push]:
@@ -420,9 +426,8 @@ class SubscriptionIndex:
         return self._realm_list_pushes(realm_id, "del")
 
     def _realm_list_pushes(self, realm_id: str, act: str) -> list[Push]:
-        body = {"typ": "rea", "id": realm_id, "act": act}
         return [
-            (sub.session, {"typ": "sub", "id": sub.id, "uty": "dta", "dat": body})
+            (sub.session, realm_list_push(sub.id, realm_id, act))
             for sub in self._realm_list
             if sub.session.permissions.has_any(realm_id)
         ]
@@ -451,10 +456,10 @@ class SubscriptionIndex:
                     wire = self._render(sub.realm, record)
                 entry = {record.id: wire}
                 created, updated = ({}, entry) if held else (entry, {})
-                pushes.append((sub.session, _object_push(sub.id, "dta", created, updated, {})))
+                pushes.append((sub.session, object_push(sub.id, "dta", created, updated, {})))
             elif held:
                 del sub.held[record.id]
-                pushes.append((sub.session, _object_push(sub.id, "dta", {}, {}, {record.id: {}})))
+                pushes.append((sub.session, object_push(sub.id, "dta", {}, {}, {record.id: {}})))
 
     def _matches(self, sub: ObjectSubscription, record: ObjectRecord) -> bool:
         self.checks += 1
@@ -492,7 +497,7 @@ class SubscriptionIndex:
             )
             deleted: dict[str, Any] = {oid: {} for oid in before if oid not in after}
             if created or updated or deleted:
-                pushes.append((sub.session, _object_push(sub.id, "dta", created, updated, deleted)))
+                pushes.append((sub.session, object_push(sub.id, "dta", created, updated, deleted)))
         return followers
 
     # -- placement -----------------------------------------------------------------------
@@ -579,18 +584,3 @@ class SubscriptionIndex:
             for sub in index.cells.get(old_cell, _NO_SUBS):
                 if sub not in here:
                     yield sub
-
-
-def _object_push(
-    sub_id: str,
-    kind: str,
-    created: dict[str, Any],
-    updated: dict[str, Any],
-    deleted: dict[str, Any],
-) -> Message:
-    return {
-        "typ": "sub",
-        "id": sub_id,
-        "uty": kind,
-        "obj": {"cre": created, "upd": updated, "del": deleted},
-    }

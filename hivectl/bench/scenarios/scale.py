@@ -58,6 +58,7 @@ from hivectl.bench.subscriber import LINGER_S, authenticated
 from hivectl.core.pacing import Pacer
 from hivectl.core.settings import LimitsSettings
 from hivectl.core.tokens import SigningKey, mint_token
+from hivectl.core.wire import presence_filter, request
 from hivectl.sim.recorder import LatencyRecorder
 
 SETTLE_S = 1.0
@@ -135,11 +136,11 @@ class _Session:
 
     async def count(self, realm: str) -> tuple[int, int]:
         """(connected, disconnected) over the realm, from one ``pre`` count."""
-        reply = await self.one({"typ": "sys", "act": "pre", "rea": realm, "dat": {"idp": "*"}})
+        reply = await self.one(request("sys", "pre", rea=realm, dat=presence_filter("*")))
         return int(reply["dat"]["connected"]), int(reply["dat"]["disconnected"])
 
     async def messages_in(self) -> int:
-        reply = await self.one({"typ": "sys", "act": "sta"})
+        reply = await self.one(request("sys", "sta"))
         return int(reply["dat"]["messagesIn"])
 
 
@@ -201,14 +202,14 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 def _create_message(realm: str, object_id: str, index: int) -> dict[str, Any]:
     """A fleet object as a gateway would create it: a position and a little data."""
-    return {
-        "typ": "obj",
-        "act": "cre",
-        "rea": realm,
-        "id": object_id,
-        "loc": {"lon": -0.1 + (index % 1000) / 1e4, "lat": 51.5 + (index // 1000) / 1e4},
-        "dat": {"battery": index % 100},
-    }
+    return request(
+        "obj",
+        "cre",
+        rea=realm,
+        id=object_id,
+        loc={"lon": -0.1 + (index % 1000) / 1e4, "lat": 51.5 + (index // 1000) / 1e4},
+        dat={"battery": index % 100},
+    )
 
 
 async def _create(
@@ -218,7 +219,7 @@ async def _create(
     started = time.monotonic()
     admin = await _Session.open(url, token)
     try:
-        (reply,) = (await admin.call([{"typ": "rea", "act": "cre", "id": realm}])).values()
+        (reply,) = (await admin.call([request("rea", "cre", id=realm)])).values()
         if reply.get("res") != "suc" and reply.get("erc") != 409:
             raise SetupError(f"cannot create realm {realm}: {reply.get('err')}")
     finally:
@@ -429,13 +430,9 @@ async def _full_state(
 
 
 def _set_message(realm: str, object_id: str, step: int) -> dict[str, Any]:
-    return {
-        "typ": "obj",
-        "act": "set",
-        "rea": realm,
-        "id": object_id,
-        "loc": {"lon": -0.1 + (step % 1000) / 1e4, "lat": 51.5},
-    }
+    return request(
+        "obj", "set", rea=realm, id=object_id, loc={"lon": -0.1 + (step % 1000) / 1e4, "lat": 51.5}
+    )
 
 
 async def _updates(
@@ -508,7 +505,7 @@ async def _updates(
                     await gateway.ws.send(orjson.dumps(frame).decode())
                     sent += len(frame)
                 windows += 1
-                stats = [{"typ": "sys", "act": "sta", "cid": windows}]
+                stats = [request("sys", "sta", cid=windows)]
                 await gateway.ws.send(orjson.dumps(stats).decode())
                 await answered_up_to(windows - 1)
             await answered_up_to(windows)
@@ -595,7 +592,7 @@ async def restarted(url: str, key: SigningKey, objects: int, started: float) -> 
     token = mint_token({"sub": "bench-admin"}, key, now=time.time(), ttl=TOKEN_TTL_S)
     session = await _Session.open(url, token)
     try:
-        await session.one({"typ": "rea", "act": "rea", "id": REALM})
+        await session.one(request("rea", "rea", id=REALM))
         connected, disconnected = await session.count(REALM)
     finally:
         await session.ws.close()
