@@ -408,6 +408,7 @@ class StorageSettings:
     backend: str = _setting("sqlite", _Spec(_choice("sqlite", "memory")))
     path: str = _setting("hivectl.db", _TEXT)
     batch_window: float = _setting(0.01, _DURATION)
+    ledger_window: float = _setting(1.0, _DURATION)
 
 
 @dataclass(frozen=True)

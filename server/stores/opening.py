@@ -15,4 +15,6 @@ def open_storage(settings: StorageSettings) -> Storage:
     """The store the settings name, opened and loaded; raises StorageError."""
     if settings.backend == "memory":
         return MemoryStorage()
-    return SqliteStorage.open(settings.path, batch_window=settings.batch_window)
+    return SqliteStorage.open(
+        settings.path, batch_window=settings.batch_window, ledger_window=settings.ledger_window
+    )

@@ -11,10 +11,19 @@ Why it is built this way (design.md §4):
 * **Group commit.** The writer holds at most one batch; while it commits, the next one
   fills. A batch is handed over as soon as the writer is free and someone awaits `sync` (a
   ``cre``/``upd``/``del`` holding its reply), otherwise ``batch_window`` after its first write
-  (a ``set``, which has no reply). `sync` waits for the count of writes filed so far; the
+  (a ``set``, which has no reply), or ``ledger_window`` after it when the batch holds
+  nothing but presence ledgers. `sync` waits for the count of writes filed so far; the
   writer reports each commit back with ``call_soon_threadsafe`` and the loop resolves the
   waiters it covered. Under load a transaction carries thousands of writes and one fsync,
   and the loop pays one queue hand-over per batch, not per write.
+* **Ledgers wait longer.** A presence ledger (when an object was last connected, why it
+  went) is bookkeeping no client waits for, written at every transition: in a fleet that
+  connects and leaves all the time, a commit every ``batch_window`` for ledgers alone cost
+  a sixth of the server's CPU per connect + close (``hivectl bench churn``), most of it in
+  the GIL hand-offs of commits rather than in rows. Alone in a batch they wait for
+  ``ledger_window`` (1 s by default), coalescing by object meanwhile; any other write, or
+  a `sync`, takes them along sooner. A ``kill -9`` can lose that long of ledger updates,
+  never an acknowledged write.
 * **Few GIL hand-offs.** The writer shares the GIL with the loop, and the sqlite3 module
   gives it up around every statement step; getting it back can take a switch interval
   (5 ms) while the loop is busy. So rows go in as multi-row upserts of 500, not one
@@ -192,13 +201,16 @@ class SqliteStorage:
         loaded: LoadedState,
         next_seq: int,
         batch_window: float,
+        ledger_window: float,
     ) -> None:
         self.path = path
         self._lock_fd = lock_fd
         self._loaded = loaded
         self._window = batch_window
+        self._ledger_window = max(ledger_window, batch_window)
         self._batch = _Batch()
         self._batch_started: float | None = None  # loop time of the batch's first write
+        self._urgent = False  # the batch holds a write other than a ledger: due in _window
         self._seq = next_seq  # next row seq
         self._told = 0  # writes filed so far
         self._committed = 0  # writes durable so far
@@ -220,6 +232,7 @@ class SqliteStorage:
         path: str | os.PathLike[str],
         *,
         batch_window: float,
+        ledger_window: float = 1.0,
         migrations: Sequence[Migration] = MIGRATIONS,
     ) -> SqliteStorage:
         """Check, lock, migrate and read the database at `path` (created if missing).
@@ -250,7 +263,7 @@ class SqliteStorage:
             raise
         objects = sum(len(realm.objects) for realm in loaded.realms)
         log.info("storage %s: %d realms, %d objects", path, len(loaded.realms), objects)
-        return cls(path, connection, lock_fd, loaded, next_seq, batch_window)
+        return cls(path, connection, lock_fd, loaded, next_seq, batch_window, ledger_window)
 
     @property
     def commits(self) -> int:
@@ -300,7 +313,10 @@ class SqliteStorage:
                 "last_reason": entry.last_reason,
             }
         )
-        self._filed()
+        self._told += 1
+        if self._batch_started is None:
+            self._batch_started = asyncio.get_running_loop().time()
+            self._schedule()
 
     def put_revocation(self, revocation: Revocation) -> None:
         fields = {name: getattr(revocation, name) for name in Revocation.__slots__}
@@ -341,29 +357,37 @@ class SqliteStorage:
         return seq
 
     def _filed(self) -> None:
+        """A write other than a ledger: its batch is due within ``batch_window``."""
         self._told += 1
-        if self._batch_started is None:  # the first write of a batch
-            self._batch_started = asyncio.get_running_loop().time()
+        if not self._urgent:
+            self._urgent = True
+            if self._batch_started is None:  # the first write of a batch
+                self._batch_started = asyncio.get_running_loop().time()
             self._schedule()
 
     def _schedule(self) -> None:
         """Hand the batch over if the writer is free and it is due, else come back in time.
 
-        Due: someone awaits `sync`, or the window since its first write is over.
+        Due: someone awaits `sync`, or the window since its first write is over (the
+        ledgers' window when it holds nothing else).
         """
         started = self._batch_started
         if self._in_flight or started is None:
             return
         loop = asyncio.get_running_loop()
-        if self._waiters or loop.time() >= started + self._window:
+        due = started + (self._window if self._urgent else self._ledger_window)
+        if self._waiters or loop.time() >= due:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             batch, self._batch, self._batch_started = self._batch, _Batch(), None
+            self._urgent = False
             self._in_flight = True
             self._handoff.put(_Handoff(batch, self._told, loop, self._committed_up_to))
-        elif self._timer is None:
-            self._timer = loop.call_at(started + self._window, self._window_over)
+        elif self._timer is None or self._timer.when() > due:
+            if self._timer is not None:  # set for ledgers alone, before this write came
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._window_over)
 
     def _window_over(self) -> None:
         self._timer = None

@@ -34,6 +34,7 @@ from server.stores.sqlite_storage import (
 )
 from server.stores.storage import LoadedState, StorageError
 from tests.diskutil import unwritable_directory
+from tests.server.wsutil import until
 
 ODD_IDS = [
     "*",
@@ -55,9 +56,14 @@ ODD_IDS = [
 
 @contextlib.asynccontextmanager
 async def opened(
-    path: Path, window: float = 0.01, migrations: tuple[Migration, ...] = MIGRATIONS
+    path: Path,
+    window: float = 0.01,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    ledger_window: float = 1.0,
 ) -> AsyncIterator[SqliteStorage]:
-    storage = SqliteStorage.open(path, batch_window=window, migrations=migrations)
+    storage = SqliteStorage.open(
+        path, batch_window=window, ledger_window=ledger_window, migrations=migrations
+    )
     try:
         yield storage
     finally:
@@ -170,6 +176,45 @@ async def test_writes_without_sync_are_committed_within_the_window(tmp_path: Pat
                 break
             await asyncio.sleep(0.01)
         assert rows(path, "SELECT id FROM realms") == [("r",)]
+
+
+async def committed_after(storage: SqliteStorage, started: float) -> float:
+    """Seconds from `started` (loop time) until the store's first commit."""
+    await until(lambda: storage.commits > 0, "a commit", timeout=10.0)
+    assert storage.commits == 1
+    return asyncio.get_running_loop().time() - started
+
+
+async def test_ledgers_alone_wait_for_the_ledger_window(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path, window=0.01, ledger_window=0.3) as storage:
+        started = asyncio.get_running_loop().time()
+        storage.put_ledger("r", "o", LedgerEntry(1.0, 2.0, None, None))
+        storage.put_ledger("r", "p", LedgerEntry(1.0, 2.0, None, None))
+        assert await committed_after(storage, started) >= 0.3
+        assert rows(path, "SELECT id FROM ledgers ORDER BY id") == [("o",), ("p",)]
+
+
+async def test_another_write_takes_the_ledgers_along_within_the_batch_window(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path, window=0.01, ledger_window=60.0) as storage:
+        started = asyncio.get_running_loop().time()
+        storage.put_ledger("r", "o", LedgerEntry(1.0, 2.0, None, None))
+        storage.put_realm(RealmRecord("r"))
+        assert await committed_after(storage, started) < 10.0  # not 60 s
+        assert rows(path, "SELECT id FROM ledgers") == [("o",)]
+        assert rows(path, "SELECT id FROM realms") == [("r",)]
+
+
+async def test_a_sync_takes_pending_ledgers_along(tmp_path: Path) -> None:
+    path = tmp_path / "hive.db"
+    async with opened(path, window=0.01, ledger_window=60.0) as storage:
+        storage.put_ledger("r", "o", LedgerEntry(1.0, 2.0, None, None))
+        async with asyncio.timeout(10.0):
+            await storage.sync()
+        assert rows(path, "SELECT id FROM ledgers") == [("o",)]
 
 
 async def test_close_commits_what_is_pending(tmp_path: Path) -> None:
