@@ -3,8 +3,8 @@ the cluster's status.
 
 Our extension of the protocol, served over the WebSocket and ``POST /api/v1`` alike
 (README, "Operating"). Every action needs a token with the admin grant (``adm: true``,
-`hivectl.core.tokens`); any other token gets 403 before the request is even read, so
-a non-admin learns nothing about other connections.
+`hivectl.core.tokens`); any other token gets 403 before the request is even read
+(`server.protocol.checks.ADMIN`), so a non-admin learns nothing about other connections.
 
 ==========  ===================================  ==========================================
 act         ``dat``                              reply ``dat``
@@ -57,18 +57,17 @@ from hivectl.core.wire import (
 )
 from server.model.revocations import revoke_jti, revoke_sub
 from server.model.session import Session
+from server.protocol.checks import Target
 from server.protocol.context import HubContext
 from server.protocol.deferred import Deferred, blank_row
 
-NOT_ADMIN = "permission denied: admin operations need a token with the adm claim"
 MAX_REASON = 100
 """Longest disconnect reason kept: the close frame's reason has at most 123 bytes."""
 
 
 def list_connections(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: HubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     options = _options(request, ("realm", "sub", "node"))
     local = local_connections(hub, options)
     if hub.peers is None:
@@ -77,9 +76,8 @@ def list_connections(
 
 
 def disconnect(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: HubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     options = _options(request, ("conn", "sub", "jti", "reason"))
     targets = [key for key in ("conn", "sub", "jti") if key in options]
     if len(targets) != 1:
@@ -90,8 +88,9 @@ def disconnect(
     return _gather(hub, request, options, "disconnected", local)
 
 
-def revoke(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    _require_admin(session)
+def revoke(
+    hub: HubContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     options = require_object(request.dat, "dat") if request.dat is not None else {}
     unknown = sorted(set(options) - {"jti", "exp", "sub", "issuedBefore"})
     if unknown:
@@ -119,8 +118,9 @@ def revoke(hub: HubContext, session: Session, request: Request, now: float) -> M
     return success(request, {"revocation": revocation.to_wire()})
 
 
-def list_revocations(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    _require_admin(session)
+def list_revocations(
+    hub: HubContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     hub.forget_revocations(now)
     return success(
         request, {"revocations": [entry.to_wire() for entry in hub.revocations.listed()]}
@@ -128,9 +128,8 @@ def list_revocations(hub: HubContext, session: Session, request: Request, now: f
 
 
 def cluster_status(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: HubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     _options(request, ())
     cluster = hub.cluster
     if cluster is None:
@@ -210,11 +209,6 @@ def connection_order(entry: Mapping[str, Any]) -> tuple[bool, str, str, str, str
     """By ``sub`` (connections without one last), then node, then age, then id."""
     sub = entry["sub"]
     return (sub is None, sub or "", entry["node"], entry["since"], entry["id"])
-
-
-def _require_admin(session: Session) -> None:
-    if session.claims is None or not session.claims.adm:
-        raise WireError(403, NOT_ADMIN)
 
 
 def _options(request: Request, keys: tuple[str, ...]) -> dict[str, str]:
