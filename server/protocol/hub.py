@@ -170,7 +170,7 @@ _HANDLERS: dict[tuple[str, str], tuple[Route, Handler]] = {
         objects.update_object,
     ),
     ("obj", "set"): (
-        Route(realm="rea", object="id", right=Right("object", objects.rights_to_set)),
+        Route(realm="rea", object="id", right=Right("object", objects.rights_to_set), lean=True),
         objects.set_object,
     ),
     ("obj", "rea"): (

@@ -1,5 +1,5 @@
 """`server.protocol.checks.resolve`, fed its inputs directly: one or more tests per rule of
-the module's table.
+the module's table, and that the lean path answers as the generic one.
 
 The hub's answers for pairs of failures, route by route, are pinned in
 `tests.protocol.test_check_order`; these tests pin the function's own rules, on
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hivectl.core.permissions import Permissions, ProviderPatterns
 from hivectl.core.tokens import Claims
@@ -20,6 +22,7 @@ from server.model.session import Session
 from server.model.subscription_index import RealmSubscription
 from server.protocol.checks import ADMIN, NOT_ADMIN, Right, Route, Target, resolve
 from server.protocol.hub import _HANDLERS
+from tests.protocol.driver import PROPERTY
 
 EVERYTHING: dict[str, dict[str, str]] | None = None
 """A token without ``per``: every right everywhere."""
@@ -335,11 +338,51 @@ def test_resolve_changes_nothing() -> None:
         {"right": Right("realm", "R")},
         {"right": Right("realm", lambda exists: "C"), "realm": "id"},
         {"object": "id"},
+        {"lean": True, "realm": "rea", "object": "id"},
+        {"lean": True, "realm": "rea", "object": "id", "right": Right("object"), "exists": True},
     ],
-    ids=["right without realm", "letters off the object", "no realm"],
+    ids=["right without realm", "letters off the object", "no realm", "lean, no right", "lean+"],
 )
 def test_a_declaration_resolve_could_not_check_as_written_is_refused(
     route: dict[str, Any],
 ) -> None:
     with pytest.raises(ValueError):
         Route(**route)
+
+
+# -- the lean path ------------------------------------------------------------------------------
+
+
+@settings(PROPERTY, max_examples=300)
+@given(
+    rea=st.sampled_from([None, "r", "x"]),
+    object_id=st.sampled_from([None, "o", "new"]),
+    per=st.sampled_from(
+        [None, {}, {"r": {"*": "U"}}, {"r": {"*": "CU"}}, {"r": {"o": "U", "new": "C"}}]
+    ),
+    letters=st.sampled_from(["U", "CU", "exists"]),
+)
+def test_the_lean_path_answers_as_the_generic_one(
+    rea: str | None, object_id: str | None, per: dict[str, dict[str, str]] | None, letters: str
+) -> None:
+    right = Right(
+        "object", (lambda exists: "U" if exists else "CU") if letters == "exists" else letters
+    )
+    generic = Route(realm="rea", object="id", right=right)
+    lean = Route(realm="rea", object="id", right=right, lean=True)
+    fields = {key: value for key, value in (("rea", rea), ("id", object_id)) if value is not None}
+    message = request(**fields)
+    who, state = session(per), realms("o")
+    answers = [resolve(route, message, who, state) for route in (generic, lean)]
+
+    def seen(answer: Target | WireError) -> tuple[Any, ...]:
+        if isinstance(answer, WireError):
+            return (answer.code, answer.text)
+        return (answer.realm, answer.id, answer.record)
+
+    assert seen(answers[0]) == seen(answers[1])
+
+
+def test_set_is_declared_lean() -> None:
+    route, _ = _HANDLERS[("obj", "set")]
+    assert route.lean
