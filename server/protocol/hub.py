@@ -128,9 +128,10 @@ _AUTHENTICATION = {"typ": "sys", "act": "aut"}
 _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
 
 Handler = Callable[["Hub", Session, Request, Target, float], Message | Deferred | None]
-"""A request handler (`server.protocol.handlers`): it is given the hub, to read its state and
-commit changes, and what its route's checks found; it returns the reply (None for ``set``,
-which gets none; `Deferred` for one that needs the other nodes)."""
+"""A request handler (`server.protocol.handlers`): it is given the hub, which it sees through
+its module's narrow protocol (`server.protocol.context`), and what its route's checks found;
+it returns the reply (None for ``set``, which gets none; `Deferred` for one that needs the
+other nodes)."""
 
 _OWN_SUBSCRIPTION = Route(subscription=True, exists=True)
 

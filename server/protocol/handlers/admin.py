@@ -58,7 +58,7 @@ from hivectl.core.wire import (
 from server.model.revocations import revoke_jti, revoke_sub
 from server.model.session import Session
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import AdminContext
 from server.protocol.deferred import Deferred, blank_row
 
 MAX_REASON = 100
@@ -66,7 +66,7 @@ MAX_REASON = 100
 
 
 def list_connections(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
     options = _options(request, ("realm", "sub", "node"))
     local = local_connections(hub, options)
@@ -76,7 +76,7 @@ def list_connections(
 
 
 def disconnect(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
     options = _options(request, ("conn", "sub", "jti", "reason"))
     targets = [key for key in ("conn", "sub", "jti") if key in options]
@@ -89,7 +89,7 @@ def disconnect(
 
 
 def revoke(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     options = require_object(request.dat, "dat") if request.dat is not None else {}
     unknown = sorted(set(options) - {"jti", "exp", "sub", "issuedBefore"})
@@ -119,7 +119,7 @@ def revoke(
 
 
 def list_revocations(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     hub.forget_revocations(now)
     return success(
@@ -128,7 +128,7 @@ def list_revocations(
 
 
 def cluster_status(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
     _options(request, ())
     cluster = hub.cluster
@@ -154,7 +154,7 @@ def embedded_status(node: str) -> dict[str, Any]:
     }
 
 
-def answer_peer(hub: HubContext, request: Mapping[str, Any], now: float) -> dict[str, Any]:
+def answer_peer(hub: AdminContext, request: Mapping[str, Any], now: float) -> dict[str, Any]:
     """Another node's ``con``, ``dis`` or ``cst``: this node's part (`server.cluster.peers`)."""
     options = request.get("dat")
     if not isinstance(options, dict):
@@ -168,7 +168,7 @@ def answer_peer(hub: HubContext, request: Mapping[str, Any], now: float) -> dict
     raise ValueError(f"unknown action {request.get('act')!r}")
 
 
-def local_connections(hub: HubContext, options: Mapping[str, str]) -> list[dict[str, Any]]:
+def local_connections(hub: AdminContext, options: Mapping[str, str]) -> list[dict[str, Any]]:
     """This node's connections that match the filters, as listed to the operator."""
     matches = _filter(hub.node_id, options)
     return sorted(
@@ -177,7 +177,7 @@ def local_connections(hub: HubContext, options: Mapping[str, str]) -> list[dict[
     )
 
 
-def kick_local(hub: HubContext, options: Mapping[str, str], now: float) -> list[dict[str, Any]]:
+def kick_local(hub: AdminContext, options: Mapping[str, str], now: float) -> list[dict[str, Any]]:
     """Close this node's connections that `options` names (``conn``, ``sub`` or ``jti``)."""
     reason = options.get("reason", "")[:MAX_REASON]
     text = f"kicked: {reason}" if reason else "kicked"
@@ -242,7 +242,7 @@ def _time(value: object, what: str) -> float:
     raise WireError(400, f"{what} must be seconds since the epoch or an ISO-8601 time with a zone")
 
 
-def _known_exp(hub: HubContext, jti: str, given: float | None) -> float | None:
+def _known_exp(hub: AdminContext, jti: str, given: float | None) -> float | None:
     """The revoked token's expiry: given, or from this node's connections using it."""
     if given is not None:
         return float(given)
@@ -290,7 +290,7 @@ def _named(session: Session, options: Mapping[str, str]) -> bool:
 
 
 def _gather(
-    hub: HubContext,
+    hub: AdminContext,
     request: Request,
     options: Mapping[str, str],
     key: str,

@@ -24,7 +24,7 @@ from server.model.changes import ObjectPut, ObjectRemoved
 from server.model.records import ObjectRecord, compact_dat
 from server.model.session import Session
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import ObjectsContext
 
 
 def rights_to_create(exists: bool) -> str:
@@ -38,27 +38,27 @@ def rights_to_set(exists: bool) -> str:
 
 
 def create_object(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     _write_object(hub, target, request, now)
     return success(request)
 
 
 def update_object(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     _write_object(hub, target, request, now)
     return success(request)
 
 
 def set_object(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> None:
     _write_object(hub, target, request, now)
 
 
 def read_object(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     realm, record = target.realm, target.record
     assert record is not None, "the route requires the object to exist"
@@ -66,7 +66,7 @@ def read_object(
 
 
 def list_objects(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     realm = target.realm
     options = require_object(request.dat, "dat") if request.dat is not None else {}
@@ -99,13 +99,13 @@ def list_objects(
 
 
 def delete_object(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     hub.commit(ObjectRemoved(target.realm.id, target.id, now))
     return success(request)
 
 
-def _write_object(hub: HubContext, target: Target, request: Request, now: float) -> None:
+def _write_object(hub: ObjectsContext, target: Target, request: Request, now: float) -> None:
     """Create or update with the merge rules of ``upd``; validates before it commits."""
     realm, object_id = target.realm, target.id
     patch = require_object(request.dat, "dat") if request.dat is not None else None

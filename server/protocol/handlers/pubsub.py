@@ -21,7 +21,7 @@ from hivectl.core.wire import (
 )
 from server.model.session import Session
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import PubSubContext
 
 
 class Channel(NamedTuple):
@@ -32,7 +32,7 @@ class Channel(NamedTuple):
 
 
 def subscribe(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     realm_id = target.realm.id
     event, pattern = target.body
@@ -44,7 +44,7 @@ def subscribe(
 
 
 def unsubscribe(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     event, pattern = subscription_channel(request)
     hub.pubsub.unsubscribe(session, target.id, event, pattern)
@@ -52,7 +52,7 @@ def unsubscribe(
 
 
 def publish(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     event, object_id = target.body
     hub.log.publish(target.realm.id, event, object_id, request.dat.get("dat"))

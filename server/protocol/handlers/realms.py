@@ -13,11 +13,11 @@ from hivectl.core.wire import Message, Request, merge_data, require_object, succ
 from server.model.changes import RealmPut, RealmRemoved
 from server.model.session import Session
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import RealmsContext
 
 
 def create_realm(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     data = require_object(request.dat, "dat") if request.dat is not None else {}
     incarnation = secrets.token_hex(8)
@@ -26,13 +26,13 @@ def create_realm(
 
 
 def read_realm(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     return success(request, target.realm.to_wire())
 
 
 def list_realms(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     permissions = session.permissions
     listed = {
@@ -44,7 +44,7 @@ def list_realms(
 
 
 def update_realm(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     realm = target.realm
     patch = require_object(request.dat, "dat") if request.dat is not None else None
@@ -55,7 +55,7 @@ def update_realm(
 
 
 def delete_realm(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     hub.commit(RealmRemoved(target.realm.id, now))
     return success(request)

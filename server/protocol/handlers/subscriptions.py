@@ -16,7 +16,7 @@ from hivectl.core.wire import Message, Request, WireError, require_object, succe
 from server.model.session import Session
 from server.model.subscription_index import ObjectOptions, ObjectSubscription, parse_options
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import SubscriptionsContext
 
 FULL_PUSH_DELAY = 0.005
 """Seconds between a subscription's reply and its ``ful`` push: clients attach their
@@ -30,7 +30,7 @@ def object_options(request: Request) -> ObjectOptions:
 
 
 def create_subscription(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SubscriptionsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     limit = hub.settings.limits.max_subscriptions
     if len(session.subscriptions) >= limit:
@@ -48,7 +48,7 @@ def create_subscription(
 
 
 def update_subscription(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SubscriptionsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     subscription = target.subscription
     patch = require_object(request.dat, "dat") if request.dat is not None else {}
@@ -60,7 +60,7 @@ def update_subscription(
 
 
 def delete_subscription(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SubscriptionsContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     hub.subscriptions.unsubscribe(target.subscription)
     return success(request)
@@ -73,7 +73,7 @@ def _parsed(patch: dict[str, Any], current: ObjectOptions | None = None) -> Obje
         raise WireError(400, str(exc)) from None
 
 
-def _push_full_later(hub: HubContext, subscription: ObjectSubscription) -> None:
+def _push_full_later(hub: SubscriptionsContext, subscription: ObjectSubscription) -> None:
     """Stream the held set, from a ``ful`` push on, in frames after the reply (see
     `FULL_PUSH_DELAY`)."""
 

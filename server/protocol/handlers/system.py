@@ -19,23 +19,23 @@ from hivectl.core.wire import (
 )
 from server.model.session import Session
 from server.protocol.checks import Target
-from server.protocol.context import HubContext
+from server.protocol.context import SystemContext
 
 
 def heartbeat(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     return success(request)
 
 
 def stats(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     return success(request, hub.stats(now))
 
 
 def presence_query(
-    hub: HubContext, session: Session, request: Request, target: Target, now: float
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
 ) -> Message:
     realm, record = target.realm, target.record
     if record is None:  # no object named (one named must exist): a count
