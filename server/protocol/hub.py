@@ -5,13 +5,14 @@ closes and the passing of time, each with the current time; the hub answers by
 pushing messages into session outboxes and telling storage what changed. Nothing
 here awaits, so the whole state changes atomically between two socket events.
 
-Handlers decide, the log applies: a handler validates a request against the state it
-sees and commits a `server.model.changes` change; only `Hub.apply` changes state, in log
-order. Appending gives a ticket (`server.protocol.log_seam`). On one node the log applies
-at once and the ticket is settled. In a cluster the change first travels the JetStream log
-(`server.cluster.jetstream_log`): the handler's reply and the rest of its frame wait
-(`Pending`, with the request's own tickets) until the change comes back and is applied
-here; if the log refused it, the hub decides the request again (`Hub.decide_again`).
+Handlers decide, the log applies: a handler is handed what its route's checks found
+(`server.protocol.checks`) and commits a `server.model.changes` change; only `Hub.apply`
+changes state, in log order. Appending gives a ticket (`server.protocol.log_seam`). On one
+node the log applies at once and the ticket is settled. In a cluster the change first
+travels the JetStream log (`server.cluster.jetstream_log`): the handler's reply and the
+rest of its frame wait (`Pending`, with the request's own tickets) until the change comes
+back and is applied here; if the log refused it, the hub decides the request again
+(`Hub.decide_again`).
 
 The handlers live in `server.protocol.handlers`, one module per kind of message (realms, objects,
 pub/sub, subscriptions, system); this module keeps what all of them rely on: the state,
@@ -25,11 +26,14 @@ Rules the handlers keep (protocol.md):
   gets an error without ``cid``.
 * Checks run in this order: rate limit (429, `server.model.ratelimit`), envelope (400),
   authenticated (401), realm exists (404 ``unknown realm <id>``), permission (403),
-  object exists (404), conflict (409). A failure changes nothing. Two refinements: an
-  action only the server sends (``sys``/``aut`` as JSON) is a valid envelope, refused
-  with 400 ``unknown action`` only after authentication; and ``sub`` ``upd``/``del`` name
-  the session's own subscription by id, so they answer 404 ``unknown subscription`` and
-  never look at ``rea`` (a realm-list subscription has no realm to check).
+  object exists (404), conflict (409). A failure changes nothing. The hub makes the first
+  three; each route declares the rest, and one function runs them in this order
+  (`server.protocol.checks`: its table, and the routes that read their body or a
+  subscription id earlier). Two refinements: an action only the server sends
+  (``sys``/``aut`` as JSON) is a valid envelope, refused with 400 ``unknown action`` only
+  after authentication; and ``sub`` ``upd``/``del`` name the session's own subscription
+  by id, so they answer 404 ``unknown subscription`` and never look at ``rea`` (a
+  realm-list subscription has no realm to check).
 * The hub decides when a connection must go (too many rate-limited messages: 4029; a
   Bearer over ``max_connections_per_sub``: 1008) by setting `Session.closing`; from then
   on it ignores that connection's frames, and the shell closes it. A connection other
@@ -107,7 +111,8 @@ from server.model.records import ObjectRecord, RealmRecord
 from server.model.revocations import Revocation, Revocations
 from server.model.session import FRAME_MESSAGES, Deliver, Session
 from server.model.subscription_index import Push, SubscriptionIndex
-from server.protocol.context import HubContext, Schedule
+from server.protocol.checks import ADMIN, Right, Route, Target, resolve
+from server.protocol.context import Schedule
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.protocol.log_seam import LocalLog, Log, Ticket
@@ -122,37 +127,95 @@ _AUTHENTICATION = {"typ": "sys", "act": "aut"}
 
 _STREAMING = {("rea", "sub"), ("rea", "uns"), ("sub", "cre"), ("sub", "upd"), ("sub", "del")}
 
-Handler = Callable[[HubContext, Session, Request, float], Message | Deferred | None]
-"""A request handler (`server.protocol.handlers`): it is given the hub to read its state and commit
-changes, and returns the reply (None for ``set``, which gets none; `Deferred` for one that
-needs the other nodes)."""
-_HANDLERS: dict[tuple[str, str], Handler] = {
-    ("rea", "cre"): realms.create_realm,
-    ("rea", "rea"): realms.read_realm,
-    ("rea", "lis"): realms.list_realms,
-    ("rea", "upd"): realms.update_realm,
-    ("rea", "del"): realms.delete_realm,
-    ("rea", "sub"): pubsub.subscribe,
-    ("rea", "uns"): pubsub.unsubscribe,
-    ("rea", "pub"): pubsub.publish,
-    ("obj", "cre"): objects.create_object,
-    ("obj", "upd"): objects.update_object,
-    ("obj", "set"): objects.set_object,
-    ("obj", "rea"): objects.read_object,
-    ("obj", "lis"): objects.list_objects,
-    ("obj", "del"): objects.delete_object,
-    ("sub", "cre"): subscriptions.create_subscription,
-    ("sub", "upd"): subscriptions.update_subscription,
-    ("sub", "del"): subscriptions.delete_subscription,
-    ("sys", "hbt"): system.heartbeat,
-    ("sys", "sta"): system.stats,
-    ("sys", "pre"): system.presence_query,
-    ("adm", "con"): admin.list_connections,
-    ("adm", "dis"): admin.disconnect,
-    ("adm", "rev"): admin.revoke,
-    ("adm", "rvl"): admin.list_revocations,
-    ("adm", "cst"): admin.cluster_status,
+Handler = Callable[["Hub", Session, Request, Target, float], Message | Deferred | None]
+"""A request handler (`server.protocol.handlers`): it is given the hub, which it sees through
+its module's narrow protocol (`server.protocol.context`), and what its route's checks found;
+it returns the reply (None for ``set``, which gets none; `Deferred` for one that needs the
+other nodes)."""
+
+_OWN_SUBSCRIPTION = Route(subscription=True, exists=True)
+
+_HANDLERS: dict[tuple[str, str], tuple[Route, Handler]] = {
+    ("rea", "cre"): (
+        Route(realm="id", lookup=False, right=Right("realm", "C"), conflict="new realm"),
+        realms.create_realm,
+    ),
+    ("rea", "rea"): (Route(realm="id", right=Right("realm", "R")), realms.read_realm),
+    ("rea", "lis"): (Route(), realms.list_realms),
+    ("rea", "upd"): (Route(realm="id", right=Right("realm", "U")), realms.update_realm),
+    ("rea", "del"): (Route(realm="id", right=Right("realm", "D")), realms.delete_realm),
+    ("rea", "sub"): (
+        Route(
+            realm="id",
+            body_before_permission=pubsub.subscription_channel,
+            right=Right("any", "R"),
+        ),
+        pubsub.subscribe,
+    ),
+    ("rea", "uns"): (Route(realm="id", lookup=False), pubsub.unsubscribe),
+    ("rea", "pub"): (
+        Route(
+            realm="id",
+            object="dat.idp",
+            body_before_permission=pubsub.publication_channel,
+            right=Right("object", "U"),
+        ),
+        pubsub.publish,
+    ),
+    ("obj", "cre"): (
+        Route(realm="rea", object="id", right=Right("object", objects.rights_to_create)),
+        objects.create_object,
+    ),
+    ("obj", "upd"): (
+        Route(realm="rea", object="id", right=Right("object", "U"), exists=True),
+        objects.update_object,
+    ),
+    ("obj", "set"): (
+        Route(realm="rea", object="id", right=Right("object", objects.rights_to_set), lean=True),
+        objects.set_object,
+    ),
+    ("obj", "rea"): (
+        Route(realm="rea", object="id", right=Right("object", "R"), exists=True),
+        objects.read_object,
+    ),
+    ("obj", "lis"): (Route(realm="rea"), objects.list_objects),
+    ("obj", "del"): (
+        Route(realm="rea", object="id", right=Right("object", "D"), exists=True),
+        objects.delete_object,
+    ),
+    ("sub", "cre"): (
+        Route(
+            subscription=True,
+            kinds={
+                "obj": Route(
+                    realm="rea",
+                    body_before_permission=subscriptions.object_options,
+                    right=Right("any", "R"),
+                    conflict="new subscription",
+                ),
+                "rea": Route(realm="rea", right=Right("realm", "R"), conflict="new subscription"),
+                "sys": Route(conflict="new subscription"),
+            },
+        ),
+        subscriptions.create_subscription,
+    ),
+    ("sub", "upd"): (_OWN_SUBSCRIPTION, subscriptions.update_subscription),
+    ("sub", "del"): (_OWN_SUBSCRIPTION, subscriptions.delete_subscription),
+    ("sys", "hbt"): (Route(), system.heartbeat),
+    ("sys", "sta"): (Route(), system.stats),
+    ("sys", "pre"): (
+        Route(realm="rea", object="id?", right=Right("object", "R"), exists=True),
+        system.presence_query,
+    ),
+    ("adm", "con"): (Route(right=ADMIN), admin.list_connections),
+    ("adm", "dis"): (Route(right=ADMIN), admin.disconnect),
+    ("adm", "rev"): (Route(right=ADMIN), admin.revoke),
+    ("adm", "rvl"): (Route(right=ADMIN), admin.list_revocations),
+    ("adm", "cst"): (Route(right=ADMIN), admin.cluster_status),
 }
+"""Every action clients may send: what its checks are (`server.protocol.checks`, which
+also says why some routes read their body early) and the handler that acts once they
+passed."""
 
 
 @dataclass(slots=True)
@@ -609,10 +672,14 @@ class Hub:
                 request = parsed = parse_request(item)
                 if not session.authenticated:
                     raise WireError(401, "not authenticated", cid=request.cid, typ=request.typ)
-                handler = _HANDLERS.get((request.typ, request.act))
-                if handler is None:  # a reply-only action, such as sys/aut sent as JSON
+                entry = _HANDLERS.get((request.typ, request.act))
+                if entry is None:  # a reply-only action, such as sys/aut sent as JSON
                     raise WireError(400, f'unknown action "{request.act}" for type {request.typ}')
-                reply = handler(self, session, request, now)
+                route, handler = entry
+                target = resolve(route, request, session, self.realms)
+                if isinstance(target, WireError):
+                    raise target  # answered below, like a handler's refusal
+                reply = handler(self, session, request, target, now)
             except WireError as exc:
                 self.errors[exc.code] += 1
                 act = item.get("act") if isinstance(item, dict) else None

@@ -3,8 +3,8 @@ the cluster's status.
 
 Our extension of the protocol, served over the WebSocket and ``POST /api/v1`` alike
 (README, "Operating"). Every action needs a token with the admin grant (``adm: true``,
-`hivectl.core.tokens`); any other token gets 403 before the request is even read, so
-a non-admin learns nothing about other connections.
+`hivectl.core.tokens`); any other token gets 403 before the request is even read
+(`server.protocol.checks.ADMIN`), so a non-admin learns nothing about other connections.
 
 ==========  ===================================  ==========================================
 act         ``dat``                              reply ``dat``
@@ -57,18 +57,17 @@ from hivectl.core.wire import (
 )
 from server.model.revocations import revoke_jti, revoke_sub
 from server.model.session import Session
-from server.protocol.context import HubContext
+from server.protocol.checks import Target
+from server.protocol.context import AdminContext
 from server.protocol.deferred import Deferred, blank_row
 
-NOT_ADMIN = "permission denied: admin operations need a token with the adm claim"
 MAX_REASON = 100
 """Longest disconnect reason kept: the close frame's reason has at most 123 bytes."""
 
 
 def list_connections(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     options = _options(request, ("realm", "sub", "node"))
     local = local_connections(hub, options)
     if hub.peers is None:
@@ -77,9 +76,8 @@ def list_connections(
 
 
 def disconnect(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     options = _options(request, ("conn", "sub", "jti", "reason"))
     targets = [key for key in ("conn", "sub", "jti") if key in options]
     if len(targets) != 1:
@@ -90,8 +88,9 @@ def disconnect(
     return _gather(hub, request, options, "disconnected", local)
 
 
-def revoke(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    _require_admin(session)
+def revoke(
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     options = require_object(request.dat, "dat") if request.dat is not None else {}
     unknown = sorted(set(options) - {"jti", "exp", "sub", "issuedBefore"})
     if unknown:
@@ -119,8 +118,9 @@ def revoke(hub: HubContext, session: Session, request: Request, now: float) -> M
     return success(request, {"revocation": revocation.to_wire()})
 
 
-def list_revocations(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    _require_admin(session)
+def list_revocations(
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     hub.forget_revocations(now)
     return success(
         request, {"revocations": [entry.to_wire() for entry in hub.revocations.listed()]}
@@ -128,9 +128,8 @@ def list_revocations(hub: HubContext, session: Session, request: Request, now: f
 
 
 def cluster_status(
-    hub: HubContext, session: Session, request: Request, now: float
+    hub: AdminContext, session: Session, request: Request, target: Target, now: float
 ) -> Message | Deferred:
-    _require_admin(session)
     _options(request, ())
     cluster = hub.cluster
     if cluster is None:
@@ -155,7 +154,7 @@ def embedded_status(node: str) -> dict[str, Any]:
     }
 
 
-def answer_peer(hub: HubContext, request: Mapping[str, Any], now: float) -> dict[str, Any]:
+def answer_peer(hub: AdminContext, request: Mapping[str, Any], now: float) -> dict[str, Any]:
     """Another node's ``con``, ``dis`` or ``cst``: this node's part (`server.cluster.peers`)."""
     options = request.get("dat")
     if not isinstance(options, dict):
@@ -169,7 +168,7 @@ def answer_peer(hub: HubContext, request: Mapping[str, Any], now: float) -> dict
     raise ValueError(f"unknown action {request.get('act')!r}")
 
 
-def local_connections(hub: HubContext, options: Mapping[str, str]) -> list[dict[str, Any]]:
+def local_connections(hub: AdminContext, options: Mapping[str, str]) -> list[dict[str, Any]]:
     """This node's connections that match the filters, as listed to the operator."""
     matches = _filter(hub.node_id, options)
     return sorted(
@@ -178,7 +177,7 @@ def local_connections(hub: HubContext, options: Mapping[str, str]) -> list[dict[
     )
 
 
-def kick_local(hub: HubContext, options: Mapping[str, str], now: float) -> list[dict[str, Any]]:
+def kick_local(hub: AdminContext, options: Mapping[str, str], now: float) -> list[dict[str, Any]]:
     """Close this node's connections that `options` names (``conn``, ``sub`` or ``jti``)."""
     reason = options.get("reason", "")[:MAX_REASON]
     text = f"kicked: {reason}" if reason else "kicked"
@@ -212,11 +211,6 @@ def connection_order(entry: Mapping[str, Any]) -> tuple[bool, str, str, str, str
     return (sub is None, sub or "", entry["node"], entry["since"], entry["id"])
 
 
-def _require_admin(session: Session) -> None:
-    if session.claims is None or not session.claims.adm:
-        raise WireError(403, NOT_ADMIN)
-
-
 def _options(request: Request, keys: tuple[str, ...]) -> dict[str, str]:
     """``dat`` with only `keys`, each a non-empty string (400 otherwise)."""
     options = require_object(request.dat, "dat") if request.dat is not None else {}
@@ -248,7 +242,7 @@ def _time(value: object, what: str) -> float:
     raise WireError(400, f"{what} must be seconds since the epoch or an ISO-8601 time with a zone")
 
 
-def _known_exp(hub: HubContext, jti: str, given: float | None) -> float | None:
+def _known_exp(hub: AdminContext, jti: str, given: float | None) -> float | None:
     """The revoked token's expiry: given, or from this node's connections using it."""
     if given is not None:
         return float(given)
@@ -296,7 +290,7 @@ def _named(session: Session, options: Mapping[str, str]) -> bool:
 
 
 def _gather(
-    hub: HubContext,
+    hub: AdminContext,
     request: Request,
     options: Mapping[str, str],
     key: str,

@@ -21,42 +21,54 @@ from hivectl.core.wire import (
     success,
 )
 from server.model.changes import ObjectPut, ObjectRemoved
-from server.model.records import ObjectRecord, RealmRecord, compact_dat
+from server.model.records import ObjectRecord, compact_dat
 from server.model.session import Session
-from server.protocol.context import HubContext
-from server.protocol.handlers.checks import check_rights, known_object, known_realm, required_id
+from server.protocol.checks import Target
+from server.protocol.context import ObjectsContext
 
 
-def create_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
-    object_id = required_id(request.id, "id")
-    exists = object_id in realm.objects
-    check_rights(session, realm.id, object_id, "CU" if exists else "C")
-    _write_object(hub, realm, object_id, request, now)
+def rights_to_create(exists: bool) -> str:
+    """``cre`` on an existing id updates it, so it needs U there as well as C."""
+    return "CU" if exists else "C"
+
+
+def rights_to_set(exists: bool) -> str:
+    """``set`` on a new id creates it, so it needs C there as well as U."""
+    return "U" if exists else "CU"
+
+
+def create_object(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    _write_object(hub, target, request, now)
     return success(request)
 
 
-def update_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm, object_id = known_object(hub.realms, session, request, "U")
-    _write_object(hub, realm, object_id, request, now)
+def update_object(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    _write_object(hub, target, request, now)
     return success(request)
 
 
-def set_object(hub: HubContext, session: Session, request: Request, now: float) -> None:
-    realm = known_realm(hub.realms, request.rea)
-    object_id = required_id(request.id, "id")
-    check_rights(session, realm.id, object_id, "U" if object_id in realm.objects else "CU")
-    _write_object(hub, realm, object_id, request, now)
+def set_object(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> None:
+    _write_object(hub, target, request, now)
 
 
-def read_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm, object_id = known_object(hub.realms, session, request, "R")
-    record = realm.objects[object_id]
+def read_object(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    realm, record = target.realm, target.record
+    assert record is not None, "the route requires the object to exist"
     return success(request, record.to_wire(hub.status(realm.id, record.id)))
 
 
-def list_objects(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
+def list_objects(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    realm = target.realm
     options = require_object(request.dat, "dat") if request.dat is not None else {}
     try:
         filters = parse_filters(options.get("atr", []))
@@ -86,18 +98,18 @@ def list_objects(hub: HubContext, session: Session, request: Request, now: float
     return success(request, listed)
 
 
-def delete_object(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm, object_id = known_object(hub.realms, session, request, "D")
-    hub.commit(ObjectRemoved(realm.id, object_id, now))
+def delete_object(
+    hub: ObjectsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    hub.commit(ObjectRemoved(target.realm.id, target.id, now))
     return success(request)
 
 
-def _write_object(
-    hub: HubContext, realm: RealmRecord, object_id: str, request: Request, now: float
-) -> None:
+def _write_object(hub: ObjectsContext, target: Target, request: Request, now: float) -> None:
     """Create or update with the merge rules of ``upd``; validates before it commits."""
+    realm, object_id = target.realm, target.id
     patch = require_object(request.dat, "dat") if request.dat is not None else None
-    current = realm.objects.get(object_id) or ObjectRecord(object_id)
+    current = target.record or ObjectRecord(object_id)
     location = current.loc if request.loc is None else normalize_location(request.loc, now)
     hub.commit(
         ObjectPut(

@@ -2,10 +2,13 @@
 
 Subscribing needs R on something in the realm (each push is filtered by R on the
 published id); publishing needs U on the published id, taken literally, and goes through
-the log so that every node's subscribers get it.
+the log so that every node's subscribers get it. Both read ``dat`` before their right is
+checked (`server.protocol.checks`): publishing names there the id the right is on.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from hivectl.core.wire import (
     PRESENCE_EVENT,
@@ -17,44 +20,59 @@ from hivectl.core.wire import (
     success,
 )
 from server.model.session import Session
-from server.protocol.context import HubContext
-from server.protocol.handlers.checks import denied, known_realm, required_id
-
-"""Published by the server for every presence transition (protocol.md §8); clients may
-subscribe to it but not publish it."""
+from server.protocol.checks import Target
+from server.protocol.context import PubSubContext
 
 
-def subscribe(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.id)
-    event, pattern = _options(request, publishing=False)
-    if not session.permissions.has_any(realm.id, "R"):
-        raise denied("R", realm.id)
+class Channel(NamedTuple):
+    """``dat``'s event and id: a pattern to subscribe with, or the id published on."""
+
+    event: str
+    idp: str
+
+
+def subscribe(
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    realm_id = target.realm.id
+    event, pattern = target.body
     limit = hub.settings.limits.max_pubsub_subscriptions
-    if (realm.id, event, pattern) not in session.pubsub and len(session.pubsub) >= limit:
+    if (realm_id, event, pattern) not in session.pubsub and len(session.pubsub) >= limit:
         raise WireError(429, f"too many pub/sub subscriptions (limit {limit})")
-    hub.pubsub.subscribe(session, realm.id, event, pattern)
+    hub.pubsub.subscribe(session, realm_id, event, pattern)
     return success(request)
 
 
-def unsubscribe(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm_id = required_id(request.id, "id")
-    event, pattern = _options(request, publishing=False)
-    hub.pubsub.unsubscribe(session, realm_id, event, pattern)
+def unsubscribe(
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    event, pattern = subscription_channel(request)
+    hub.pubsub.unsubscribe(session, target.id, event, pattern)
     return success(request)
 
 
-def publish(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.id)
-    event, object_id = _options(request, publishing=True)
-    if event == PRESENCE_EVENT:
+def publish(
+    hub: PubSubContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    event, object_id = target.body
+    hub.log.publish(target.realm.id, event, object_id, request.dat.get("dat"))
+    return success(request)
+
+
+def subscription_channel(request: Request) -> Channel:
+    """``dat`` of ``sub`` and ``uns``: an event and an id pattern (every id by default)."""
+    return _channel(request, publishing=False)
+
+
+def publication_channel(request: Request) -> Channel:
+    """``dat`` of ``pub``: an event clients may publish, and one id."""
+    channel = _channel(request, publishing=True)
+    if channel.event == PRESENCE_EVENT:
         raise WireError(403, f"{PRESENCE_EVENT} is published by the server only")
-    if not session.permissions.allows("U", realm.id, object_id):
-        raise denied("U", realm.id, object_id)
-    hub.log.publish(realm.id, event, object_id, request.dat.get("dat"))
-    return success(request)
+    return channel
 
 
-def _options(request: Request, *, publishing: bool) -> tuple[str, str]:
+def _channel(request: Request, *, publishing: bool) -> Channel:
     options = require_object(request.dat, "dat")
     event = options.get("eve")
     if not isinstance(event, str) or not event:
@@ -63,4 +81,4 @@ def _options(request: Request, *, publishing: bool) -> tuple[str, str]:
     if not isinstance(id_pattern, str):
         raise WireError(400, "dat.idp must be a string")
     check_id(id_pattern, "dat.idp")
-    return event, id_pattern
+    return Channel(event, id_pattern)

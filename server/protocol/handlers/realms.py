@@ -9,33 +9,31 @@ from __future__ import annotations
 
 import secrets
 
-from hivectl.core.wire import Message, Request, WireError, merge_data, require_object, success
+from hivectl.core.wire import Message, Request, merge_data, require_object, success
 from server.model.changes import RealmPut, RealmRemoved
 from server.model.session import Session
-from server.protocol.context import HubContext
-from server.protocol.handlers.checks import denied, known_realm, required_id
+from server.protocol.checks import Target
+from server.protocol.context import RealmsContext
 
 
-def create_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm_id = required_id(request.id, "id")
-    if not session.permissions.allows_realm("C", realm_id):
-        raise denied("C", realm_id)
-    if realm_id in hub.realms:
-        raise WireError(409, f"realm with id {realm_id} already exists")
+def create_realm(
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     data = require_object(request.dat, "dat") if request.dat is not None else {}
     incarnation = secrets.token_hex(8)
-    hub.commit(RealmPut(realm_id, request.lab or "", merge_data({}, data), incarnation, now))
+    hub.commit(RealmPut(target.id, request.lab or "", merge_data({}, data), incarnation, now))
     return success(request)
 
 
-def read_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.id)
-    if not session.permissions.allows_realm("R", realm.id):
-        raise denied("R", realm.id)
-    return success(request, realm.to_wire())
+def read_realm(
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    return success(request, target.realm.to_wire())
 
 
-def list_realms(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+def list_realms(
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     permissions = session.permissions
     listed = {
         realm.id: {"id": realm.id, "lab": realm.lab}
@@ -45,10 +43,10 @@ def list_realms(hub: HubContext, session: Session, request: Request, now: float)
     return success(request, listed)
 
 
-def update_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.id)
-    if not session.permissions.allows_realm("U", realm.id):
-        raise denied("U", realm.id)
+def update_realm(
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    realm = target.realm
     patch = require_object(request.dat, "dat") if request.dat is not None else None
     label = realm.lab if request.lab is None else request.lab
     data = realm.dat if patch is None else merge_data(realm.dat, patch)
@@ -56,9 +54,8 @@ def update_realm(hub: HubContext, session: Session, request: Request, now: float
     return success(request)
 
 
-def delete_realm(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.id)
-    if not session.permissions.allows_realm("D", realm.id):
-        raise denied("D", realm.id)
-    hub.commit(RealmRemoved(realm.id, now))
+def delete_realm(
+    hub: RealmsContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    hub.commit(RealmRemoved(target.realm.id, now))
     return success(request)

@@ -18,21 +18,27 @@ from hivectl.core.wire import (
     success,
 )
 from server.model.session import Session
-from server.protocol.context import HubContext
-from server.protocol.handlers.checks import check_rights, known_realm
+from server.protocol.checks import Target
+from server.protocol.context import SystemContext
 
 
-def heartbeat(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+def heartbeat(
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     return success(request)
 
 
-def stats(hub: HubContext, session: Session, request: Request, now: float) -> Message:
+def stats(
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
     return success(request, hub.stats(now))
 
 
-def presence_query(hub: HubContext, session: Session, request: Request, now: float) -> Message:
-    realm = known_realm(hub.realms, request.rea)
-    if request.id is None:
+def presence_query(
+    hub: SystemContext, session: Session, request: Request, target: Target, now: float
+) -> Message:
+    realm, record = target.realm, target.record
+    if record is None:  # no object named (one named must exist): a count
         options = require_object(request.dat, "dat") if request.dat is not None else {}
         pattern = options.get("idp", "*")
         if not isinstance(pattern, str):
@@ -43,11 +49,9 @@ def presence_query(hub: HubContext, session: Session, request: Request, now: flo
             realm.id, pattern, lambda object_id: permissions.allows("R", realm.id, object_id)
         )
         return success(request, {"connected": connected, "disconnected": disconnected})
-    check_rights(session, realm.id, request.id, "R")
-    record = realm.objects.get(request.id)
-    explanation = hub.engine.explain(realm.id, request.id, now)
-    if record is None or explanation is None:
-        raise WireError(404, f"unknown object {request.id}")
+    explanation = hub.engine.explain(realm.id, record.id, now)
+    if explanation is None:
+        raise WireError(404, f"unknown object {record.id}")
     ledger = explanation.ledger
     last_seen = max(ledger.last_seen or 0.0, record.updated_at) or None
     result: dict[str, Any] = {
