@@ -19,8 +19,8 @@ Why it is built this way (design.md §4):
 * **Ledgers wait longer.** A presence ledger (when an object was last connected, why it
   went) is bookkeeping no client waits for, written at every transition: in a fleet that
   connects and leaves all the time, a commit every ``batch_window`` for ledgers alone cost
-  a sixth of the server's CPU per connect + close (``hivectl bench churn``), most of it in
-  the GIL hand-offs of commits rather than in rows. Alone in a batch they wait for
+  about a tenth of the server's CPU per connect + close (``hivectl bench churn``), most of
+  it in the GIL hand-offs of commits rather than in rows. Alone in a batch they wait for
   ``ledger_window`` (1 s by default), coalescing by object meanwhile; any other write, or
   a `sync`, takes them along sooner. A ``kill -9`` can lose that long of ledger updates,
   never an acknowledged write.
@@ -69,6 +69,7 @@ from pathlib import Path
 
 import orjson
 
+from hivectl.core.settings import StorageSettings
 from server.model.presence import LedgerEntry
 from server.model.records import ObjectRecord, RealmRecord
 from server.model.revocations import Revocation
@@ -232,7 +233,7 @@ class SqliteStorage:
         path: str | os.PathLike[str],
         *,
         batch_window: float,
-        ledger_window: float = 1.0,
+        ledger_window: float = StorageSettings().ledger_window,
         migrations: Sequence[Migration] = MIGRATIONS,
     ) -> SqliteStorage:
         """Check, lock, migrate and read the database at `path` (created if missing).
@@ -313,10 +314,7 @@ class SqliteStorage:
                 "last_reason": entry.last_reason,
             }
         )
-        self._told += 1
-        if self._batch_started is None:
-            self._batch_started = asyncio.get_running_loop().time()
-            self._schedule()
+        self._filed(ledger=True)
 
     def put_revocation(self, revocation: Revocation) -> None:
         fields = {name: getattr(revocation, name) for name in Revocation.__slots__}
@@ -356,13 +354,17 @@ class SqliteStorage:
         self._seq = seq + 1
         return seq
 
-    def _filed(self) -> None:
-        """A write other than a ledger: its batch is due within ``batch_window``."""
+    def _filed(self, *, ledger: bool = False) -> None:
+        """One write more: its batch is due within ``batch_window``, or within
+        ``ledger_window`` while it holds nothing but ledgers."""
         self._told += 1
-        if not self._urgent:
+        first = self._batch_started is None
+        if first:
+            self._batch_started = asyncio.get_running_loop().time()
+        if not ledger and not self._urgent:
             self._urgent = True
-            if self._batch_started is None:  # the first write of a batch
-                self._batch_started = asyncio.get_running_loop().time()
+            self._schedule()
+        elif first:
             self._schedule()
 
     def _schedule(self) -> None:
