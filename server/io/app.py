@@ -2,28 +2,28 @@
 
 Everything the protocol decides lives in `server.protocol.hub`; this module only moves bytes
 and time. Connections are `server.io.transport` protocols: a message is handed to the hub in
-the loop's read callback, and after each unit of work the hub's outboxes are flushed with
-non-blocking writes, so a slow reader never makes anyone else wait. Most messages finish
-right there. One whose reply must wait (a write until storage says it is durable, a
-cluster request until its change is back from the log) finishes in a task; what that
-connection sends meanwhile is queued (`BACKLOG_LIMIT`) and handled afterwards, in order.
+the loop's read callback, and after each unit of work the shell takes the frames the hub
+has ready and writes them without blocking, so a slow reader never makes anyone else wait.
+Most messages finish right there. One whose reply must wait (a write until storage says
+it is durable, a cluster request until its change is back from the log) finishes in a
+task; what that connection sends meanwhile is queued (`BACKLOG_LIMIT`) and handled
+afterwards, in order.
 
-Timers the shell owns: the authentication deadline, each token's expiry, the
-presence engine's next grace deadline (fed back to the hub as a tick), and the
-delayed pushes the hub asks for (`Hub.schedule`).
+Timers the shell owns: the authentication deadline, each token's expiry, and the hub's
+next deadline (`Hub.next_deadline`: a grace period's end, a delayed push), which it answers
+with a tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -68,8 +68,6 @@ CONFLICT_TIMEOUT = 5.0
 it gets 409. A bound in time, not in attempts: each round among concurrent writers of one
 entity lands one of them and takes milliseconds, so a write among many writers may lose
 dozens of rounds and still be answered quickly."""
-TICK_RETRY = 0.5
-"""Seconds before a cluster node proposes again a tick that has not come back yet."""
 
 LISTEN_BACKLOG = 1024
 """Connections the kernel completes and queues while the loop is busy (asyncio's default is
@@ -144,7 +142,6 @@ class HivekitServer:
             # Providers belong to this run of the node: a restarted node is a new member.
             node_id=f"{self.node_id}#{self._boot}" if clustered else self.node_id,
             started_at=time.time(),
-            schedule=self._schedule,
         )
         self.hub.queued = _queued
         self.cluster: ClusterLog | None = None
@@ -155,7 +152,6 @@ class HivekitServer:
             self.peers = ClusterPeers(self.cluster, self.hub, self._answer_peer)
             self.hub.peers = self.peers
             self.hub.cluster = ClusterStatus(self.cluster, self.peers, self.hub)
-        self._tick_proposed: float | None = None
         self.metrics = ServerMetrics(
             self.hub,
             self,
@@ -174,7 +170,6 @@ class HivekitServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
         self._presence_started: list[float] = []
-        self._timers: set[asyncio.TimerHandle] = set()
         self._authenticating = Deadlines(settings.limits.auth_timeout)
         """Every connection's authentication deadline, on one loop timer (`server.io.deadlines`)."""
         self._expiries = Moments()
@@ -242,7 +237,7 @@ class HivekitServer:
     async def close(self) -> None:
         """Graceful stop: refuse new work, close clients with 1001, make storage durable."""
         self.ready = False
-        self.hub.flush()
+        self._send_ready()
         if self._api is not None:
             await self._api.close(CLOSE_GOING_AWAY, "", self.settings.server.shutdown_timeout)
         if self._listener is not None:
@@ -255,8 +250,6 @@ class HivekitServer:
                 await asyncio.wait(self._tasks, timeout=timeout)
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        for timer in self._timers:
-            timer.cancel()
         self._authenticating.close()
         self._expiries.close()
         if self._stall_timer is not None:
@@ -397,9 +390,7 @@ class HivekitServer:
     def opened(self, connection: Connection) -> None:
         conn_id = f"{self.node_id}:{self._boot}:{next(self._conn_ids)}"
         client = _Client(connection)
-        client.session = self.hub.new_session(
-            conn_id, functools.partial(self._deliver, client), connection.remote, time.time()
-        )
+        client.session = self.hub.new_session(conn_id, connection.remote, time.time())
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "connection %s opened from %s",
@@ -523,7 +514,8 @@ class HivekitServer:
 
     def _done(self, client: _Client, started: float, events: int) -> None:
         """The end of a message's work: its own replies leave now, pushes to others soon."""
-        self.hub.flush_session(client.session)
+        for frame in self.hub.take_frames(client.session):
+            self._deliver(client, frame)
         self._after_work(started, events)
         if client.session.closing is not None:
             self._close(client, *client.session.closing)
@@ -574,11 +566,10 @@ class HivekitServer:
         started, events = time.perf_counter(), self.hub.presence_events
         self.hub.close_session(session, reason, time.time())
         self._after_work(started, events)
-        # The client and its session refer to each other (`deliver` too): unlinked, the
-        # connection's objects are freed at once by reference counting, not left for the
-        # cyclic collector (`server.io.transport.Connection.connection_lost`).
+        # The client and its session refer to each other: unlinked, the connection's
+        # objects are freed at once by reference counting, not left for the cyclic
+        # collector (`server.io.transport.Connection.connection_lost`).
         session.handle = None
-        session.deliver = _gone
 
     def _after_work(self, started: float | None = None, events: int = 0) -> None:
         """After a unit of work: flush what it pushed, soon.
@@ -601,6 +592,12 @@ class HivekitServer:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def _send_ready(self) -> None:
+        """Write every frame the hub has ready (sessions whose connection is gone have
+        none: the hub dropped their output when they ended)."""
+        for session, frame in self.hub.outgoing():
+            self._deliver(session.handle, frame)
+
     def _flush(self) -> None:
         """Send what the turn's work pushed, then one piece of each stream that can go.
 
@@ -611,9 +608,12 @@ class HivekitServer:
         for session in self.hub.take_condemned():
             if session.handle is not None and session.closing is not None:
                 self._close(session.handle, *session.closing)
-        self.hub.flush()
-        if self.hub.streaming and self.hub.pump(_can_take):
-            self._flush_soon()
+        self._send_ready()
+        if self.hub.streaming:
+            more = self.hub.pump(_can_take)
+            self._send_ready()
+            if more:
+                self._flush_soon()
         if self._presence_started:
             self.metrics.presence_flushed(self._presence_started)
             self._presence_started = []
@@ -659,17 +659,15 @@ class HivekitServer:
             pending = request
             self._hold(pending.session)
 
-    @staticmethod
-    def _hold(session: Session) -> None:
+    def _hold(self, session: Session) -> None:
         """Keep `session`'s output back (others still flush) while it waits for storage or
         the log: a reply must not leave before the write it acknowledges is durable."""
-        session.dirty.pop(session, None)
+        self.hub.outbound.hold(session)
 
     def _release(self, session: Session) -> None:
         """Let `session`'s output go with the next flush. Only that: the cluster's unsettled
         proposals at this point belong to the request about to be settled."""
-        if session.outbox:
-            session.dirty[session] = None
+        if self.hub.outbound.release(session):
             self._flush_soon()
 
     def _deliver(self, client: _Client, data: bytes) -> None:
@@ -757,7 +755,8 @@ class HivekitServer:
         session = client.session
         if session.closing is None:
             session.closing = (code, reason)
-        self.hub.flush_session(session)
+        for frame in self.hub.take_frames(session):
+            self._deliver(client, frame)
         client.connection.close(code, reason)
 
     def _auth_deadline(self, client: _Client) -> None:
@@ -784,31 +783,17 @@ class HivekitServer:
         task.add_done_callback(self._tasks.discard)
 
     def _arm_tick(self) -> None:
-        """Schedule a tick at the engine's next grace deadline, if earlier than the one set."""
-        deadline = self.hub.engine.next_deadline()
+        """Schedule a tick at the hub's next deadline, if earlier than the one set."""
+        deadline = self.hub.next_deadline()
         if deadline is None or (self._tick_at is not None and self._tick_at <= deadline):
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        delay = max(0.0, deadline - time.time())
-        if self._tick_proposed is not None and deadline <= self._tick_proposed:
-            delay = max(delay, TICK_RETRY)  # proposed already: wait for it to come back
         self._tick_at = deadline
+        delay = max(0.0, deadline - time.time())
         self._tick_handle = asyncio.get_running_loop().call_later(delay, self._on_tick)
 
-    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
-        """The hub's timer: run `callback` after `delay` seconds, then flush what it pushed."""
-
-        def run() -> None:
-            self._timers.discard(handle)
-            callback()
-            self._after_work()
-
-        handle = asyncio.get_running_loop().call_later(delay, run)
-        self._timers.add(handle)
-
     def _on_tick(self) -> None:
-        self._tick_proposed = self._tick_at
         self._tick_at = None
         self._tick_handle = None
         self.hub.tick(time.time())
@@ -862,10 +847,6 @@ async def _gathered(pending: Pending, deferred: Deferred) -> dict[str, Any] | No
         log.exception("asking the other nodes failed")
         reply = _failed(pending, 500, "internal error")
     return reply if pending.item.get("cid") is not None else None
-
-
-def _gone(data: bytes) -> None:
-    """The `Session.deliver` of a session whose connection is over: nothing goes out."""
 
 
 def _queued(session: Session) -> int:

@@ -13,23 +13,19 @@ through the objects they are handed (the routers and indexes own their own state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from hivectl.core.settings import Settings
-from hivectl.core.wire import Message
 from server.model.changes import Change
 from server.model.presence import PresenceEngine
 from server.model.pubsub_routes import PubSubRouter
 from server.model.records import RealmRecord
 from server.model.revocations import Revocations
 from server.model.session import Session
-from server.model.subscription_index import SubscriptionIndex
+from server.model.subscription_index import ObjectSubscription, SubscriptionIndex
 from server.protocol.deferred import ClusterView, Peers
 from server.protocol.log_seam import Log
-
-Schedule = Callable[[float, Callable[[], None]], None]
-"""The shell's timer: run the callback after a delay (seconds), then flush."""
 
 
 class Commits(Protocol):
@@ -66,8 +62,8 @@ class PubSubContext(Protocol):
 
 
 class SubscriptionsContext(Protocol):
-    """`server.protocol.handlers.subscriptions`: the subscription index, and the timer and
-    stream that send a subscription's held set after its reply."""
+    """`server.protocol.handlers.subscriptions`: the subscription index, and the hub's way
+    of sending a subscription's held set after its reply."""
 
     @property
     def settings(self) -> Settings: ...
@@ -75,11 +71,8 @@ class SubscriptionsContext(Protocol):
     @property
     def subscriptions(self) -> SubscriptionIndex: ...
 
-    @property
-    def schedule(self) -> Schedule: ...
-
-    def stream(self, session: Session, messages: Iterator[Message]) -> None:
-        """Send `messages` as `session`'s connection takes them."""
+    def send_full(self, subscription: ObjectSubscription, at: float) -> None:
+        """Stream `subscription`'s held set once `at` has come."""
 
 
 class SystemContext(Protocol):

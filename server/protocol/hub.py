@@ -1,9 +1,14 @@
 """The hub: realms, objects, presence and pub/sub for every session of one server.
 
-The hub is sans-I/O. The I/O shell hands it authentication frames, message frames,
-closes and the passing of time, each with the current time; the hub answers by
-pushing messages into session outboxes and telling storage what changed. Nothing
-here awaits, so the whole state changes atomically between two socket events.
+The hub is sans-I/O, in the style of `websockets`' protocol objects: pushed in, pulled out.
+The I/O shell hands it authentication frames, message frames, closes and the passing of
+time, each with the current time, and the changes a cluster log applies; it never calls
+the shell back. The shell pulls what the hub has to say: the frames ready for each
+connection (`Hub.outgoing`, `Hub.take_frames`), when the hub next needs the time
+(`Hub.next_deadline`, answered by `Hub.tick`), the connections to close
+(`Hub.take_condemned`), what a request waits for (`Hub.take_pending`, `Hub.take_tickets`)
+and what to store (`Hub.take_writes`). Nothing here awaits, so the whole state changes
+atomically between two socket events.
 
 Handlers decide, the log applies: a handler is handed what its route's checks found
 (`server.protocol.checks`) and commits a `server.model.changes` change; only `Hub.apply`
@@ -51,6 +56,7 @@ Rules the handlers keep (protocol.md):
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -79,7 +85,6 @@ from hivectl.core.wire import (
     authentication_refused,
     decode_frame,
     decode_json,
-    encode,
     error,
     parse_request,
     presence_payload,
@@ -109,10 +114,9 @@ from server.model.pubsub_routes import PubSubRouter
 from server.model.ratelimit import RateLimiter
 from server.model.records import ObjectRecord, RealmRecord
 from server.model.revocations import Revocation, Revocations
-from server.model.session import FRAME_MESSAGES, Deliver, Session
-from server.model.subscription_index import Push, SubscriptionIndex
+from server.model.session import Outbound, Session
+from server.model.subscription_index import ObjectSubscription, Push, SubscriptionIndex
 from server.protocol.checks import ADMIN, Right, Route, Target, resolve
-from server.protocol.context import Schedule
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.protocol.log_seam import LocalLog, Log, Ticket
@@ -121,6 +125,10 @@ from server.stores.storage import LoadedState, Storage
 log = logging.getLogger("hivectl.server")
 
 REVOKED = "token has been revoked"
+
+TICK_RETRY = 0.5
+"""Seconds before the hub proposes again a tick that has not come back yet (a cluster log
+applies it only once it has travelled the log; one node applies it at once)."""
 
 _AUTHENTICATION = {"typ": "sys", "act": "aut"}
 """A Bearer frame as a message, for the 429 that answers one over the rate limit."""
@@ -244,14 +252,12 @@ class Hub:
         *,
         node_id: str,
         started_at: float,
-        schedule: Schedule,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.keys = keys
         self.node_id = node_id
         self.started_at = started_at
-        self.schedule = schedule
         self.log: Log = LocalLog(self)
         self.pending: Pending | None = None
         self.tickets: list[Ticket] = []
@@ -259,15 +265,18 @@ class Hub:
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
-        self.dirty: dict[Session, None] = {}
+        self.outbound = Outbound()
+        """The sessions with frames ready for the shell (`Hub.outgoing`)."""
         self.streaming: dict[Session, None] = {}
-        self._spill = self.flush_session
-        """One bound method shared by every session (`Session.overflow`), not one each."""
         """Sessions with streams left to produce (`Session.streams`)."""
+        self._later: list[tuple[float, int, ObjectSubscription]] = []
+        """Initial states to stream once their time comes (`send_full`), as a heap."""
+        self._later_order = 0
+        self._tick_proposed: float | None = None
+        """When this hub last appended a tick (`next_deadline`)."""
         self.pubsub = PubSubRouter()
         self.subscriptions = SubscriptionIndex(self.status)
         self.messages_in = 0
-        self.messages_out = 0
         self.presence_events = 0
         self.errors: Counter[int] = Counter()
         self.nodes_lost = 0
@@ -339,11 +348,8 @@ class Hub:
         for revocation in self.revocations.forget(now):
             self.storage.delete_revocation(revocation.key)
 
-    def new_session(
-        self, conn_id: str, deliver: Deliver, remote: str = "", opened_at: float = 0.0
-    ) -> Session:
-        session = Session(conn_id, deliver, self.dirty, remote, opened_at)
-        session.overflow = self._spill
+    def new_session(self, conn_id: str, remote: str = "", opened_at: float = 0.0) -> Session:
+        session = Session(conn_id, self.outbound, remote, opened_at)
         limits = self.settings.limits
         session.limiter = RateLimiter(limits.messages_per_second, limits.burst)
         self.sessions[conn_id] = session
@@ -488,7 +494,7 @@ class Hub:
         The request gets a session of its own that is never registered: it provides no
         presence, holds no subscriptions and receives no pushes.
         """
-        session = Session("http", lambda data: None, {}, "http")
+        session = Session("http", None, "http")
         if not self._accept_token(session, token, now):
             return 401, {"err": session.outbox[0]["err"], "erc": 401}, False
         try:
@@ -547,10 +553,11 @@ class Hub:
     def close_session(self, session: Session, reason: str, now: float) -> None:
         if self.sessions.pop(session.conn_id, None) is session and session.sub is not None:
             self._release(session.sub)
-        self.dirty.pop(session, None)
+        self.outbound.ready.pop(session, None)
         self.streaming.pop(session, None)
         self.condemned.pop(session, None)
         session.outbox.clear()
+        session.frames = None
         session.streams = None
         self.pubsub.drop_session(session)
         self.subscriptions.drop_session(session)
@@ -558,32 +565,71 @@ class Hub:
             session.is_provider = False
             self.commit(ProviderDown(session.conn_id, reason, now))
 
+    def next_deadline(self) -> float | None:
+        """When the shell should call `tick` next (None: nothing waits for time).
+
+        The earliest of the presence engine's next grace deadline and the initial states
+        waiting to be streamed (`send_full`). A grace deadline that a tick already
+        proposed covers waits `TICK_RETRY` for that tick to come back from the log.
+        """
+        deadline = self.engine.next_deadline()
+        proposed = self._tick_proposed
+        if deadline is not None and proposed is not None and deadline <= proposed:
+            deadline = proposed + TICK_RETRY
+        if self._later and (deadline is None or self._later[0][0] < deadline):
+            deadline = self._later[0][0]
+        return deadline
+
     def tick(self, now: float) -> None:
-        """Time passing: ends grace periods that are over."""
+        """Time passing: stream the initial states that are due, and end the grace periods
+        that are over (a `Tick` through the log, unless one proposed is still on its way)."""
+        later = self._later
+        while later and later[0][0] <= now:
+            _, _, subscription = heapq.heappop(later)
+            self._stream_full(subscription, now)
+        deadline = self.engine.next_deadline()
+        if deadline is None or deadline > now:
+            return
+        proposed = self._tick_proposed
+        if proposed is not None and deadline <= proposed and now < proposed + TICK_RETRY:
+            return
+        self._tick_proposed = now
         self.commit(Tick(now))
 
-    def flush(self) -> None:
-        """Hand every dirty session's outbox to its transport as one frame."""
-        while self.dirty:
-            session, _ = self.dirty.popitem()
-            self._deliver(session)
+    def send_full(self, subscription: ObjectSubscription, at: float) -> None:
+        """Stream `subscription`'s held set, from its ``ful`` push on, once `at` has come."""
+        self._later_order += 1
+        heapq.heappush(self._later, (at, self._later_order, subscription))
 
-    def flush_session(self, session: Session) -> None:
-        """Hand `session`'s outbox over now, if it is waiting for a flush."""
-        if session in self.dirty:
-            del self.dirty[session]
-            self._deliver(session)
-
-    def _deliver(self, session: Session) -> None:
-        messages = session.outbox
-        session.outbox = []
-        self.messages_out += len(messages)
-        session.messages_out += len(messages)
-        if len(messages) <= FRAME_MESSAGES:
-            session.deliver(encode(messages))
+    def _stream_full(self, subscription: ObjectSubscription, now: float) -> None:
+        session = subscription.session
+        if self.sessions.get(session.conn_id) is not session:
+            return  # the connection is gone
+        if session.outbox or session.frames:
+            # Its reply may still wait for durability (`Outbound.hold`): stay behind it.
+            self.send_full(subscription, now + subscriptions.FULL_PUSH_DELAY)
             return
-        for start in range(0, len(messages), FRAME_MESSAGES):
-            session.deliver(encode(messages[start : start + FRAME_MESSAGES]))
+        self.stream(session, self.subscriptions.full(subscription))
+
+    def outgoing(self) -> Iterator[tuple[Session, bytes]]:
+        """The frames of every session with output ready, each session's in order."""
+        ready = self.outbound.ready
+        while ready:
+            session, _ = ready.popitem()
+            for frame in session.take_frames():
+                yield session, frame
+
+    def take_frames(self, session: Session) -> list[bytes]:
+        """`session`'s output now (nothing if the shell holds it or it has none)."""
+        ready = self.outbound.ready
+        if session not in ready:
+            return []
+        del ready[session]
+        return session.take_frames()
+
+    @property
+    def messages_out(self) -> int:
+        return self.outbound.messages
 
     def stream(self, session: Session, messages: Iterator[Message]) -> None:
         """Send `messages` as `session`'s connection takes them, after what is queued."""
@@ -607,14 +653,13 @@ class Hub:
                 del self.streaming[session]
                 session.streams = None
                 continue
-            if session.outbox or not can_take(session):
+            if session.outbox or session.frames or not can_take(session):
                 continue
             message = next(streams[0], None)
             if message is None:
                 streams.popleft()
             else:
                 session.push(message)
-                self.flush_session(session)
             if streams:
                 more = more or can_take(session)
             else:
@@ -642,15 +687,6 @@ class Hub:
         return self.handle_items(session, items, now)
 
     def handle_items(self, session: Session, items: list[Any], now: float) -> bool:
-        # The session's own replies never leave early (`Session.push`): one may acknowledge a
-        # write that must be durable first, and the shell holds them only after this returns.
-        overflow, session.overflow = session.overflow, None
-        try:
-            return self._handle_items(session, items, now)
-        finally:
-            session.overflow = overflow
-
-    def _handle_items(self, session: Session, items: list[Any], now: float) -> bool:
         needs_sync = False
         limiter = session.limiter
         if limiter is not None and session.is_provider:

@@ -2,9 +2,9 @@
 
 `HubDriver` owns a hub from `tests.server.inprocess.bare_hub` and plays the shell's part
 (`server.io.app`): it opens sessions, hands them Bearer frames and message frames with the
-current time, closes them, runs the hub's timers when told to and flushes the outboxes.
-Every frame the hub delivers to a session is decoded and kept on its `Client`, so a test
-reads the messages the shell would have sent.
+current time, closes them, ticks the hub at its deadlines when told to and takes the frames
+the hub has ready. Every frame taken for a session is decoded and kept on its `Client`, so
+a test reads the messages the shell would have sent.
 
 It also records what leaves the hub on its other side, without changing the hub's code:
 the changes appended to its log (`RecordingLog`), the transitions its presence engine
@@ -123,7 +123,7 @@ class Client:
     frames: list[list[Message]] = field(default_factory=list)
     _read: int = 0
 
-    def deliver(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> None:
         frame = orjson.loads(data)
         assert isinstance(frame, list), frame
         self.frames.append(frame)
@@ -153,8 +153,9 @@ class HubDriver:
     """
 
     def __init__(self, **overrides: Any) -> None:
-        hub, self.timers = bare_hub(**overrides)
+        hub = bare_hub(**overrides)
         self.hub = hub
+        self.clients: dict[Session, Client] = {}
         self.log = RecordingLog(hub)
         hub.log = self.log
         self.engine = RecordingEngine(hub.settings.presence.grace)
@@ -170,7 +171,8 @@ class HubDriver:
         """A new connection (nothing sent yet)."""
         conn_id = f"n:{next(self._ids)}"
         client = Client(self)
-        client.session = self.hub.new_session(conn_id, client.deliver, "test", self.now)
+        client.session = self.hub.new_session(conn_id, "test", self.now)
+        self.clients[client.session] = client
         return client
 
     def bearer(self, client: Client, token: str, at: float | None = None) -> list[Message]:
@@ -218,17 +220,24 @@ class HubDriver:
         return self.now
 
     def run_timers(self) -> None:
-        """Run the hub's timers as the shell would (each callback, then a flush), and pump
-        every stream they start to its end."""
-        while self.timers:
-            self.timers.pop(0)()
+        """Tick the hub at each of its deadlines due within a second, as the shell's timer
+        would (then a flush), and pump every stream that starts to its end. Time stays
+        where it was: a grace period ends only when a test moves time."""
+        horizon = self.now + 1.0
+        while (deadline := self.hub.next_deadline()) is not None and deadline <= horizon:
+            grace = self.hub.engine.next_deadline()
+            if grace is not None and grace <= deadline:
+                break  # a grace period: the test decides when it ends
+            self.hub.tick(deadline)
             self.flush()
             while self.hub.streaming:
                 self.hub.pump(lambda session: True)
                 self.flush()
 
     def flush(self) -> None:
-        self.hub.flush()
+        """Take every ready frame, as the shell does after each unit of work."""
+        for session, frame in self.hub.outgoing():
+            self.clients[session].receive(frame)
 
     def _at(self, at: float | None) -> float:
         return self.now if at is None else at

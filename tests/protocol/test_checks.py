@@ -40,7 +40,7 @@ def session(
     per: dict[str, dict[str, str]] | None = EVERYTHING, *, adm: bool = False, subs: str = ""
 ) -> Session:
     """A session holding `per` (and the admin grant), with subscriptions named in `subs`."""
-    result = Session("t", lambda data: None, {})
+    result = Session("t", None)
     permissions = Permissions.unrestricted() if per is None else Permissions.parse(per)
     result.permissions = permissions
     result.claims = Claims(
@@ -268,7 +268,7 @@ def test_the_admin_right_is_the_tokens_grant() -> None:
     route = Route(right=ADMIN)
     assert refused(route, request(), session()) == (403, NOT_ADMIN)
     found(route, request(), session({}, adm=True))
-    nobody = Session("t", lambda data: None, {})  # not authenticated: no claims at all
+    nobody = Session("t", None)  # not authenticated: no claims at all
     assert refused(route, request(), nobody) == (403, NOT_ADMIN)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from server.io.auth import keyring_from_settings
 from server.protocol.hub import Hub
@@ -11,23 +12,35 @@ from server.stores.storage import MemoryStorage
 from tests.conftest import make_settings
 
 
-def bare_hub(**overrides: Any) -> tuple[Hub, list[Callable[[], None]]]:
-    """A hub without sockets (settings overrides as dotted keys) and its pending timers.
-
-    The shell would run each timer callback after its delay, then flush; tests run them
-    when they choose.
-    """
+def bare_hub(**overrides: Any) -> Hub:
+    """A hub without sockets (settings overrides as dotted keys)."""
     settings = make_settings(**overrides)
-    pending: list[Callable[[], None]] = []
-    hub = Hub(
+    return Hub(
         settings,
         MemoryStorage(),
         keyring_from_settings(settings.auth),
         node_id="n",
         started_at=0.0,
-        schedule=lambda delay, callback: pending.append(callback),
     )
-    return hub, pending
+
+
+def take_sent(hub: Hub) -> dict[str, list[Any]]:
+    """What the shell would send now: the messages of every ready frame, by connection id."""
+    sent: dict[str, list[Any]] = {}
+    for session, frame in hub.outgoing():
+        sent.setdefault(session.conn_id, []).extend(orjson.loads(frame))
+    return sent
+
+
+def run_due(hub: Hub, now: float) -> float:
+    """Tick the hub at each of its deadlines up to `now` and pump its streams to their end,
+    as the shell does with its timer; returns the time it got to."""
+    while (deadline := hub.next_deadline()) is not None and deadline <= now:
+        hub.tick(deadline)
+    hub.tick(now)
+    while hub.streaming:
+        hub.pump(lambda session: True)
+    return now
 
 
 def rss() -> int:

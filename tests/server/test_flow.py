@@ -21,7 +21,7 @@ from server.io.app import HivekitServer
 from server.io.transport import WRITE_HIGH_WATER
 from server.model.session import FRAME_MESSAGES, Session
 from tests.conftest import Mint, mint, running
-from tests.server.inprocess import bare_hub
+from tests.server.inprocess import bare_hub, take_sent
 from tests.server.wsutil import RawClient, subscribe_msg, until
 
 Message = dict[str, Any]
@@ -142,6 +142,26 @@ async def test_a_steady_slow_reader_gets_an_initial_state_far_larger_than_its_qu
         assert pushes[0]["uty"] == "ful"
         assert {p["uty"] for p in pushes[1:]} == {"dta"}
         assert subscriber_session(server).queue_high_water < 512 * 1024
+        await reader.close()
+        await admin.close()
+
+
+async def test_a_connection_gone_before_its_initial_state_leaves_the_others_streams_alone(
+    token: Mint,
+) -> None:
+    """A client that subscribes with ``exe`` and is gone before its ``ful`` is due gets
+    nothing, and the next subscriber's initial state still streams."""
+    async with running(FAST_SETUP) as server:
+        admin = await RawClient.open(server.ws_url, token("admin"))
+        ids = await fill_realm(admin, "r", 100)
+        for attempt in range(5):
+            gone = await RawClient.open(server.ws_url, token(f"gone{attempt}"))
+            await gone.send([whole_realm("r")])
+            await gone.close()
+        reader = await SlowReader.open(server.ws_url, token("reader"), pause=0)
+        await reader.send(whole_realm("r"))
+        await until(lambda: set(reader.held("all")) == set(ids), "the full state")
+        await until(lambda: not server.hub.streaming, "no stream left")
         await reader.close()
         await admin.close()
 
@@ -307,30 +327,50 @@ def frame(messages: list[Message]) -> str:
     return orjson.dumps(messages).decode()
 
 
-def test_a_sessions_own_replies_wait_for_its_frame_however_many_others_spill() -> None:
-    """Outboxes spill a frame at a time, but a frame's own replies (which may acknowledge a
-    write still to be made durable) leave only when the shell lets them."""
-    hub, _ = bare_hub()
-    sent: list[bytes] = []
-    watched: list[bytes] = []
-    writer = hub.new_session("w", sent.append)
-    watcher = hub.new_session("v", watched.append)
+def test_a_burst_waits_as_frames_and_a_held_sessions_own_replies_wait_for_the_shell() -> None:
+    """Outboxes are encoded a frame at a time as they fill, so a burst waits as bytes; a
+    session the shell holds (its replies may acknowledge a write still to be made durable)
+    gives up nothing until the shell lets it go."""
+    hub = bare_hub()
+    writer = hub.new_session("w")
+    watcher = hub.new_session("v")
     assert hub.authenticate(writer, mint("writer"), 0.0)
     assert hub.authenticate(watcher, mint("watcher"), 0.0)
-    hub.flush()
-    sent.clear()
-    watched.clear()
     hub.handle_frame(writer, frame([{"typ": "rea", "act": "cre", "id": "r", "cid": "r"}]), 0.0)
     hub.handle_frame(watcher, frame([whole_realm("r", exe=False)]), 0.0)
-    hub.flush()
-    sent.clear()
-    watched.clear()
+    take_sent(hub)
     creates = [
         {"typ": "obj", "act": "cre", "rea": "r", "id": f"o{n}", "cid": n} for n in range(600)
     ]
     hub.handle_frame(writer, frame(creates), 1.0)
-    assert sent == []
-    assert len(writer.outbox) == 600
-    assert [len(orjson.loads(pushes)) for pushes in watched] == [FRAME_MESSAGES]  # spilled
-    hub.flush()
-    assert [len(orjson.loads(frame)) for frame in sent] == [FRAME_MESSAGES, 100]
+    assert watcher.frames is not None and len(watcher.frames) == 1  # spilled as bytes
+    assert len(watcher.outbox) == 100
+    hub.outbound.hold(writer)  # as the shell does while the writes become durable
+    frames = [(session.conn_id, len(orjson.loads(data))) for session, data in hub.outgoing()]
+    assert frames == [("v", FRAME_MESSAGES), ("v", 100)]
+    assert hub.take_frames(writer) == []
+    assert hub.outbound.release(writer)
+    frames = [(session.conn_id, len(orjson.loads(data))) for session, data in hub.outgoing()]
+    assert frames == [("w", FRAME_MESSAGES), ("w", 100)]
+    assert hub.messages_out == 1 + 1 + 1 + 1 + 600 + 600  # two aut, rea cre, sub cre, 1200
+
+
+def test_pushes_behind_a_held_reply_wait_with_it_even_past_a_frame() -> None:
+    hub = bare_hub()
+    writer = hub.new_session("w")
+    assert hub.authenticate(writer, mint("writer"), 0.0)
+    hub.handle_frame(writer, frame([{"typ": "rea", "act": "cre", "id": "r", "cid": "r"}]), 0.0)
+    hub.handle_frame(writer, frame([whole_realm("r", exe=False)]), 0.0)
+    take_sent(hub)
+    hub.handle_frame(
+        writer, frame([{"typ": "obj", "act": "cre", "rea": "r", "id": "a", "cid": 1}]), 1.0
+    )
+    hub.outbound.hold(writer)
+    other = hub.new_session("o")
+    assert hub.authenticate(other, mint("other"), 1.0)
+    creates = [{"typ": "obj", "act": "cre", "rea": "r", "id": f"o{n}"} for n in range(700)]
+    hub.handle_frame(other, frame(creates), 1.0)  # 700 pushes to the held writer
+    assert set(take_sent(hub)) == {"o"}
+    assert writer.frames is not None and len(writer.frames) == 1  # bytes, still held
+    assert hub.outbound.release(writer)
+    assert len(take_sent(hub)["w"]) == 2 + 700

@@ -63,20 +63,24 @@ def test_more_than_burst_rejections_within_a_second_give_up_on_the_client() -> N
     assert [limiter.reject(10.0 + n * 0.4) for n in range(6)] == [False] * 6  # a new window
 
 
-def hub_session(**limits: Any) -> tuple[Hub, Session, list[Any]]:
-    hub, _ = bare_hub(**{f"limits.{key}": value for key, value in limits.items()})
-    frames: list[bytes] = []
-    session = hub.new_session("n:1", frames.append)
+class Received(list[Any]):
+    """The messages the shell took for one session, `take` by `take`."""
+
+    def __init__(self, hub: Hub, session: Session) -> None:
+        super().__init__()
+        self.hub, self.session = hub, session
+
+    def take(self) -> None:
+        for frame in self.hub.take_frames(self.session):
+            self.extend(orjson.loads(frame))
+
+
+def hub_session(**limits: Any) -> tuple[Hub, Session, Received]:
+    hub = bare_hub(**{f"limits.{key}": value for key, value in limits.items()})
+    session = hub.new_session("n:1")
     assert hub.authenticate(session, mint(), 1.0)
-    hub.flush()
-    frames.clear()
-    received: list[Any] = []
-
-    def deliver(data: bytes) -> None:
-        received.extend(orjson.loads(data))
-
-    session.deliver = deliver
-    return hub, session, received
+    hub.take_frames(session)
+    return hub, session, Received(hub, session)
 
 
 def heartbeats(count: int, prefix: str = "h") -> str:
@@ -88,25 +92,25 @@ def heartbeats(count: int, prefix: str = "h") -> str:
 def test_the_hub_answers_each_message_over_the_rate_with_429_and_condemns_at_burst() -> None:
     hub, session, received = hub_session(messages_per_second=10, burst=5)
     hub.handle_frame(session, heartbeats(8), 10.0)
-    hub.flush()
+    received.take()
     assert [m["res"] for m in received] == ["suc"] * 5 + ["err"] * 3
     assert {m["erc"] for m in received[5:]} == {429}
     assert session.closing is None
 
     received.clear()
     hub.handle_frame(session, heartbeats(3, "more"), 10.5)  # 5 tokens back; 3 strikes so far
-    hub.flush()
+    received.take()
     assert [m["res"] for m in received] == ["suc"] * 3
     received.clear()
     hub.handle_frame(session, heartbeats(10, "over"), 10.5)  # 2 pass, strikes 4, 5, then 6
-    hub.flush()
+    received.take()
     assert [m["res"] for m in received] == ["suc"] * 2 + ["err"] * 3
     assert session.closing == (CLOSE_RATE_LIMITED, "rate limited")
 
     received.clear()
     hub.handle_frame(session, heartbeats(1), 100.0)  # a condemned connection is not served
     assert hub.authenticate(session, mint(), 100.0) is False
-    hub.flush()
+    received.take()
     assert received == []
 
 
@@ -114,7 +118,7 @@ def test_messages_without_cid_over_the_rate_get_a_429_without_cid() -> None:
     hub, session, received = hub_session(messages_per_second=1, burst=1)
     unknown = {"typ": "obj", "act": "set", "rea": "r", "id": "o"}
     hub.handle_frame(session, orjson.dumps([unknown, unknown, "junk"]).decode(), 5.0)
-    hub.flush()
+    received.take()
     assert received == [
         {"typ": "obj", "act": "set", "res": "err", "err": "unknown realm r", "erc": 404},
         {
@@ -133,7 +137,7 @@ def test_bearer_frames_count_against_the_rate_too() -> None:
     assert hub.authenticate(session, mint(), 7.0)
     assert hub.authenticate(session, mint(), 7.0)
     assert not hub.authenticate(session, mint(), 7.0)
-    hub.flush()
+    received.take()
     assert [m["res"] for m in received] == ["suc", "suc", "err"]
     assert received[2] == {
         "typ": "sys",

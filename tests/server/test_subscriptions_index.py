@@ -25,7 +25,7 @@ M_PER_DEG = 111_195.08
 
 
 def session(per: dict[str, dict[str, str]] | None = None) -> Session:
-    made = Session(f"c{id(per)}", lambda data: None, {})
+    made = Session(f"c{id(per)}", None)
     made.permissions = Permissions.unrestricted() if per is None else Permissions.parse(per)
     return made
 

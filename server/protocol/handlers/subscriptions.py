@@ -20,7 +20,9 @@ from server.protocol.context import SubscriptionsContext
 
 FULL_PUSH_DELAY = 0.005
 """Seconds between a subscription's reply and its ``ful`` push: clients attach their
-listener only once the reply is processed, so the push must come in a later frame."""
+listener only once the reply is processed, so the push must come in a later frame. The hub
+keeps the time (`Hub.send_full`) and the shell asks it when (`Hub.next_deadline`); a push
+whose reply still waits for durability waits behind it."""
 
 
 def object_options(request: Request) -> ObjectOptions:
@@ -43,7 +45,7 @@ def create_subscription(
         options: ObjectOptions = target.body
         subscription = hub.subscriptions.subscribe(session, target.id, target.realm, options)
         if options.execute:
-            _push_full_later(hub, subscription)
+            hub.send_full(subscription, now + FULL_PUSH_DELAY)
     return success(request)
 
 
@@ -55,7 +57,7 @@ def update_subscription(
     if isinstance(subscription, ObjectSubscription):
         options = _parsed(patch, subscription.options)
         hub.subscriptions.update(subscription, options)
-        _push_full_later(hub, subscription)
+        hub.send_full(subscription, now + FULL_PUSH_DELAY)
     return success(request)
 
 
@@ -71,17 +73,3 @@ def _parsed(patch: dict[str, Any], current: ObjectOptions | None = None) -> Obje
         return parse_options(patch, current)
     except ValueError as exc:
         raise WireError(400, str(exc)) from None
-
-
-def _push_full_later(hub: SubscriptionsContext, subscription: ObjectSubscription) -> None:
-    """Stream the held set, from a ``ful`` push on, in frames after the reply (see
-    `FULL_PUSH_DELAY`)."""
-
-    def push() -> None:
-        session = subscription.session
-        if session.outbox:  # the reply still waits for durability: stay behind it
-            hub.schedule(FULL_PUSH_DELAY, push)
-            return
-        hub.stream(session, hub.subscriptions.full(subscription))
-
-    hub.schedule(FULL_PUSH_DELAY, push)
