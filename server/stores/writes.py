@@ -1,0 +1,93 @@
+"""What storage must be told, as values: the hub appends them, the I/O shell drains them.
+
+The hub is sans-I/O (`server.protocol.hub`): applying a change, it does not call storage but
+appends one of these per write to `Hub.writes`, in the order it would have called. The shell
+takes them after every unit of work (`Hub.take_writes`) and hands them over with `store`,
+before it awaits `Storage.sync` for a reply that acknowledges a write. So the hub can be
+driven and read without a store, and a test sees what it would write as plain values.
+
+Order matters, and `store` keeps it: storage takes writes in the order they happened, a
+later write of a key replaces an earlier one, and deleting a realm removes its objects and
+ledgers, so a realm deleted and created again within one drain must reach storage deleted
+first. One small class per `Storage` method, with that method's arguments; mutable slotted
+dataclasses, since a frozen one costs about three times as much to create, and the hot
+paths create one per presence transition (`PutLedger`) and per ``obj set`` (`PutObject`)
+(115 ns against 378 ns, measured with timeit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import assert_never
+
+from server.model.presence import LedgerEntry
+from server.model.records import ObjectRecord, RealmRecord
+from server.model.revocations import Revocation
+from server.stores.storage import Storage
+
+
+@dataclass(slots=True)
+class PutRealm:
+    realm: RealmRecord
+
+
+@dataclass(slots=True)
+class DeleteRealm:
+    realm_id: str
+
+
+@dataclass(slots=True)
+class PutObject:
+    realm_id: str
+    record: ObjectRecord
+
+
+@dataclass(slots=True)
+class DeleteObject:
+    realm_id: str
+    object_id: str
+
+
+@dataclass(slots=True)
+class PutLedger:
+    realm_id: str
+    object_id: str
+    entry: LedgerEntry
+
+
+@dataclass(slots=True)
+class PutRevocation:
+    revocation: Revocation
+
+
+@dataclass(slots=True)
+class DeleteRevocation:
+    key: str
+
+
+Write = (
+    PutRealm | DeleteRealm | PutObject | DeleteObject | PutLedger | PutRevocation | DeleteRevocation
+)
+
+
+def store(storage: Storage, writes: Iterable[Write]) -> None:
+    """Hand `writes` to `storage`, in their order (the most frequent kinds matched first)."""
+    for write in writes:
+        match write:
+            case PutLedger(realm_id, object_id, entry):
+                storage.put_ledger(realm_id, object_id, entry)
+            case PutObject(realm_id, record):
+                storage.put_object(realm_id, record)
+            case DeleteObject(realm_id, object_id):
+                storage.delete_object(realm_id, object_id)
+            case PutRealm(realm):
+                storage.put_realm(realm)
+            case DeleteRealm(realm_id):
+                storage.delete_realm(realm_id)
+            case PutRevocation(revocation):
+                storage.put_revocation(revocation)
+            case DeleteRevocation(key):
+                storage.delete_revocation(key)
+            case _:
+                assert_never(write)
