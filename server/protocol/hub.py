@@ -2,8 +2,10 @@
 
 The hub is sans-I/O. The I/O shell hands it authentication frames, message frames,
 closes and the passing of time, each with the current time; the hub answers by
-pushing messages into session outboxes and telling storage what changed. Nothing
-here awaits, so the whole state changes atomically between two socket events.
+pushing messages into session outboxes and appending what storage must be told to
+`Hub.writes` (`server.stores.writes`), which the shell drains after each unit of work and
+hands to storage. Nothing here awaits, so the whole state changes atomically between two
+socket events.
 
 Handlers decide, the log applies: a handler is handed what its route's checks found
 (`server.protocol.checks`) and commits a `server.model.changes` change; only `Hub.apply`
@@ -116,7 +118,17 @@ from server.protocol.context import Schedule
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.protocol.log_seam import LocalLog, Log, Ticket
-from server.stores.storage import LoadedState, Storage
+from server.stores.storage import LoadedState
+from server.stores.writes import (
+    DeleteObject,
+    DeleteRealm,
+    DeleteRevocation,
+    PutLedger,
+    PutObject,
+    PutRealm,
+    PutRevocation,
+    Write,
+)
 
 log = logging.getLogger("hivectl.server")
 
@@ -239,7 +251,6 @@ class Hub:
     def __init__(
         self,
         settings: Settings,
-        storage: Storage,
         keys: KeyRing,
         *,
         node_id: str,
@@ -247,7 +258,6 @@ class Hub:
         schedule: Schedule,
     ) -> None:
         self.settings = settings
-        self.storage = storage
         self.keys = keys
         self.node_id = node_id
         self.started_at = started_at
@@ -256,6 +266,8 @@ class Hub:
         self.pending: Pending | None = None
         self.tickets: list[Ticket] = []
         """The unsettled tickets of the changes the current unit of work appended."""
+        self.writes: list[Write] = []
+        """What storage must be told, in order, since the shell last took it (`take_writes`)."""
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
@@ -337,7 +349,7 @@ class Hub:
     def forget_revocations(self, now: float) -> None:
         """Drop the revocations whose tokens have all expired (`server.model.revocations`)."""
         for revocation in self.revocations.forget(now):
-            self.storage.delete_revocation(revocation.key)
+            self.writes.append(DeleteRevocation(revocation.key))
 
     def new_session(
         self, conn_id: str, deliver: Deliver, remote: str = "", opened_at: float = 0.0
@@ -726,6 +738,12 @@ class Hub:
         pending, self.pending = self.pending, None
         return pending
 
+    def take_writes(self) -> list[Write]:
+        """What storage must be told since the last take, in order: the shell hands it over
+        (`server.stores.writes.store`)."""
+        writes, self.writes = self.writes, []
+        return writes
+
     def take_tickets(self) -> list[Ticket]:
         """The unsettled tickets of what was appended since the last take: a ``Bearer``
         frame's provider registration waits for them; after other work nobody does."""
@@ -846,7 +864,7 @@ class Hub:
     def _apply_revocation(self, revocation: Revocation) -> None:
         """Refuse the tokens from now on, and close this node's connections that use them."""
         current = self.revocations.add(revocation)
-        self.storage.put_revocation(current)
+        self.writes.append(PutRevocation(current))
         log.info(
             "token revoked: %s",
             revocation.key.replace(":", " ", 1),
@@ -872,19 +890,19 @@ class Hub:
                 change.realm, change.lab, dict(change.dat), incarnation=change.incarnation
             )
             self.realms[realm.id] = realm
-            self.storage.put_realm(realm)
+            self.writes.append(PutRealm(realm))
             self._presence(RealmCreated(realm.id, change.at))
             self._send(self.subscriptions.realm_created(realm.id))
             return
         realm.lab = change.lab
         realm.dat = dict(change.dat)
-        self.storage.put_realm(realm)
+        self.writes.append(PutRealm(realm))
         self._send(self.subscriptions.realm_updated(realm))
 
     def _apply_realm_removed(self, change: RealmRemoved) -> None:
         if self.realms.pop(change.realm, None) is None:
             return
-        self.storage.delete_realm(change.realm)
+        self.writes.append(DeleteRealm(change.realm))
         self.pubsub.drop_realm(change.realm, self.sessions.values())
         self._send(self.subscriptions.realm_deleted(change.realm))
         self._presence(RealmDeleted(change.realm, change.at))
@@ -903,7 +921,7 @@ class Hub:
         record.dat_json = change.dat
         record.tds = change.tds
         record.updated_at = change.at
-        self.storage.put_object(realm.id, record)
+        self.writes.append(PutObject(realm.id, record))
         # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
         transitions = (
             self.engine.apply(ObjectCreated(realm.id, change.id, change.at)) if created else []
@@ -916,7 +934,7 @@ class Hub:
         record = None if realm is None else realm.objects.pop(change.id, None)
         if realm is None or record is None:
             return
-        self.storage.delete_object(realm.id, change.id)
+        self.writes.append(DeleteObject(realm.id, change.id))
         self._send(self.subscriptions.object_deleted(realm.id, record))
         self._presence(ObjectDeleted(realm.id, change.id, change.at))
 
@@ -932,7 +950,7 @@ class Hub:
             self.presence_events += 1
             ledger = self.engine.ledger(change.realm, change.id)
             if ledger is not None:
-                self.storage.put_ledger(change.realm, change.id, ledger)
+                self.writes.append(PutLedger(change.realm, change.id, ledger))
             if notify_subscriptions:
                 self._send(self.subscriptions.status_changed(change.realm, change.id))
             self.pubsub.publish(

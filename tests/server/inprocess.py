@@ -7,7 +7,6 @@ from typing import Any
 
 from server.io.auth import keyring_from_settings
 from server.protocol.hub import Hub
-from server.stores.storage import MemoryStorage
 from tests.conftest import make_settings
 
 
@@ -15,13 +14,13 @@ def bare_hub(**overrides: Any) -> tuple[Hub, list[Callable[[], None]]]:
     """A hub without sockets (settings overrides as dotted keys) and its pending timers.
 
     The shell would run each timer callback after its delay, then flush; tests run them
-    when they choose.
+    when they choose. Nothing drains the hub's writes for storage (`Hub.take_writes`)
+    unless a test does.
     """
     settings = make_settings(**overrides)
     pending: list[Callable[[], None]] = []
     hub = Hub(
         settings,
-        MemoryStorage(),
         keyring_from_settings(settings.auth),
         node_id="n",
         started_at=0.0,
