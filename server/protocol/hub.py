@@ -287,7 +287,8 @@ class Hub:
         self.auth_refused: Counter[str] = Counter()
         """Refused authentications by `TokenError.reason` (or ``too_many_connections``)."""
         """Error replies by code, for /metrics (read at scrape time)."""
-        self._writes = 0
+        self._commits = 0
+        """Changes committed so far: a request that committed one and replies waits for sync."""
         self._connections_per_sub: dict[str, int] = {}
         self._rates = _compile_rates(settings)
         """``limits.rates``: the base message rate by ``sub`` pattern, first match wins."""
@@ -677,7 +678,7 @@ class Hub:
                 if session.closing is not None:
                     break  # the rest of the frame goes unanswered: the connection is closing
                 continue
-            writes = self._writes
+            commits = self._commits
             self.tickets = []  # a unit of work that came before is not this request's
             parsed: Request | None = None
             try:
@@ -729,7 +730,7 @@ class Hub:
                 return needs_sync
             if answer is not None:
                 session.push(answer)
-                if self._writes != writes:
+                if self._commits != commits:
                     needs_sync = True
         return needs_sync
 
@@ -833,7 +834,7 @@ class Hub:
 
     def commit(self, change: Change) -> None:
         """Hand a decided change to the log; state changes only when it is applied."""
-        self._writes += 1
+        self._commits += 1
         ticket = self.log.append(change)
         if not ticket.settled:
             self.tickets.append(ticket)
