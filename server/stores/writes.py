@@ -1,18 +1,24 @@
 """What storage must be told, as values: the hub appends them, the I/O shell drains them.
 
-The hub is sans-I/O (`server.protocol.hub`): applying a change, it does not call storage but
-appends one of these per write to `Hub.writes`, in the order it would have called. The shell
-takes them after every unit of work (`Hub.take_writes`) and hands them over with `store`,
-before it awaits `Storage.sync` for a reply that acknowledges a write. So the hub can be
-driven and read without a store, and a test sees what it would write as plain values.
+The hub is sans-I/O (`server.protocol.hub`): applying a change, it calls no store but
+appends one of these per write to `Hub.writes`. The shell takes them after every unit of
+work (`Hub.take_writes`) and hands them over with `store`, and always before it awaits
+`Storage.sync` for a reply that acknowledges a write. So the hub runs, and is read, without
+a store: a test sees what it writes as plain values.
 
 Order matters, and `store` keeps it: storage takes writes in the order they happened, a
 later write of a key replaces an earlier one, and deleting a realm removes its objects and
 ledgers, so a realm deleted and created again within one drain must reach storage deleted
-first. One small class per `Storage` method, with that method's arguments; mutable slotted
-dataclasses, since a frozen one costs about three times as much to create, and the hot
-paths create one per presence transition (`PutLedger`) and per ``obj set`` (`PutObject`)
-(115 ns against 378 ns, measured with timeit).
+first.
+
+A write holds the hub's own record, not a copy: storage reads it when the shell hands it
+over, and it may have changed since the write was appended; but then a later write of it
+follows in the same drain, so storage ends up with the same.
+
+One small class per `Storage` method, with that method's arguments: mutable slotted
+dataclasses, since a frozen one costs about three times as much to create (378 ns against
+115 ns, timeit) and the hot paths create one per presence transition (`PutLedger`) and one
+per ``obj set`` (`PutObject`).
 """
 
 from __future__ import annotations
