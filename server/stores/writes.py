@@ -78,22 +78,27 @@ Write = (
 
 
 def store(storage: Storage, writes: Iterable[Write]) -> None:
-    """Hand `writes` to `storage`, in their order (the most frequent kinds matched first)."""
+    """Hand `writes` to `storage`, in their order.
+
+    The most frequent kinds are matched first, and by class alone: capturing the fields in
+    the pattern (``PutLedger(realm_id, object_id, entry)``) made a write cost about three
+    times as much to hand over (300 ns against 110 ns, timeit).
+    """
     for write in writes:
         match write:
-            case PutLedger(realm_id, object_id, entry):
-                storage.put_ledger(realm_id, object_id, entry)
-            case PutObject(realm_id, record):
-                storage.put_object(realm_id, record)
-            case DeleteObject(realm_id, object_id):
-                storage.delete_object(realm_id, object_id)
-            case PutRealm(realm):
-                storage.put_realm(realm)
-            case DeleteRealm(realm_id):
-                storage.delete_realm(realm_id)
-            case PutRevocation(revocation):
-                storage.put_revocation(revocation)
-            case DeleteRevocation(key):
-                storage.delete_revocation(key)
+            case PutLedger():
+                storage.put_ledger(write.realm_id, write.object_id, write.entry)
+            case PutObject():
+                storage.put_object(write.realm_id, write.record)
+            case DeleteObject():
+                storage.delete_object(write.realm_id, write.object_id)
+            case PutRealm():
+                storage.put_realm(write.realm)
+            case DeleteRealm():
+                storage.delete_realm(write.realm_id)
+            case PutRevocation():
+                storage.put_revocation(write.revocation)
+            case DeleteRevocation():
+                storage.delete_revocation(write.key)
             case _:
                 assert_never(write)
