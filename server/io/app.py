@@ -60,6 +60,7 @@ from server.protocol.hub import Hub, Pending
 from server.protocol.log_seam import Ticket
 from server.stores.opening import open_storage
 from server.stores.storage import MemoryStorage, Storage
+from server.stores.writes import store
 
 log = logging.getLogger("hivectl.server")
 
@@ -137,7 +138,6 @@ class HivekitServer:
         self._boot = secrets.token_hex(3)
         self.hub = Hub(
             settings,
-            self.storage,
             self.keys,
             # Providers belong to this run of the node: a restarted node is a new member.
             node_id=f"{self.node_id}#{self._boot}" if clustered else self.node_id,
@@ -191,6 +191,7 @@ class HivekitServer:
     async def start(self) -> None:
         now = time.time()
         self.hub.load(self.storage.load(), now)
+        self._store()
         if self.cluster is not None:
             await self.cluster.start()
         if self.peers is not None:
@@ -256,6 +257,7 @@ class HivekitServer:
             self._stall_timer.cancel()
         if self.cluster is not None:
             await self.cluster.close()
+        self._store()
         await self.storage.sync()
         await self.storage.close()
         self._stopped.set()
@@ -572,7 +574,7 @@ class HivekitServer:
         session.handle = None
 
     def _after_work(self, started: float | None = None, events: int = 0) -> None:
-        """After a unit of work: flush what it pushed, soon.
+        """After a unit of work: hand storage what it wrote, and flush what it pushed, soon.
 
         Every unit of work in one turn of the event loop shares one flush at its end, so a
         connection receives what those units pushed to it as one frame: under load there
@@ -580,6 +582,7 @@ class HivekitServer:
         A unit that began at `started` and changed some presence (the hub's count moved
         past `events`) is timed until that flush, for /metrics.
         """
+        self._store()
         # Changes appended outside a request (closes, ticks) are not waited for.
         self.hub.take_tickets()
         self._arm_tick()
@@ -834,9 +837,21 @@ class HivekitServer:
 
     async def _commit(self) -> None:
         """Wait until every write so far is durable, timed for /metrics."""
+        self._store()
         started = time.perf_counter()
         await self.storage.sync()
         self.metrics.storage_commit.observe(time.perf_counter() - started)
+
+    def _store(self) -> None:
+        """Hand storage the writes the hub appended since the last call (`server.stores.writes`).
+
+        Called after every entry into the hub (`_after_work`, `start`) and before every
+        `Storage.sync` (`_commit`, `close`). `sync` covers only the writes storage was told,
+        and a reply that acknowledges a write waits for `_commit`, which stores what the hub
+        appended before it syncs: so an acknowledged write is durable.
+        """
+        if self.hub.writes:
+            store(self.storage, self.hub.take_writes())
 
 
 async def _gathered(pending: Pending, deferred: Deferred) -> dict[str, Any] | None:

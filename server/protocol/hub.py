@@ -120,7 +120,17 @@ from server.protocol.checks import ADMIN, Right, Route, Target, resolve
 from server.protocol.deferred import ClusterView, Deferred, Peers
 from server.protocol.handlers import admin, objects, pubsub, realms, subscriptions, system
 from server.protocol.log_seam import LocalLog, Log, Ticket
-from server.stores.storage import LoadedState, Storage
+from server.stores.storage import LoadedState
+from server.stores.writes import (
+    DeleteObject,
+    DeleteRealm,
+    DeleteRevocation,
+    PutLedger,
+    PutObject,
+    PutRealm,
+    PutRevocation,
+    Write,
+)
 
 log = logging.getLogger("hivectl.server")
 
@@ -247,14 +257,12 @@ class Hub:
     def __init__(
         self,
         settings: Settings,
-        storage: Storage,
         keys: KeyRing,
         *,
         node_id: str,
         started_at: float,
     ) -> None:
         self.settings = settings
-        self.storage = storage
         self.keys = keys
         self.node_id = node_id
         self.started_at = started_at
@@ -262,6 +270,8 @@ class Hub:
         self.pending: Pending | None = None
         self.tickets: list[Ticket] = []
         """The unsettled tickets of the changes the current unit of work appended."""
+        self.writes: list[Write] = []
+        """What storage must be told, in order, since the shell last took it (`take_writes`)."""
         self.engine = PresenceEngine(grace=settings.presence.grace)
         self.realms: dict[str, RealmRecord] = {}
         self.sessions: dict[str, Session] = {}
@@ -284,7 +294,8 @@ class Hub:
         self.auth_refused: Counter[str] = Counter()
         """Refused authentications by `TokenError.reason` (or ``too_many_connections``)."""
         """Error replies by code, for /metrics (read at scrape time)."""
-        self._writes = 0
+        self._commits = 0
+        """Changes committed so far: a request that committed one and replies waits for sync."""
         self._connections_per_sub: dict[str, int] = {}
         self._rates = _compile_rates(settings)
         """``limits.rates``: the base message rate by ``sub`` pattern, first match wins."""
@@ -346,7 +357,7 @@ class Hub:
     def forget_revocations(self, now: float) -> None:
         """Drop the revocations whose tokens have all expired (`server.model.revocations`)."""
         for revocation in self.revocations.forget(now):
-            self.storage.delete_revocation(revocation.key)
+            self.writes.append(DeleteRevocation(revocation.key))
 
     def new_session(self, conn_id: str, remote: str = "", opened_at: float = 0.0) -> Session:
         session = Session(conn_id, self.outbound, remote, opened_at)
@@ -701,7 +712,7 @@ class Hub:
                 if session.closing is not None:
                     break  # the rest of the frame goes unanswered: the connection is closing
                 continue
-            writes = self._writes
+            commits = self._commits
             self.tickets = []  # a unit of work that came before is not this request's
             parsed: Request | None = None
             try:
@@ -753,7 +764,7 @@ class Hub:
                 return needs_sync
             if answer is not None:
                 session.push(answer)
-                if self._writes != writes:
+                if self._commits != commits:
                     needs_sync = True
         return needs_sync
 
@@ -761,6 +772,12 @@ class Hub:
         """The request that waits for its change to be applied, with the rest of its frame."""
         pending, self.pending = self.pending, None
         return pending
+
+    def take_writes(self) -> list[Write]:
+        """What storage must be told since the last take, in order: the shell hands it over
+        (`server.stores.writes.store`)."""
+        writes, self.writes = self.writes, []
+        return writes
 
     def take_tickets(self) -> list[Ticket]:
         """The unsettled tickets of what was appended since the last take: a ``Bearer``
@@ -851,7 +868,7 @@ class Hub:
 
     def commit(self, change: Change) -> None:
         """Hand a decided change to the log; state changes only when it is applied."""
-        self._writes += 1
+        self._commits += 1
         ticket = self.log.append(change)
         if not ticket.settled:
             self.tickets.append(ticket)
@@ -882,7 +899,7 @@ class Hub:
     def _apply_revocation(self, revocation: Revocation) -> None:
         """Refuse the tokens from now on, and close this node's connections that use them."""
         current = self.revocations.add(revocation)
-        self.storage.put_revocation(current)
+        self.writes.append(PutRevocation(current))
         log.info(
             "token revoked: %s",
             revocation.key.replace(":", " ", 1),
@@ -908,19 +925,19 @@ class Hub:
                 change.realm, change.lab, dict(change.dat), incarnation=change.incarnation
             )
             self.realms[realm.id] = realm
-            self.storage.put_realm(realm)
+            self.writes.append(PutRealm(realm))
             self._presence(RealmCreated(realm.id, change.at))
             self._send(self.subscriptions.realm_created(realm.id))
             return
         realm.lab = change.lab
         realm.dat = dict(change.dat)
-        self.storage.put_realm(realm)
+        self.writes.append(PutRealm(realm))
         self._send(self.subscriptions.realm_updated(realm))
 
     def _apply_realm_removed(self, change: RealmRemoved) -> None:
         if self.realms.pop(change.realm, None) is None:
             return
-        self.storage.delete_realm(change.realm)
+        self.writes.append(DeleteRealm(change.realm))
         self.pubsub.drop_realm(change.realm, self.sessions.values())
         self._send(self.subscriptions.realm_deleted(change.realm))
         self._presence(RealmDeleted(change.realm, change.at))
@@ -939,7 +956,7 @@ class Hub:
         record.dat_json = change.dat
         record.tds = change.tds
         record.updated_at = change.at
-        self.storage.put_object(realm.id, record)
+        self.writes.append(PutObject(realm.id, record))
         # Presence first, so that a new object reaches subscriptions in `cre` already `con`.
         transitions = (
             self.engine.apply(ObjectCreated(realm.id, change.id, change.at)) if created else []
@@ -952,7 +969,7 @@ class Hub:
         record = None if realm is None else realm.objects.pop(change.id, None)
         if realm is None or record is None:
             return
-        self.storage.delete_object(realm.id, change.id)
+        self.writes.append(DeleteObject(realm.id, change.id))
         self._send(self.subscriptions.object_deleted(realm.id, record))
         self._presence(ObjectDeleted(realm.id, change.id, change.at))
 
@@ -968,7 +985,7 @@ class Hub:
             self.presence_events += 1
             ledger = self.engine.ledger(change.realm, change.id)
             if ledger is not None:
-                self.storage.put_ledger(change.realm, change.id, ledger)
+                self.writes.append(PutLedger(change.realm, change.id, ledger))
             if notify_subscriptions:
                 self._send(self.subscriptions.status_changed(change.realm, change.id))
             self.pubsub.publish(

@@ -1,12 +1,14 @@
 """The storage interface: what the hub needs from a durable store, and nothing more.
 
-The hub keeps the whole state in memory and tells storage about every change as it
-happens (`put_*`/`delete_*`, which must not block: they run on the event loop). `sync`
-resolves once every change told so far is durable; the I/O shell awaits it before
-acknowledging a write, so an acknowledged write survives a crash. `load` runs once, before
-the server accepts connections. Presence itself is never stored: after a restart every
-object starts disconnected. The presence ledger is stored per object, and token
-revocations (`server.model.revocations`) by target until they are forgotten.
+The hub keeps the whole state in memory and appends a write for every change it makes
+(`server.stores.writes`); the I/O shell drains them after each unit of work and tells
+storage, in order (`put_*`/`delete_*`, which must not block: they run on the event loop).
+`sync` resolves once every change told so far is durable; before acknowledging a write the
+shell tells storage what the hub appended, then awaits `sync`, so an acknowledged write
+survives a crash. `load` runs once, before the server accepts connections. Presence itself
+is never stored: after a restart every object starts disconnected. The presence ledger is
+stored per object, and token revocations (`server.model.revocations`) by target until they
+are forgotten.
 
 The interface is this small so that another store (the cluster's, design.md §4) can plug in
 behind `server.stores.opening` without the hub noticing.

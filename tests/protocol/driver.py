@@ -8,13 +8,15 @@ a test reads the messages the shell would have sent.
 
 It also records what leaves the hub on its other side, without changing the hub's code:
 the changes appended to its log (`RecordingLog`), the transitions its presence engine
-returns (`RecordingEngine`) and what it hands to storage (`RecordingStorage`).
+returns (`RecordingEngine`) and the writes for storage it appends (`HubDriver.written`,
+drained after every input as the shell drains them, `server.stores.writes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -23,13 +25,11 @@ import orjson
 from hypothesis import HealthCheck, settings
 
 from server.model.changes import Change
-from server.model.presence import Event, LedgerEntry, PresenceEngine, StatusChanged
-from server.model.records import ObjectRecord, RealmRecord
-from server.model.revocations import Revocation
+from server.model.presence import Event, PresenceEngine, StatusChanged
 from server.model.session import Session
 from server.protocol.hub import Hub
 from server.protocol.log_seam import LocalLog, Ticket
-from server.stores.storage import MemoryStorage
+from server.stores.writes import Write
 from tests.conftest import mint
 from tests.server.inprocess import bare_hub
 
@@ -48,21 +48,52 @@ PROPERTY = settings(
 
 
 class RecordingLog(LocalLog):
-    """The one-node log, keeping every change appended to it, in order."""
+    """The one-node log, keeping every change appended to it, in order, and the hub's
+    writes for storage that were appended while no change was being applied.
+
+    It tells them apart by the length of `Hub.writes` as each outermost application of a
+    change begins and ends: what was appended before it began was appended outside one.
+    """
 
     def __init__(self, hub: Hub) -> None:
         super().__init__(hub)
+        self.hub = hub
         self.changes: list[Change] = []
         self.applying = 0
         """How many appended changes are being applied right now (0: none)."""
+        self.outside: list[Write] = []
+        """The writes appended while no change from the log was being applied."""
+        self._seen = 0
+        """How many of `Hub.writes` were looked at: appended before, or while applying."""
 
     def append(self, change: Change) -> Ticket:
         self.changes.append(change)
+        with self.applying_change():
+            return super().append(change)
+
+    @contextlib.contextmanager
+    def applying_change(self) -> Iterator[None]:
+        """Around applying one change: what the hub writes meanwhile is that change's."""
+        if not self.applying:
+            self._look()
         self.applying += 1
         try:
-            return super().append(change)
+            yield
         finally:
             self.applying -= 1
+            if not self.applying:
+                self._seen = len(self.hub.writes)
+
+    def take_writes(self) -> list[Write]:
+        """`Hub.take_writes`, having noted those appended outside a change."""
+        self._look()
+        self._seen = 0
+        return self.hub.take_writes()
+
+    def _look(self) -> None:
+        """The writes appended since the last look came while nothing was applied."""
+        self.outside += self.hub.writes[self._seen :]
+        self._seen = len(self.hub.writes)
 
 
 class RecordingEngine(PresenceEngine):
@@ -76,42 +107,6 @@ class RecordingEngine(PresenceEngine):
         transitions = super().apply(event)
         self.transitions.extend(transitions)
         return transitions
-
-
-class RecordingStorage(MemoryStorage):
-    """Memory storage that keeps every write handed to it as ``(method, *arguments)``."""
-
-    def __init__(self, applying: Callable[[], bool] = lambda: True) -> None:
-        self.writes: list[tuple[Any, ...]] = []
-        self.outside_log: list[tuple[Any, ...]] = []
-        """The writes made while no change from the log was being applied."""
-        self._applying = applying
-
-    def _write(self, *write: Any) -> None:
-        self.writes.append(write)
-        if not self._applying():
-            self.outside_log.append(write)
-
-    def put_realm(self, realm: RealmRecord) -> None:
-        self._write("put_realm", realm.id)
-
-    def delete_realm(self, realm_id: str) -> None:
-        self._write("delete_realm", realm_id)
-
-    def put_object(self, realm_id: str, record: ObjectRecord) -> None:
-        self._write("put_object", realm_id, record.id)
-
-    def delete_object(self, realm_id: str, object_id: str) -> None:
-        self._write("delete_object", realm_id, object_id)
-
-    def put_ledger(self, realm_id: str, object_id: str, entry: LedgerEntry) -> None:
-        self._write("put_ledger", realm_id, object_id, entry)
-
-    def put_revocation(self, revocation: Revocation) -> None:
-        self._write("put_revocation", revocation.key)
-
-    def delete_revocation(self, key: str) -> None:
-        self._write("delete_revocation", key)
 
 
 @dataclass(eq=False)
@@ -160,8 +155,8 @@ class HubDriver:
         hub.log = self.log
         self.engine = RecordingEngine(hub.settings.presence.grace)
         hub.engine = self.engine
-        self.storage = RecordingStorage(lambda: self.log.applying > 0)
-        hub.storage = self.storage
+        self.written: list[Write] = []
+        """Every write for storage the hub appended, in order, as the shell drains them."""
         self.now = float(int(time.time()) + 10)  # past the iat of any token minted meanwhile
         self._ids = count(1)
 
@@ -204,11 +199,8 @@ class HubDriver:
 
     def apply(self, change: Change) -> None:
         """A change that came back from a cluster log (another node's, say), applied here."""
-        self.log.applying += 1
-        try:
+        with self.log.applying_change():
             self.hub.apply(change)
-        finally:
-            self.log.applying -= 1
         self.flush()
 
     def tick(self, at: float | None = None) -> None:
@@ -235,7 +227,9 @@ class HubDriver:
                 self.flush()
 
     def flush(self) -> None:
-        """Take every ready frame, as the shell does after each unit of work."""
+        """Take every ready frame and drain the writes, as the shell does after each unit
+        of work."""
+        self.written += self.log.take_writes()
         for session, frame in self.hub.outgoing():
             self.clients[session].receive(frame)
 
@@ -283,7 +277,7 @@ class HubDriver:
             },
             "revocations": sorted(r.key for r in hub.revocations),
             "changes": len(self.log.changes),
-            "stored": len(self.storage.writes),
+            "stored": len(self.written) + len(hub.writes),
             "condemned": list(hub.condemned),
         }
 

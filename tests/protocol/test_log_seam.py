@@ -1,9 +1,9 @@
 """Handlers decide, the log applies: state changes only while a change is applied.
 
 The hub's docstring: a handler validates a request against the state it sees and commits
-a change; only `Hub.apply` changes state, in log order. What the hub hands to storage
-shows when its state changes, so every storage write must happen while the log is
-applying a change (`RecordingLog.applying`).
+a change; only `Hub.apply` changes state, in log order. The writes for storage the hub
+appends show when its state changes, so every one must be appended while the log is
+applying a change (`RecordingLog.outside` holds those that were not).
 
 Appending gives a ticket (`server.protocol.log_seam`): settled at once on one node; held
 until applied in a cluster, which `HeldLog` stands in for here (the JetStream log's side
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from server.model.changes import Change, ObjectPut, ProviderUp, RealmPut
 from server.protocol.hub import Hub
 from server.protocol.log_seam import APPLIED
+from server.stores.writes import DeleteRevocation
 from tests.conftest import mint
 from tests.protocol.driver import PROPERTY, HubDriver, Message, obj, realm_create
 from tests.protocol.test_check_order import messages
@@ -65,7 +66,7 @@ def test_every_storage_write_happens_while_a_change_is_applied() -> None:
             driver.connect(device),
         ]
         clients[0].send(realm_create("r"), obj("cre", "r", "o"))
-        writes -= len(driver.storage.writes)
+        writes -= len(driver.written)
         for who, message in plan:
             if clients[who].closing is not None:  # kicked: it comes back
                 clients[who] = driver.connect(device)
@@ -73,8 +74,8 @@ def test_every_storage_write_happens_while_a_change_is_applied() -> None:
             driver.run_timers()
         # Forgetting revocations whose tokens have all expired is the one exception: each
         # node does it by itself (`server.model.revocations`), it is not a change.
-        assert [w for w in driver.storage.outside_log if w[0] != "delete_revocation"] == []
-        writes += len(driver.storage.writes)
+        assert [w for w in driver.log.outside if not isinstance(w, DeleteRevocation)] == []
+        writes += len(driver.written)
 
     check()
     assert writes > 50  # the plans made writes of their own

@@ -3,7 +3,7 @@
 The rule (`server.protocol.hub`): every presence transition the engine returns is
 published as ``connectionStatusChanged`` in its realm and recorded in the ledger. The
 driver's `RecordingEngine` gives the transitions, a watcher subscribed to the event gives
-what was published, `RecordingStorage` what was recorded.
+what was published, the hub's writes for storage (`HubDriver.written`) what was recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.model.presence import LedgerEntry, NodeLost, ProviderUp, StatusChanged
+from server.stores.writes import PutLedger
 from tests.conftest import mint
 from tests.protocol.driver import (
     PROPERTY,
@@ -47,16 +48,16 @@ class World:
         Checks on the way that each transition was recorded: one ledger write each, in
         order, showing that transition.
         """
-        engine, storage = self.driver.engine, self.driver.storage
+        engine, written = self.driver.engine, self.driver.written
         self.watcher.take()
-        transitions, writes = len(engine.transitions), len(storage.writes)
+        transitions, writes = len(engine.transitions), len(written)
         action()
         self.driver.flush()  # as the shell does after each unit of work
         caused = engine.transitions[transitions:]
-        recorded = [w[1:] for w in storage.writes[writes:] if w[0] == "put_ledger"]
-        assert [(realm, oid) for realm, oid, _ in recorded] == [(t.realm, t.id) for t in caused]
-        for (_, _, entry), transition in zip(recorded, caused, strict=True):
-            assert shows(entry, transition), (entry, transition)
+        recorded = [w for w in written[writes:] if isinstance(w, PutLedger)]
+        assert [(w.realm_id, w.object_id) for w in recorded] == [(t.realm, t.id) for t in caused]
+        for write, transition in zip(recorded, caused, strict=True):
+            assert shows(write.entry, transition), (write.entry, transition)
         return caused, presence_events(self.watcher.take())
 
 

@@ -8,16 +8,15 @@ import orjson
 
 from server.io.auth import keyring_from_settings
 from server.protocol.hub import Hub
-from server.stores.storage import MemoryStorage
 from tests.conftest import make_settings
 
 
 def bare_hub(**overrides: Any) -> Hub:
-    """A hub without sockets (settings overrides as dotted keys)."""
+    """A hub without sockets (settings overrides as dotted keys). Nothing drains its writes
+    for storage (`Hub.take_writes`) unless a test does."""
     settings = make_settings(**overrides)
     return Hub(
         settings,
-        MemoryStorage(),
         keyring_from_settings(settings.auth),
         node_id="n",
         started_at=0.0,
@@ -32,15 +31,18 @@ def take_sent(hub: Hub) -> dict[str, list[Any]]:
     return sent
 
 
-def run_due(hub: Hub, now: float) -> float:
+def run_due(hub: Hub, now: float) -> dict[str, list[Any]]:
     """Tick the hub at each of its deadlines up to `now` and pump its streams to their end,
-    as the shell does with its timer; returns the time it got to."""
+    taking what is sent as the shell does with its timer; what was sent, by connection id."""
     while (deadline := hub.next_deadline()) is not None and deadline <= now:
         hub.tick(deadline)
     hub.tick(now)
+    sent = take_sent(hub)
     while hub.streaming:
         hub.pump(lambda session: True)
-    return now
+        for conn_id, messages in take_sent(hub).items():
+            sent.setdefault(conn_id, []).extend(messages)
+    return sent
 
 
 def rss() -> int:
