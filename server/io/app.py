@@ -12,6 +12,32 @@ afterwards, in order.
 Timers the shell owns: the authentication deadline, each token's expiry, and the hub's
 next deadline (`Hub.next_deadline`: a grace period's end, a delayed push), which it answers
 with a tick.
+
+One unit of work, whatever its input, is one call into the hub and then the same pulls:
+
+=====================================  ===============================================
+input (where the shell gets it)        the call into the hub
+=====================================  ===============================================
+a ``Bearer`` frame (`received`)        `Hub.authenticate`
+a message frame (`received`)           `Hub.handle_frame`
+a connection gone (`_end`)             `Hub.close_session`
+the hub's deadline (`_on_tick`)        `Hub.tick`
+``POST /api/v1`` (`handle_http`)       `Hub.handle_http`
+another node's operator request        `server.protocol.handlers.admin.answer_peer`
+a change the cluster log applied       `Hub.apply` (`server.cluster.jetstream_log`)
+=====================================  ===============================================
+
+then, in this order:
+
+1. what the request waits for, taken at once, before anyone else's work can take it
+   (`Hub.take_pending`, `Hub.take_tickets`, in `_step`); while it waits, the session's
+   output is held (`_hold`) and the rest of the connection's messages are queued;
+2. the connection's own frames, written at once (`Hub.take_frames`, in `_done`);
+3. the writes for storage (`Hub.take_writes`, in `_store`), always before a `sync`;
+4. the hub's next deadline, for the one tick timer (`_arm_tick`);
+5. once per turn of the event loop, shared by every unit of work in it (`_flush`): the
+   connections to close (`Hub.take_condemned`), every other frame (`Hub.outgoing`), and one
+   message of each stream whose connection can take it (`Hub.pump`).
 """
 
 from __future__ import annotations

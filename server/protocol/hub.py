@@ -289,11 +289,11 @@ class Hub:
         self.messages_in = 0
         self.presence_events = 0
         self.errors: Counter[int] = Counter()
+        """Error replies by code, for /metrics (read at scrape time)."""
         self.nodes_lost = 0
         """Cluster nodes declared lost (their lease expired) since this node started."""
         self.auth_refused: Counter[str] = Counter()
         """Refused authentications by `TokenError.reason` (or ``too_many_connections``)."""
-        """Error replies by code, for /metrics (read at scrape time)."""
         self._commits = 0
         """Changes committed so far: a request that committed one and replies waits for sync."""
         self._connections_per_sub: dict[str, int] = {}
