@@ -4,7 +4,9 @@
 (`server.io.app`): it opens sessions, hands them Bearer frames and message frames with the
 current time, closes them, ticks the hub at its deadlines when told to and takes the frames
 the hub has ready. Every frame taken for a session is decoded and kept on its `Client`, so
-a test reads the messages the shell would have sent.
+a test reads the messages the shell would have sent: those since the last look (`take`),
+all of them (`received`), or a request's reply (`request`, `ok`, `reply`, as
+`tests.server.wsutil.RawClient` has them over a socket).
 
 It also records what leaves the hub on its other side, without changing the hub's code:
 the changes appended to its log (`RecordingLog`), the transitions its presence engine
@@ -117,6 +119,7 @@ class Client:
     session: Session = field(init=False)
     frames: list[list[Message]] = field(default_factory=list)
     _read: int = 0
+    _cids: Iterator[int] = field(default_factory=lambda: count(1))
 
     def receive(self, data: bytes) -> None:
         frame = orjson.loads(data)
@@ -129,8 +132,35 @@ class Client:
         self._read = len(self.frames)
         return [message for frame in unread for message in frame]
 
+    @property
+    def received(self) -> list[Message]:
+        """Every message delivered so far, taken or not, in order."""
+        return [message for frame in self.frames for message in frame]
+
+    def reply(self, cid: Any) -> Message:
+        """The first message delivered so far that carries `cid` (a request's reply)."""
+        for message in self.received:
+            if message.get("cid") == cid:
+                return message
+        raise AssertionError(f"no message with cid {cid!r} in {self.received}")
+
     def send(self, *messages: Any, at: float | None = None) -> list[Message]:
         return self.driver.send(self, *messages, at=at)
+
+    def request(self, message: Message, at: float | None = None) -> Message:
+        """One request in a frame of its own (a ``cid`` is added when missing); its one
+        reply. What else the frame made for this client is taken with it."""
+        if "cid" not in message:
+            message = {**message, "cid": f"t{next(self._cids)}"}
+        answers = [m for m in self.send(message, at=at) if m.get("cid") == message["cid"]]
+        assert len(answers) == 1, answers
+        return answers[0]
+
+    def ok(self, message: Message, at: float | None = None) -> Any:
+        """A request that must succeed; its reply's ``dat``."""
+        answer = self.request(message, at=at)
+        assert answer.get("res") == "suc", answer
+        return answer.get("dat")
 
     def bearer(self, token: str, at: float | None = None) -> list[Message]:
         return self.driver.bearer(self, token, at=at)
@@ -296,6 +326,18 @@ def replies(messages: Iterable[Message]) -> dict[Any, list[Message]]:
     return grouped
 
 
+def pubsub_pushes(messages: Iterable[Message], event: str | None = None) -> list[Message]:
+    """The pub/sub pushes among `messages` (of one event name when given)."""
+    return [
+        m
+        for m in messages
+        if m.get("typ") == "rea"
+        and m.get("act") == "pub"
+        and "res" not in m
+        and (event is None or m["dat"]["eve"] == event)
+    ]
+
+
 def presence_events(messages: Iterable[Message]) -> list[tuple[str, str, str]]:
     """The ``connectionStatusChanged`` pushes among `messages` as (realm, id, cst)."""
     return [
@@ -323,7 +365,12 @@ def obj(act: str, realm: str, object_id: str | None, cid: Any = None, **fields: 
 
 
 def watch_presence(realm: str, pattern: str = "*", cid: Any = None) -> Message:
-    return _message("rea", "sub", cid, id=realm, dat={"eve": PRESENCE, "idp": pattern})
+    return watch_event(realm, PRESENCE, pattern, cid)
+
+
+def watch_event(realm: str, event: str, pattern: str = "*", cid: Any = None) -> Message:
+    """A pub/sub subscription to `event` in `realm` for the object ids `pattern` matches."""
+    return _message("rea", "sub", cid, id=realm, dat={"eve": event, "idp": pattern})
 
 
 def subscribe(sub_id: str, realm: str, cid: Any = None, **options: Any) -> Message:
