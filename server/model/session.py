@@ -40,9 +40,9 @@ class Outbound:
 
     def __init__(self) -> None:
         self.ready: dict[Session, None] = {}
-        """Sessions with output for the shell to take, oldest first (a dict used as a set).
-        A session enters when its first message is pushed; one the shell holds has output
-        but is not here, and messages pushed behind that output wait with it."""
+        """Sessions with output for the shell to take (a dict used as a set). A session
+        enters when its first message is pushed; one the shell holds has output but is not
+        here, and messages pushed behind that output wait with it."""
         self.messages = 0
         """Messages encoded for sending since the hub started (``messagesOut``)."""
 
